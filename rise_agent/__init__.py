@@ -1,0 +1,1 @@
+"""RISE agent: BTR learner with a frozen-encoder context stream."""
