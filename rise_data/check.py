@@ -1,0 +1,229 @@
+"""``rise-data check``: validate a store the way gymnasium's ``check_env`` validates an env.
+
+Each check asserts one contract of docs/store-format.md and reports a problem that names what broke.
+Errors make the store unusable; warnings (an interrupted write's leftovers, embeddings not finished)
+leave the committed data valid, so a store killed at any moment still passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rise_data.store import ATTR, EPISODE_ARRAYS, STEP_SCALARS, Store, StoreError, open_store, partial_files
+
+PROVENANCE_KEYS = (
+    "encoder",
+    "weights_id",
+    "preprocessing",
+    "output_layer",
+    "dim",
+    "dtype",
+    "rise_version",
+    "rows_done",
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: str  # "error" or "warning"
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.where}: {self.message}"
+
+
+def check_store(path: str, deep: bool = False) -> list[Problem]:
+    """All problems found in the store at ``path`` (empty list: valid)."""
+    try:
+        store = open_store(path)
+    except StoreError as e:
+        return [Problem("error", str(path), str(e))]
+    problems: list[Problem] = []
+    for fn in (_check_arrays, _check_episodes, _check_embeddings):
+        try:
+            problems += fn(store, deep)
+        except Exception as e:  # a corrupt chunk or metadata file: report, keep checking the rest
+            problems.append(
+                Problem("error", fn.__name__.removeprefix("_check_"), f"unreadable: {type(e).__name__}: {e}")
+            )
+    for p in partial_files(store.path):
+        problems.append(
+            Problem(
+                "warning",
+                str(p),
+                "temporary file left by an interrupted write (harmless; removed on next append)",
+            )
+        )
+    return problems
+
+
+def _check_arrays(store: Store, deep: bool) -> list[Problem]:
+    out: list[Problem] = []
+    env = store.env
+    expected = {name: (dtype, ()) for name, dtype in STEP_SCALARS.items()}
+    expected["obs"] = ("uint8", tuple(env["obs_shape"]))
+    if store.has_frames:
+        expected["frame"] = ("uint8", tuple(env["frame_shape"]))
+    for name, (dtype, row_shape) in expected.items():
+        if name not in store.group:
+            out.append(Problem("error", name, "array missing"))
+            continue
+        arr = store.group[name]
+        if str(arr.dtype) != dtype:
+            out.append(Problem("error", name, f"dtype {arr.dtype}, expected {dtype}"))
+        if tuple(arr.shape[1:]) != row_shape:
+            out.append(Problem("error", name, f"row shape {tuple(arr.shape[1:])}, expected {row_shape}"))
+        if arr.shape[0] < store.rows:
+            out.append(Problem("error", name, f"{arr.shape[0]} rows but {store.rows} are committed"))
+        elif arr.shape[0] > store.rows:
+            out.append(
+                Problem(
+                    "warning",
+                    name,
+                    f"{arr.shape[0] - store.rows} uncommitted rows after an interrupted write (ignored; trimmed on next append)",
+                )
+            )
+        if deep and name in ("obs", "frame"):
+            for s in range(0, store.rows, arr.chunks[0] * 16):
+                store.read(name, s, s + arr.chunks[0] * 16)  # decompresses every chunk: raises on corruption
+    return out
+
+
+def _check_episodes(store: Store, deep: bool) -> list[Problem]:
+    out: list[Problem] = []
+    n, ep = store.rows, store.episodes()
+    for name in EPISODE_ARRAYS:
+        if len(ep[name]) != store.num_episodes:
+            return [
+                Problem(
+                    "error", f"episodes/{name}", f"{len(ep[name])} entries, {store.num_episodes} committed"
+                )
+            ]
+    start, length = ep["start"], ep["length"]
+    if store.num_episodes == 0:
+        return [] if n == 0 else [Problem("error", "episodes", f"{n} rows but no episodes")]
+    expect_start = np.concatenate([[0], np.cumsum(length + 1)[:-1]])
+    if np.any(length < 0) or not np.array_equal(start, expect_start):
+        bad = (
+            int(np.argmax(start != expect_start))
+            if not np.array_equal(start, expect_start)
+            else int(np.argmax(length < 0))
+        )
+        out.append(
+            Problem(
+                "error",
+                "episodes/start",
+                f"episode {bad} starts at {start[bad]}, expected {expect_start[bad]} (episodes must be contiguous)",
+            )
+        )
+        return out
+    if int(start[-1] + length[-1] + 1) != n:
+        out.append(
+            Problem(
+                "error",
+                "episodes/length",
+                f"episodes cover {int(start[-1] + length[-1] + 1)} rows, {n} committed",
+            )
+        )
+        return out
+    cols = {k: store.read(k) for k in STEP_SCALARS}
+    last = start + length
+    first_mask = np.zeros(n, bool)
+    first_mask[start] = True
+    last_mask = np.zeros(n, bool)
+    last_mask[last] = True
+    if not np.array_equal(cols["is_first"], first_mask):
+        out.append(
+            Problem(
+                "error",
+                "is_first",
+                f"disagrees with the episode index at row {int(np.argmax(cols['is_first'] != first_mask))}",
+            )
+        )
+    if not np.array_equal(cols["is_last"], last_mask):
+        out.append(
+            Problem(
+                "error",
+                "is_last",
+                f"disagrees with the episode index at row {int(np.argmax(cols['is_last'] != last_mask))}",
+            )
+        )
+    for flag in ("terminated", "truncated"):
+        stray = cols[flag] & ~last_mask
+        if stray.any():
+            out.append(
+                Problem(
+                    "error", flag, f"set on row {int(np.argmax(stray))}, which is not an episode's last row"
+                )
+            )
+    ends = cols["terminated"][last].astype(int) + cols["truncated"][last].astype(int)
+    if np.any(ends != 1):
+        bad = int(np.argmax(ends != 1))
+        out.append(
+            Problem("error", "terminated/truncated", f"episode {bad} must end terminated xor truncated")
+        )
+    if not np.array_equal(cols["episode_id"], np.repeat(np.arange(len(start)), length + 1)):
+        out.append(Problem("error", "episode_id", "does not number the rows of each episode"))
+    if np.any(cols["action"][last] != 0) or np.any(cols["reward"][last] != 0):
+        out.append(Problem("error", "action/reward", "the last row of an episode must hold padding zeros"))
+    n_actions = int(store.env["n_actions"])
+    if np.any((cols["action"] < 0) | (cols["action"] >= n_actions)):
+        out.append(Problem("error", "action", f"values outside [0, {n_actions})"))
+    if not np.all(np.isfinite(cols["reward"])):
+        out.append(Problem("error", "reward", "non-finite values"))
+    sums = np.add.reduceat(cols["reward"].astype(np.float64), start)
+    if not np.allclose(sums, ep["return"], rtol=1e-6, atol=1e-3):
+        bad = int(np.argmax(~np.isclose(sums, ep["return"], rtol=1e-6, atol=1e-3)))
+        out.append(
+            Problem(
+                "error",
+                "episodes/return",
+                f"episode {bad} return {ep['return'][bad]} != reward sum {sums[bad]}",
+            )
+        )
+    return out
+
+
+def _check_embeddings(store: Store, deep: bool) -> list[Problem]:
+    out: list[Problem] = []
+    for name in store.embedding_names():
+        where = f"embeddings/{name}"
+        arr = store.group[where]
+        meta = dict(arr.attrs).get(ATTR)
+        if not isinstance(meta, dict):
+            out.append(Problem("error", where, "no provenance attribute"))
+            continue
+        missing = [k for k in PROVENANCE_KEYS if k not in meta]
+        if missing:
+            out.append(Problem("error", where, f"provenance lacks {', '.join(missing)}"))
+            continue
+        if arr.ndim != 2 or arr.shape[1] != meta["dim"] or str(arr.dtype) != meta["dtype"]:
+            out.append(
+                Problem(
+                    "error",
+                    where,
+                    f"shape {arr.shape} {arr.dtype} disagrees with provenance dim={meta['dim']} dtype={meta['dtype']}",
+                )
+            )
+        if arr.shape[0] < store.rows:
+            out.append(Problem("error", where, f"{arr.shape[0]} rows, {store.rows} committed"))
+        done = int(meta["rows_done"])
+        if done < store.rows:
+            out.append(
+                Problem(
+                    "warning",
+                    where,
+                    f"incomplete: {done} of {store.rows} rows encoded; finish with: rise-data encode {store.path} --encoder {meta['encoder']} --name {name}",
+                )
+            )
+        step = arr.chunks[0] * 8
+        for s in range(0, min(done, store.rows), step):
+            block = arr[s : min(s + step, done)]
+            if not np.all(np.isfinite(block)):
+                row = s + int(np.argmax(~np.isfinite(block).all(axis=1)))
+                out.append(Problem("error", where, f"non-finite values at row {row}"))
+                break
+    return out

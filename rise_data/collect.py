@@ -1,0 +1,232 @@
+"""Collection: step a vector env with a policy and append whole episodes to a store.
+
+Episodes are buffered per env in RAM and handed to a writer thread when they end, so compression and
+disk writes overlap env stepping. Each write commits (see ``store.py``): a kill at any moment loses at
+most the episodes still in the buffer. Ctrl-C or SIGTERM cut the running episodes as *truncated*
+(they did not terminate), commit them, and exit cleanly; so does reaching ``--steps``.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rise_data.envs import env_difference, env_spec, make_env, same_env
+from rise_data.policies import make_policy
+from rise_data.store import Episode, Store, StoreError, StoreLayout, config_to_json, create_store, open_store
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Everything ``rise-data collect`` was asked to do; saved in the store's history."""
+
+    env_id: str
+    store: str
+    steps: int | None = None  # stop after at least this many actions (running episodes are cut, truncated)
+    episodes: int | None = None  # or after this many finished episodes
+    envs: int = 8
+    seed: int = 0
+    policy: str = "random"
+    checkpoint: str | None = None
+    frames: bool = True  # store the RGB frames the frozen encoder reads
+    screen_size: int = 84
+    env_options: dict = field(default_factory=dict)
+    flush_rows: int = 2048  # hand finished episodes to the writer once this many rows are ready
+    layout: StoreLayout = field(default_factory=StoreLayout)
+    progress: bool = True
+
+
+@dataclass
+class _Running:
+    """One env's episode in progress."""
+
+    obs: list = field(default_factory=list)
+    frame: list = field(default_factory=list)
+    action: list = field(default_factory=list)
+    reward: list = field(default_factory=list)
+
+    def cut(self, terminated: bool, truncated: bool, env_index: int, frames: bool) -> Episode:
+        return Episode(
+            obs=np.stack(self.obs),
+            frame=np.stack(self.frame) if frames else None,
+            action=np.asarray(self.action, np.int64),
+            reward=np.asarray(self.reward, np.float32),
+            terminated=terminated,
+            truncated=truncated,
+            env_index=env_index,
+        )
+
+
+class _Writer(threading.Thread):
+    """Appends batches of episodes in order; the first error is re-raised in the caller."""
+
+    def __init__(self, store: Store):
+        super().__init__(daemon=True, name="rise-collect-writer")
+        self.store, self.q, self.error = store, queue.Queue(maxsize=4), None
+
+    def run(self) -> None:
+        while (batch := self.q.get()) is not None:
+            if self.error is None:
+                try:
+                    self.store.append_episodes(batch)
+                except BaseException as e:  # surfaced by put()/close()
+                    self.error = e
+
+    def put(self, batch: list[Episode]) -> None:
+        if self.error:
+            raise self.error
+        self.q.put(batch)
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.join()
+        if self.error:
+            raise self.error
+
+
+def open_or_create(config: CollectConfig, spec: dict) -> Store:
+    """Open the store for appending (same env only) or create it."""
+    path = Path(config.store)
+    if path.exists() and any(path.iterdir()):
+        store = open_store(path, mode="a")
+        if not same_env(store.env, spec):
+            raise StoreError(
+                f"{path} holds {store.env['id']}, refusing to append a different env ({env_difference(store.env, spec)}); "
+                "use a new store path"
+            )
+        if store.has_frames != config.frames:
+            have = "with" if store.has_frames else "without"
+            raise StoreError(
+                f"{path} was collected {have} RGB frames; pass {'--frames' if store.has_frames else '--no-frames'}"
+            )
+        dropped = store.recover()
+        if dropped:
+            warnings.warn(
+                f"{path}: dropped {dropped} uncommitted rows left by an interrupted write", stacklevel=2
+            )
+        used = {h["config"].get("seed") for h in store.meta.get("history", []) if h["command"] == "collect"}
+        if config.seed in used and config.policy == "random":
+            warnings.warn(
+                f"seed {config.seed} was already used for {path}: episodes will repeat; pass --seed",
+                stacklevel=2,
+            )
+        return store
+    return create_store(
+        path, spec, spec["obs_shape"], spec["frame_shape"] if config.frames else None, config.layout
+    )
+
+
+def collect(config: CollectConfig) -> dict:
+    """Run a collection; returns a summary (rows/episodes written, steps per second)."""
+    if (config.steps is None) == (config.episodes is None):
+        raise ValueError("give exactly one of --steps or --episodes")
+    if (config.steps or config.episodes) <= 0 or config.envs <= 0:
+        raise ValueError("--steps/--episodes and --envs must be positive")
+    spec = env_spec(config.env_id, screen_size=config.screen_size, **config.env_options)
+    if config.frames and spec["frame_shape"] is None:
+        raise ValueError(f"{config.env_id} has no RGB frames to store; pass --no-frames")
+    store = open_or_create(config, spec)
+    env = make_env(spec, num_envs=config.envs)
+    policy = make_policy(config.policy, spec, config.envs, config.seed, config.checkpoint)
+    start_row = store.rows
+    store.log_write("collect", config_to_json(config), policy=policy.describe(), start_row=start_row)
+    writer = _Writer(store)
+    writer.start()
+    frames = config.frames
+    running = [_Running() for _ in range(config.envs)]
+    ready: list[Episode] = []
+    ready_rows = steps = finished = 0
+    target = config.steps if config.steps is not None else config.episodes
+    bar = tqdm(
+        total=target, unit="step" if config.steps else "ep", disable=not config.progress, desc="collect"
+    )
+    interrupted = False
+    previous = (
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
+    t0 = time.perf_counter()
+    try:
+        step = env.reset(seed=config.seed)
+        for i in range(config.envs):
+            running[i].obs.append(step.obs[i])
+            if frames:
+                running[i].frame.append(step.frame[i])
+        while True:
+            actions = policy.act(step)
+            step = env.step(actions)
+            done = step.terminated | step.truncated
+            for i in range(config.envs):
+                r = running[i]
+                if step.is_first[i]:
+                    running[i] = r = _Running()
+                else:
+                    r.action.append(actions[i])
+                    r.reward.append(step.reward[i])
+                    steps += 1
+                r.obs.append(step.obs[i])
+                if frames:
+                    r.frame.append(step.frame[i])
+                if done[i]:
+                    ready.append(r.cut(bool(step.terminated[i]), bool(step.truncated[i]), i, frames))
+                    ready_rows += len(r.obs)
+                    finished += 1
+            done_so_far = steps if config.steps is not None else finished
+            bar.update(min(done_so_far, target) - bar.n)
+            if done_so_far >= target:
+                break
+            if ready_rows >= config.flush_rows:
+                writer.put(ready)
+                ready, ready_rows = [], 0
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        bar.close()
+        env.close()
+    if config.steps is not None or interrupted:
+        # running episodes end here without terminating: keep them, marked truncated
+        ready += [r.cut(False, True, i, frames) for i, r in enumerate(running) if r.action]
+    if config.episodes is not None and finished > config.episodes:
+        ready = ready[: len(ready) - (finished - config.episodes)]  # several envs finished on the last step
+    if ready:
+        writer.put(ready)
+    writer.close()
+    seconds = time.perf_counter() - t0
+    history = store.meta["history"]
+    history[-1] = {
+        **history[-1],
+        "end_row": store.rows,
+        "seconds": round(seconds, 3),
+        "interrupted": interrupted,
+    }
+    store._write_meta(history=history)
+    return {
+        "store": str(config.store),
+        "rows": store.rows - start_row,
+        "steps": int(store.rows - start_row - (store.num_episodes - _episodes_before(store, start_row))),
+        "episodes": store.num_episodes - _episodes_before(store, start_row),
+        "seconds": seconds,
+        "interrupted": interrupted,
+        "total_rows": store.rows,
+        "total_episodes": store.num_episodes,
+    }
+
+
+def _episodes_before(store: Store, row: int) -> int:
+    starts = store.read("episodes/start")
+    return int(np.searchsorted(starts, row))
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -1,0 +1,394 @@
+"""The rise store: a Zarr v3 group of step-major arrays, an episode index and embeddings.
+
+The spec is docs/store-format.md. In short: one row per step, episodes contiguous, an episode of
+T actions has T+1 rows (the last holds the final observation). The root attribute ``rise`` holds the
+format version, the env spec and the **commit point** (``rows``, ``episodes``): arrays may be longer
+than the commit point after an interrupted write, and every reader uses only the committed prefix.
+Writes go data first, commit point last, and zarr's LocalStore replaces each file atomically, so a
+kill at any moment leaves a store whose committed prefix is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from rise_data import __version__
+
+FORMAT_NAME = "rise-store"
+FORMAT_VERSION = 1
+ATTR = "rise"  # every rise attribute lives under this one key, so other tools' attributes never collide
+
+# name -> dtype of the scalar per-step arrays (one value per row)
+STEP_SCALARS: dict[str, str] = {
+    "action": "int64",
+    "reward": "float32",
+    "terminated": "bool",
+    "truncated": "bool",
+    "is_first": "bool",
+    "is_last": "bool",
+    "episode_id": "int64",
+}
+EPISODE_ARRAYS: dict[str, str] = {
+    "start": "int64",
+    "length": "int64",
+    "return": "float64",
+    "env_index": "int32",
+}
+
+
+class StoreError(ValueError):
+    """A store cannot be opened or written as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Chunking and compression of a new store (see docs/store-format.md for the measurements)."""
+
+    frame_chunk_bytes: int = 2 << 20  # ~2 MB uncompressed per image chunk
+    scalar_chunk_rows: int = 1 << 16
+    episode_chunk_rows: int = 1 << 14
+    embedding_chunk_bytes: int = 2 << 20
+    zstd_level: int = (
+        1  # level 1 compresses Pong frames ~as well as 3 at a fraction of the CPU (benchmarks/chunking.py)
+    )
+
+    def image_chunk_rows(self, row_shape: tuple[int, ...]) -> int:
+        """Rows per image chunk: the largest power of two within ``frame_chunk_bytes`` (84x84: 256, 210x160x3: 16)."""
+        return 1 << max(0, (self.frame_chunk_bytes // int(np.prod(row_shape))).bit_length() - 1)
+
+
+@dataclass
+class Episode:
+    """One finished (or cut) episode, as the collector hands it to the store.
+
+    ``obs``/``frame`` have T+1 rows; ``action``/``reward`` have T entries (the store pads the last row).
+    """
+
+    obs: np.ndarray
+    frame: np.ndarray | None
+    action: np.ndarray
+    reward: np.ndarray
+    terminated: bool
+    truncated: bool
+    env_index: int = 0
+
+    @property
+    def length(self) -> int:
+        return len(self.action)
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def config_to_json(config: Any) -> dict:
+    """A frozen config dataclass as plain JSON (paths and tuples made JSON-native)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+class Store:
+    """A rise store on disk. Open with :func:`open_store` or :func:`create_store`."""
+
+    def __init__(self, group: zarr.Group, path: str, mode: str):
+        self.group = group
+        self.path = path
+        self.mode = mode
+        meta = dict(group.attrs).get(ATTR)
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise StoreError(f"{path} is a Zarr group but not a rise store (no '{ATTR}' attribute)")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise StoreError(
+                f"{path} has store format version {meta.get('format_version')}; this rise reads version "
+                f"{FORMAT_VERSION}: upgrade rise or re-export the store"
+            )
+        self._meta = meta
+
+    # -- metadata ---------------------------------------------------------------------------
+    @property
+    def meta(self) -> dict:
+        return self._meta
+
+    @property
+    def rows(self) -> int:
+        """Committed rows; arrays may be longer after an interrupted write."""
+        return int(self._meta["rows"])
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self._meta["episodes"])
+
+    @property
+    def env(self) -> dict:
+        return self._meta["env"]
+
+    @property
+    def has_frames(self) -> bool:
+        return "frame" in self.group
+
+    def array(self, name: str) -> zarr.Array:
+        try:
+            return self.group[name]
+        except KeyError:
+            raise StoreError(f"{self.path} has no array '{name}'") from None
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Committed rows [start, stop) of a step array (or an episode array, bounded by episodes)."""
+        bound = self.num_episodes if name.startswith("episodes/") else self.rows
+        stop = bound if stop is None else min(stop, bound)
+        return self.array(name)[start:stop]
+
+    def episodes(self) -> dict[str, np.ndarray]:
+        return {k: self.read(f"episodes/{k}") for k in EPISODE_ARRAYS}
+
+    def embedding_names(self) -> list[str]:
+        if "embeddings" not in self.group:
+            return []
+        return sorted(name for name, _ in self.group["embeddings"].arrays())
+
+    def embedding(self, name: str) -> zarr.Array:
+        if name not in self.embedding_names():
+            have = ", ".join(self.embedding_names()) or "none"
+            raise StoreError(
+                f"{self.path} has no embeddings '{name}' (present: {have}); run: rise-data encode {self.path} --encoder NAME"
+            )
+        return self.group[f"embeddings/{name}"]
+
+    def embedding_meta(self, name: str) -> dict:
+        return dict(self.embedding(name).attrs)[ATTR]
+
+    def iter_chunks(self, name: str, rows_per_read: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        for s in range(start, self.rows, rows_per_read):
+            yield s, self.read(name, s, s + rows_per_read)
+
+    def _write_meta(self, **changes: Any) -> None:
+        self._check_writable()
+        self._meta = {**self._meta, **changes}
+        self.group.attrs[ATTR] = self._meta  # one atomic zarr.json replace: this is the commit
+
+    def _check_writable(self) -> None:
+        if self.mode == "r":
+            raise StoreError(f"{self.path} was opened read-only")
+
+    # -- writing steps ----------------------------------------------------------------------
+    def recover(self) -> int:
+        """Trim arrays back to the commit point (after an interrupted write); returns rows dropped."""
+        self._check_writable()
+        dropped = 0
+        for name, arr in self._step_arrays():
+            if arr.shape[0] > self.rows:
+                dropped = max(dropped, arr.shape[0] - self.rows)
+                arr.resize((self.rows, *arr.shape[1:]))
+        for name in EPISODE_ARRAYS:
+            arr = self.group[f"episodes/{name}"]
+            if arr.shape[0] > self.num_episodes:
+                arr.resize((self.num_episodes,))
+        for name in self.embedding_names():
+            arr = self.group[f"embeddings/{name}"]
+            if arr.shape[0] > self.rows:
+                arr.resize((self.rows, arr.shape[1]))
+        _remove_partial_files(self.path)
+        return dropped
+
+    def _step_arrays(self) -> Iterator[tuple[str, zarr.Array]]:
+        for name in ("obs", "frame", *STEP_SCALARS):
+            if name in self.group:
+                yield name, self.group[name]
+
+    def append_episodes(self, episodes: list[Episode]) -> tuple[int, int]:
+        """Append whole episodes and commit them; returns the (first, last+1) rows written."""
+        self._check_writable()
+        if not episodes:
+            return self.rows, self.rows
+        n0, e0 = self.rows, self.num_episodes
+        cols = _episode_columns(episodes, first_row=n0, first_episode=e0, with_frames=self.has_frames)
+        n1 = n0 + len(cols["action"])
+        for name, arr in self._step_arrays():
+            if arr.shape[0] != n1:
+                arr.resize((n1, *arr.shape[1:]))
+            arr[n0:n1] = cols[name]
+        e1 = e0 + len(episodes)
+        for name in EPISODE_ARRAYS:
+            arr = self.group[f"episodes/{name}"]
+            if arr.shape[0] != e1:
+                arr.resize((e1,))
+            arr[e0:e1] = cols[f"episodes/{name}"]
+        for name in self.embedding_names():  # embeddings cover every row; new rows are not done yet
+            arr = self.group[f"embeddings/{name}"]
+            arr.resize((n1, arr.shape[1]))
+        self._write_meta(rows=n1, episodes=e1)
+        return n0, n1
+
+    def log_write(self, command: str, config: Any, **extra: Any) -> None:
+        """Record a command that wrote to the store (its frozen config, time, version)."""
+        entry = {
+            "command": command,
+            "time": now_iso(),
+            "rise_version": __version__,
+            "config": config,
+            **extra,
+        }
+        self._write_meta(history=[*self._meta.get("history", []), entry])
+
+    # -- embeddings -------------------------------------------------------------------------
+    def create_embedding(
+        self, name: str, dim: int, dtype: str, provenance: dict, layout: StoreLayout
+    ) -> zarr.Array:
+        self._check_writable()
+        rows_per_chunk = layout.image_chunk_rows((dim * np.dtype(dtype).itemsize,))
+        arr = self.group.create_array(
+            f"embeddings/{name}",
+            shape=(self.rows, dim),
+            chunks=(rows_per_chunk, dim),
+            dtype=dtype,
+            compressors=ZstdCodec(level=layout.zstd_level),
+            fill_value=0,
+            dimension_names=("row", "feature"),
+            overwrite=True,
+        )
+        arr.attrs[ATTR] = {**provenance, "rows_done": 0}
+        return arr
+
+    def delete_embedding(self, name: str) -> None:
+        self._check_writable()
+        del self.group[f"embeddings/{name}"]
+
+
+def _episode_columns(episodes: list[Episode], first_row: int, first_episode: int, with_frames: bool) -> dict:
+    """Concatenate episodes into step-major columns with flags, padding and the episode index."""
+    lengths = np.array([ep.length for ep in episodes], dtype=np.int64)
+    rows = lengths + 1
+    starts = first_row + np.concatenate([[0], np.cumsum(rows)[:-1]])
+    n = int(rows.sum())
+    pad = np.zeros(1)
+    cols: dict[str, np.ndarray] = {
+        "obs": np.concatenate([ep.obs for ep in episodes]),
+        "action": np.concatenate([np.append(ep.action, pad).astype(np.int64) for ep in episodes]),
+        "reward": np.concatenate([np.append(ep.reward, pad).astype(np.float32) for ep in episodes]),
+        "is_first": np.zeros(n, bool),
+        "is_last": np.zeros(n, bool),
+        "terminated": np.zeros(n, bool),
+        "truncated": np.zeros(n, bool),
+        "episode_id": np.repeat(np.arange(first_episode, first_episode + len(episodes)), rows),
+    }
+    if with_frames:
+        cols["frame"] = np.concatenate([ep.frame for ep in episodes])
+    local_first = starts - first_row
+    local_last = local_first + rows - 1
+    cols["is_first"][local_first] = True
+    cols["is_last"][local_last] = True
+    cols["terminated"][local_last] = [ep.terminated for ep in episodes]
+    cols["truncated"][local_last] = [ep.truncated for ep in episodes]
+    for ep in episodes:
+        if len(ep.obs) != ep.length + 1 or len(ep.reward) != ep.length:
+            raise StoreError(
+                f"episode has {len(ep.obs)} observations for {ep.length} actions (needs T+1 for T)"
+            )
+        if ep.terminated == ep.truncated:
+            raise StoreError("an episode must end either terminated or truncated, not both or neither")
+    cols["episodes/start"] = starts
+    cols["episodes/length"] = lengths
+    cols["episodes/return"] = np.array([float(np.sum(ep.reward, dtype=np.float64)) for ep in episodes])
+    cols["episodes/env_index"] = np.array([ep.env_index for ep in episodes], dtype=np.int32)
+    return cols
+
+
+def _remove_partial_files(path: str) -> None:
+    """Delete the ``*.partial`` temp files an interrupted zarr LocalStore write can leave behind."""
+    if "://" in str(path):
+        return
+    for p in Path(path).rglob("*.partial"):
+        p.unlink(missing_ok=True)
+
+
+def partial_files(path: str) -> list[Path]:
+    if "://" in str(path) or not Path(path).is_dir():
+        return []
+    return sorted(Path(path).rglob("*.partial"))
+
+
+def create_store(
+    path: str | os.PathLike,
+    env: dict,
+    obs_shape: tuple[int, ...],
+    frame_shape: tuple[int, ...] | None,
+    layout: StoreLayout | None = None,
+) -> Store:
+    """Create an empty store for one env spec; ``frame_shape=None`` stores no RGB frames."""
+    layout = layout or StoreLayout()
+    path = str(path)
+    if Path(path).exists() and any(Path(path).iterdir()):
+        raise StoreError(f"{path} exists and is not empty; choose a new path or append to a rise store there")
+    group = zarr.open_group(path, mode="w-", zarr_format=3)
+    zstd = ZstdCodec(level=layout.zstd_level)
+
+    def image(name: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> None:
+        rows = layout.image_chunk_rows(shape)
+        group.create_array(
+            name,
+            shape=(0, *shape),
+            chunks=(rows, *shape),
+            dtype="uint8",
+            compressors=zstd,
+            fill_value=0,
+            dimension_names=("row", *dims),
+        )
+
+    image("obs", tuple(obs_shape), ("y", "x"))
+    if frame_shape is not None:
+        image("frame", tuple(frame_shape), ("y", "x", "channel"))
+    for name, dtype in STEP_SCALARS.items():
+        group.create_array(
+            name,
+            shape=(0,),
+            chunks=(layout.scalar_chunk_rows,),
+            dtype=dtype,
+            compressors=zstd,
+            fill_value=0,
+            dimension_names=("row",),
+        )
+    for name, dtype in EPISODE_ARRAYS.items():
+        group.create_array(
+            f"episodes/{name}",
+            shape=(0,),
+            chunks=(layout.episode_chunk_rows,),
+            dtype=dtype,
+            compressors=zstd,
+            fill_value=0,
+            dimension_names=("episode",),
+        )
+    group.require_group("embeddings")
+    group.attrs[ATTR] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "rise_version": __version__,
+        "created": now_iso(),
+        "env": env,
+        "layout": dataclasses.asdict(layout),
+        "rows": 0,
+        "episodes": 0,
+        "history": [],
+    }
+    return Store(group, path, "a")
+
+
+def open_store(path: str | os.PathLike, mode: str = "r") -> Store:
+    """Open an existing store read-only (``"r"``) or for appending (``"a"``)."""
+    path = str(path)
+    if "://" not in path and not Path(path).exists():
+        raise StoreError(f"{path} does not exist; create it with: rise-data collect ENV_ID {path}")
+    try:
+        group = zarr.open_group(path, mode="r" if mode == "r" else "r+", zarr_format=3)
+    except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise StoreError(f"{path} is not a readable Zarr v3 group ({type(e).__name__}: {e})") from None
+    return Store(group, path, mode)

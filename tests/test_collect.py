@@ -1,0 +1,131 @@
+"""Collection from real envs: layout, append rules, interruption and kill safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from rise_data.check import check_store
+from rise_data.collect import CollectConfig, collect
+from rise_data.envs import EnvError, atari_game, env_spec, to_agent_obs
+from rise_data.store import StoreError, open_store
+
+
+def test_pong_store_layout(pong_store):
+    s = open_store(pong_store)
+    ep = s.episodes()
+    steps = int(ep["length"].sum())
+    assert steps >= 400 and s.rows == steps + s.num_episodes
+    assert s.env["kwargs"]["repeat_action_probability"] == 0.25 and s.env["kwargs"]["frameskip"] == 4
+    assert s.env["kwargs"]["noop_max"] == 30 and s.env["kwargs"]["max_num_frames_per_episode"] == 108_000
+    assert s.read("obs").shape == (s.rows, 84, 84) and s.read("frame").shape == (s.rows, 210, 160, 3)
+    # the agent observation is the stored frame, grayed and area-resized
+    frames, obs = s.read("frame", 0, 50), s.read("obs", 0, 50)
+    assert np.array_equal(obs, to_agent_obs(frames, 84))
+    # collection stopped at --steps: every episode was cut as truncated (random Pong lasts > 100 steps)
+    assert s.read("truncated")[ep["start"] + ep["length"]].all()
+    hist = s.meta["history"][-1]
+    assert (
+        hist["command"] == "collect" and hist["config"]["steps"] == 400 and hist["policy"]["name"] == "random"
+    )
+    assert check_store(pong_store) == []
+
+
+def test_tall_resize_equals_per_frame_loop():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (5, 210, 160, 3), dtype=np.uint8)
+    naive = np.stack(
+        [
+            cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (84, 84), interpolation=cv2.INTER_AREA)
+            for f in frames
+        ]
+    )
+    assert np.array_equal(to_agent_obs(frames, 84), naive)
+
+
+def test_append_same_env_and_refuse_other(pong_copy):
+    before = open_store(pong_copy).rows
+    out = collect(CollectConfig("ALE/Pong-v5", pong_copy, steps=50, envs=2, seed=7, progress=False))
+    s = open_store(pong_copy)
+    assert s.rows == before + out["rows"] and out["steps"] >= 50
+    assert check_store(pong_copy) == []
+    with pytest.raises(StoreError, match="refusing to append"):
+        collect(CollectConfig("ALE/Breakout-v5", pong_copy, steps=10, envs=1, progress=False))
+    with pytest.raises(StoreError, match="repeat_action_probability"):
+        collect(
+            CollectConfig(
+                "ALE/Pong-v5",
+                pong_copy,
+                steps=10,
+                envs=1,
+                progress=False,
+                env_options={"repeat_action_probability": 0.0},
+            )
+        )
+    assert open_store(pong_copy).rows == s.rows  # refusals wrote nothing
+
+
+def test_whole_episodes_from_probe_env(tmp_path):
+    path = str(tmp_path / "probe.zarr")
+    collect(CollectConfig("rise/CueMemory-v0", path, episodes=5, envs=3, progress=False))
+    s = open_store(path)
+    ep = s.episodes()
+    assert s.num_episodes == 5 and (ep["length"] == 32).all()
+    assert s.read("terminated")[ep["start"] + ep["length"]].all()
+    assert set(np.unique(ep["return"])) <= {-1.0, 1.0}
+    assert check_store(path) == []
+
+
+def test_env_errors():
+    assert atari_game("ALE/MsPacman-v5") == "ms_pacman" and atari_game("CartPole-v1") is None
+    with pytest.raises(EnvError, match="unknown env id"):
+        env_spec("NoSuchEnv-v0")
+    with pytest.raises(EnvError, match="image observations"):
+        env_spec("CartPole-v1")
+    with pytest.raises(EnvError, match="unknown Atari option"):
+        env_spec("ALE/Pong-v5", sticky=0.1)
+
+
+def _start_collect(path: str, steps: int) -> subprocess.Popen:
+    code = (
+        "from rise_data.collect import CollectConfig, collect;"
+        f"collect(CollectConfig('ALE/Pong-v5', {path!r}, steps={steps}, envs=4, flush_rows=256, progress=False))"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_rows(path: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            if open_store(path).rows > 0:
+                return
+        except StoreError:
+            pass
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.2)
+    raise AssertionError("no rows committed in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_leaves_valid_store_that_appends(tmp_path, sig):
+    path = str(tmp_path / "k.zarr")
+    proc = _start_collect(path, steps=200_000)
+    _wait_for_rows(path, proc)
+    time.sleep(0.5)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=60)
+    assert not [p for p in check_store(path) if p.severity == "error"]
+    rows = open_store(path).rows
+    if sig == signal.SIGTERM:  # graceful: the running episodes were cut and committed
+        assert proc.returncode == 0
+        assert open_store(path).meta["history"][-1]["interrupted"] is True
+    collect(CollectConfig("ALE/Pong-v5", path, steps=20, envs=2, seed=3, progress=False))
+    assert open_store(path).rows > rows and check_store(path) == []

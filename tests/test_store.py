@@ -1,0 +1,133 @@
+"""The store format: layout, commit point, recovery, and plain-Zarr readability."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from rise_data.check import check_store
+from rise_data.envs import env_spec
+from rise_data.store import ATTR, Episode, StoreError, create_store, open_store
+
+
+def _episodes(rng, n, frame_shape=(8, 6, 3)):
+    out = []
+    for i in range(n):
+        t = int(rng.integers(0, 7))
+        term = bool(rng.integers(2))
+        out.append(
+            Episode(
+                obs=rng.integers(0, 255, (t + 1, 84, 84), dtype=np.uint8),
+                frame=rng.integers(0, 255, (t + 1, *frame_shape), dtype=np.uint8),
+                action=rng.integers(0, 3, t),
+                reward=rng.normal(size=t).astype(np.float32),
+                terminated=term,
+                truncated=not term,
+                env_index=i,
+            )
+        )
+    return out
+
+
+@pytest.fixture()
+def spec():
+    return {**env_spec("rise/CueMemory-v0"), "frame_shape": [8, 6, 3]}
+
+
+def test_append_round_trip_bit_for_bit(tmp_path, spec):
+    rng = np.random.default_rng(0)
+    store = create_store(tmp_path / "s.zarr", spec, (84, 84), (8, 6, 3))
+    eps = _episodes(rng, 5) + _episodes(rng, 1)
+    store.append_episodes(eps[:5])
+    store.append_episodes(eps[5:])
+    s = open_store(tmp_path / "s.zarr")
+    assert s.rows == sum(e.length + 1 for e in eps) and s.num_episodes == 6
+    ep = s.episodes()
+    for i, e in enumerate(eps):
+        a, b = ep["start"][i], ep["start"][i] + e.length + 1
+        assert np.array_equal(s.read("obs", a, b), e.obs)
+        assert np.array_equal(s.read("frame", a, b), e.frame)
+        assert np.array_equal(s.read("action", a, b - 1), e.action)
+        assert np.array_equal(s.read("reward", a, b - 1), e.reward)
+        assert s.read("action", b - 1, b)[0] == 0 and s.read("reward", b - 1, b)[0] == 0  # padding
+        assert s.read("is_first", a, b).tolist() == [True] + [False] * e.length
+        assert s.read("is_last", a, b).tolist() == [False] * e.length + [True]
+        assert (
+            s.read("terminated", b - 1, b)[0] == e.terminated
+            and s.read("truncated", b - 1, b)[0] == e.truncated
+        )
+        assert ep["return"][i] == pytest.approx(float(e.reward.sum()))
+        assert ep["length"][i] == e.length
+    assert check_store(s.path) == []
+
+
+def test_plain_zarr_reader_opens_every_array(pong_store):
+    group = zarr.open_group(pong_store, mode="r", zarr_format=3)
+    meta = dict(group.attrs)[ATTR]
+    assert meta["format"] == "rise-store" and meta["env"]["id"] == "ALE/Pong-v5"
+    json.dumps(meta)  # JSON all the way down
+    names = [name for name, obj in group.members(max_depth=None) if isinstance(obj, zarr.Array)]
+    for name in names:
+        arr = group[name]
+        assert arr.metadata.zarr_format == 3
+        arr[: min(2, arr.shape[0])]
+    assert {"obs", "frame", "action", "episodes/start"} <= set(names)
+    assert group["frame"].chunks[0] * 210 * 160 * 3 >= 1_000_000  # >= ~1 MB image chunks
+    assert group["obs"].chunks[0] * 84 * 84 >= 1_000_000
+
+
+def test_interrupted_append_is_ignored_then_trimmed(tmp_path, spec):
+    rng = np.random.default_rng(1)
+    store = create_store(tmp_path / "s.zarr", spec, (84, 84), (8, 6, 3))
+    store.append_episodes(_episodes(rng, 3))
+    rows, meta = store.rows, dict(store.meta)
+    # what a kill between the data writes and the commit leaves: longer arrays, old commit point
+    store.append_episodes(_episodes(rng, 2))
+    store.group.attrs[ATTR] = meta
+    (Path(store.path) / "obs" / "junk.partial").write_bytes(b"x")
+    problems = check_store(store.path)
+    assert problems and all(p.severity == "warning" for p in problems)
+    s = open_store(store.path, mode="a")
+    assert s.rows == rows
+    s.recover()
+    assert check_store(store.path) == []
+    s.append_episodes(_episodes(rng, 1))
+    assert check_store(store.path) == []
+
+
+def test_refuses_non_store_and_future_version(tmp_path, spec):
+    zarr.open_group(tmp_path / "plain.zarr", mode="w")
+    with pytest.raises(StoreError, match="not a rise store"):
+        open_store(tmp_path / "plain.zarr")
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(tmp_path / "missing.zarr")
+    store = create_store(tmp_path / "s.zarr", spec, (84, 84), (8, 6, 3))
+    store.group.attrs[ATTR] = {**store.meta, "format_version": 99}
+    with pytest.raises(StoreError, match="format version 99"):
+        open_store(tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match="not empty"):
+        create_store(tmp_path / "s.zarr", spec, (84, 84), None)
+
+
+def test_check_reports_corruption(pong_copy):
+    root = Path(pong_copy)
+    # inconsistent flags
+    g = zarr.open_group(pong_copy, mode="r+")
+    flags = g["is_first"][:]
+    flags[5] = True
+    g["is_first"][:] = flags
+    problems = check_store(pong_copy)
+    assert any(p.severity == "error" and p.where == "is_first" for p in problems)
+    # a damaged chunk file
+    chunk = next((root / "reward" / "c").rglob("*"))
+    chunk.write_bytes(b"not zstd")
+    problems = check_store(pong_copy)
+    assert any(p.severity == "error" and "unreadable" in p.message for p in problems)
+    # damaged root metadata
+    (root / "zarr.json").write_text("{")
+    problems = check_store(pong_copy)
+    assert len(problems) == 1 and problems[0].severity == "error"
