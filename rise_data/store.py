@@ -185,7 +185,7 @@ class Store:
         """Trim arrays back to the commit point (after an interrupted write); returns rows dropped."""
         self._check_writable()
         dropped = 0
-        for name, arr in self._step_arrays():
+        for _, arr in self._step_arrays():
             if arr.shape[0] > self.rows:
                 dropped = max(dropped, arr.shape[0] - self.rows)
                 arr.resize((self.rows, *arr.shape[1:]))
