@@ -1,0 +1,441 @@
+"""BTR's IQN network (Impala CNN, noisy dueling head) with RISE's frozen-embedding context stream.
+
+Layout (BTR, arXiv 2411.03820 App. E.1; RISE, arXiv 2512.20513)::
+
+    frames u8 (B,4,84,84) -> /255 -> ImpalaCNN -> AdaptiveMaxPool(6) -> feat (B,2304)
+    context (B,K,D) stored embeddings, mask (B,K) -> [Linear proj] -> LSTM -> h_{K-1} -> Linear
+    feat, h -> combine (multiply: feat * sigmoid(Linear(h)), the paper's gate) -> z (B,W)
+    taus (B,N) -> cos(pi i tau), i=0..63 -> Linear(64->W) -> ReLU -> * z -> (B*N, W)
+    -> dueling head: V = NoisyLinear(W->512)->ReLU->NoisyLinear(512->1), A likewise (->A)
+    -> Q_tau = V + A - mean(A) -> quantiles (B,N,A)
+
+``context_len == 0`` builds plain BTR: no context stream, no parameters for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+Combine = Literal["multiply", "concat", "add"]
+ContextMasking = Literal["zero", "pack"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of :class:`RiseNetwork`; defaults are BTR's Atari network plus RISE with K=80."""
+
+    n_actions: int
+    frame_stack: int = 4
+    frame_hw: tuple[int, int] = (84, 84)  # only needed for the LayerNorm shapes (BTR normalises C,H,W)
+    impala_channels: tuple[int, ...] = (32, 64, 64)  # Impala width scale 2
+    pool_size: int = 6  # adaptive max-pool -> 6*6*64 = 2304 features
+    spectral_norm: bool = True  # on the 12 residual convs only (BTR)
+    n_cos: int = 64
+    hidden: int = 512  # size of each dueling stream's hidden layer
+    noisy_sigma0: float = 0.5
+    layer_norm: bool = False  # BTR's optional LN: after each block's stem conv and each stream's first linear
+    context_len: int = 80  # K; 0 = plain BTR
+    embed_dim: int = 512  # D of the stored frozen embeddings
+    lstm_hidden: int = 512
+    context_proj: int = 0  # >0: Linear(embed_dim -> context_proj) before the LSTM (cheaper LSTM)
+    combine: Combine = "multiply"
+    concat_dim: int = 256  # width of the projected LSTM output appended to the features for combine="concat"
+    context_masking: ContextMasking = "zero"  # see ContextStream
+
+    def __post_init__(self) -> None:
+        if self.n_actions < 1:
+            raise ValueError(f"n_actions must be >= 1, got {self.n_actions}")
+        if self.context_len < 0:
+            raise ValueError(f"context_len must be >= 0, got {self.context_len}")
+        if self.combine not in ("multiply", "concat", "add"):
+            raise ValueError(f"combine must be multiply, concat or add, got {self.combine!r}")
+        if self.context_masking not in ("zero", "pack"):
+            raise ValueError(f"context_masking must be zero or pack, got {self.context_masking!r}")
+
+    @property
+    def conv_features(self) -> int:
+        """Width of the pooled CNN output (2304 for the defaults)."""
+        return self.impala_channels[-1] * self.pool_size * self.pool_size
+
+    @property
+    def feature_dim(self) -> int:
+        """Width W of the state feature that enters the IQN product and the dueling head."""
+        if self.context_len > 0 and self.combine == "concat":
+            return self.conv_features + self.concat_dim
+        return self.conv_features
+
+
+# ---------------------------------------------------------------------------------------------------
+# Noisy linear layer
+
+
+class NoisyLinear(nn.Module):
+    """Linear layer with factorised Gaussian noise (Fortunato et al. 2018), as in BTR.
+
+    ``w = mu_w + sigma_w * (f(e_out) f(e_in)^T)``, ``f(x) = sign(x) sqrt(|x|)``; mu ~ U(+-1/sqrt(in)),
+    sigma = sigma0/sqrt(in) for weights and biases. Noise is applied only when the module is in
+    training mode *and* ``noise_enabled`` is True; :func:`disable_noise` switches it off temporarily.
+    The noise sample is a buffer that changes only on :meth:`reset_noise`.
+    """
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.sigma0 = sigma0
+        self.noise_enabled = True
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features))
+        self.weight_sigma = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias_mu = nn.Parameter(torch.empty(out_features))
+        self.bias_sigma = nn.Parameter(torch.empty(out_features))
+        self.register_buffer("weight_epsilon", torch.zeros(out_features, in_features))
+        self.register_buffer("bias_epsilon", torch.zeros(out_features))
+        self.reset_parameters()
+        self.reset_noise()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        scale = 1.0 / math.sqrt(self.in_features)
+        self.weight_mu.uniform_(-scale, scale)
+        self.bias_mu.uniform_(-scale, scale)
+        self.weight_sigma.fill_(self.sigma0 * scale)
+        self.bias_sigma.fill_(self.sigma0 * scale)
+
+    @torch.no_grad()
+    def reset_noise(self) -> None:
+        """Draw a new factorised noise sample."""
+        eps_in = _scaled_noise(self.in_features, self.weight_mu.device)
+        eps_out = _scaled_noise(self.out_features, self.weight_mu.device)
+        self.weight_epsilon.copy_(torch.outer(eps_out, eps_in))
+        self.bias_epsilon.copy_(eps_out)
+
+    @property
+    def noise_active(self) -> bool:
+        return self.training and self.noise_enabled
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.noise_active:
+            weight = self.weight_mu + self.weight_sigma * self.weight_epsilon
+            bias = self.bias_mu + self.bias_sigma * self.bias_epsilon
+            return F.linear(x, weight, bias)
+        return F.linear(x, self.weight_mu, self.bias_mu)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, sigma0={self.sigma0}"
+
+
+def _scaled_noise(size: int, device: torch.device) -> Tensor:
+    x = torch.randn(size, device=device)
+    return x.sign() * x.abs().sqrt()
+
+
+def reset_noise(net: nn.Module) -> None:
+    """Resample the noise of every :class:`NoisyLinear` in ``net``."""
+    for m in net.modules():
+        if isinstance(m, NoisyLinear):
+            m.reset_noise()
+
+
+def set_noise(net: nn.Module, enabled: bool) -> None:
+    """Turn the noise of every :class:`NoisyLinear` in ``net`` on or off (mu weights only when off)."""
+    for m in net.modules():
+        if isinstance(m, NoisyLinear):
+            m.noise_enabled = enabled
+
+
+@contextlib.contextmanager
+def disable_noise(net: nn.Module) -> Iterator[nn.Module]:
+    """Context manager: no parameter noise inside (evaluation), previous per-layer flags restored after."""
+    layers = [m for m in net.modules() if isinstance(m, NoisyLinear)]
+    previous = [m.noise_enabled for m in layers]
+    try:
+        for m in layers:
+            m.noise_enabled = False
+        yield net
+    finally:
+        for m, flag in zip(layers, previous, strict=True):
+            m.noise_enabled = flag
+
+
+# ---------------------------------------------------------------------------------------------------
+# Impala CNN
+
+
+class ImpalaResidual(nn.Module):
+    """Pre-activation residual layer ``x + conv(relu(conv(relu(x))))``."""
+
+    def __init__(self, channels: int, use_spectral_norm: bool) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        if use_spectral_norm:
+            self.conv0 = spectral_norm(self.conv0)
+            self.conv1 = spectral_norm(self.conv1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv1(F.relu(self.conv0(F.relu(x))))
+
+
+class ImpalaBlock(nn.Module):
+    """Conv3x3 -> [LayerNorm(C,H,W)] -> MaxPool(3, 2, pad 1) -> 2 residual layers."""
+
+    def __init__(
+        self, c_in: int, c_out: int, use_spectral_norm: bool, ln_shape: tuple[int, int, int] | None
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        # BTR's LN normalises the whole (C,H,W) map of the stem conv output, with an elementwise affine.
+        self.norm = nn.LayerNorm(list(ln_shape)) if ln_shape is not None else nn.Identity()
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.res0 = ImpalaResidual(c_out, use_spectral_norm)
+        self.res1 = ImpalaResidual(c_out, use_spectral_norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.res1(self.res0(self.pool(self.norm(self.conv(x)))))
+
+
+class ImpalaCNN(nn.Module):
+    """BTR's Impala encoder: 3 blocks, final ReLU, adaptive max-pool, flatten. uint8 in, (B, C*p*p) out."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        h, w = config.frame_hw
+        blocks = []
+        c_in = config.frame_stack
+        for c_out in config.impala_channels:
+            ln_shape = (c_out, h, w) if config.layer_norm else None
+            blocks.append(ImpalaBlock(c_in, c_out, config.spectral_norm, ln_shape))
+            c_in = c_out
+            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1  # MaxPool2d(3, 2, padding=1)
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveMaxPool2d(config.pool_size)
+        self.out_features = config.conv_features
+
+    def forward(self, frames: Tensor) -> Tensor:
+        x = frames.to(self.blocks[0].conv.weight.dtype) / 255.0
+        x = F.relu(self.blocks(x))
+        return self.pool(x).flatten(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# RISE context stream
+
+
+class ContextStream(nn.Module):
+    """LSTM over the last K stored frozen-encoder embeddings of the episode, current frame last.
+
+    Input ``context`` (B, K, D) of any float dtype (cast to the parameter dtype; it never needs or
+    gets a gradient) and ``mask`` (B, K) bool, False on the left-padded slots before the episode
+    start. Output: the LSTM hidden state after the last position, h_{K-1} (B, lstm_hidden).
+
+    Padding, ``context_masking``:
+
+    * ``"zero"`` (default): masked slots are replaced by zero vectors (``torch.where``, so even NaN
+      garbage there is harmless; after the optional projection too, so the LSTM input is exactly 0)
+      and the LSTM runs over the full window from a zero state. The output therefore does not depend
+      on what is stored in masked slots, but it does see *how many* zero steps precede the episode
+      start -- the same convention as BTR's blanked frame-stack slots. One fused cuDNN call, no
+      host sync, compile friendly.
+    * ``"pack"``: each row's valid suffix is moved to the front and run as a packed sequence, so
+      h_{K-1} equals an LSTM run from a zero state on the valid steps alone (the exact "episode
+      starts here" semantics). Needs a left-padded mask (valid slots contiguous, ending at K-1)
+      and a host sync for the lengths.
+    """
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.masking = config.context_masking
+        self.proj = nn.Linear(config.embed_dim, config.context_proj) if config.context_proj > 0 else None
+        lstm_in = config.context_proj if config.context_proj > 0 else config.embed_dim
+        self.lstm = nn.LSTM(lstm_in, config.lstm_hidden, batch_first=True)
+        self.embed_dim = config.embed_dim
+
+    def forward(self, context: Tensor, mask: Tensor | None = None) -> Tensor:
+        if context.dim() != 3 or context.shape[-1] != self.embed_dim:
+            raise ValueError(f"context must be (B, K, {self.embed_dim}), got {tuple(context.shape)}")
+        w = self.lstm.weight_ih_l0
+        x = context.to(device=w.device, dtype=w.dtype)
+        if mask is not None:
+            if mask.shape != context.shape[:2]:
+                raise ValueError(f"mask must be {tuple(context.shape[:2])}, got {tuple(mask.shape)}")
+            mask = mask.to(device=x.device, dtype=torch.bool)
+            x = torch.where(mask.unsqueeze(-1), x, 0.0)
+        if self.proj is not None:
+            x = self.proj(x)
+            if mask is not None:
+                x = torch.where(mask.unsqueeze(-1), x, 0.0)
+        if mask is None or self.masking == "zero":
+            out, _ = self.lstm(x)
+            return out[:, -1]
+        return self._packed(x, mask)
+
+    def _packed(self, x: Tensor, mask: Tensor) -> Tensor:
+        k = x.shape[1]
+        lengths = mask.sum(1).clamp(min=1)  # the current frame is always valid; guard all-False rows
+        shift = k - lengths
+        # right-padded copy: row b, slot j <- slot (j + shift_b) mod K, so slots 0..len_b-1 are valid
+        src = (torch.arange(k, device=x.device).unsqueeze(0) + shift.unsqueeze(1)) % k
+        x = x.gather(1, src.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h_n, _) = self.lstm(packed)  # h_n comes back in the original batch order
+        return h_n[-1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dueling IQN head and the full network
+
+
+class DuelingHead(nn.Module):
+    """Separate noisy value and advantage streams; ``Q = V + A - mean(A)``."""
+
+    def __init__(self, in_features: int, config: NetworkConfig) -> None:
+        super().__init__()
+
+        def stream(out: int) -> nn.Sequential:
+            norm = nn.LayerNorm(config.hidden) if config.layer_norm else nn.Identity()
+            return nn.Sequential(
+                NoisyLinear(in_features, config.hidden, config.noisy_sigma0),
+                norm,
+                nn.ReLU(),
+                NoisyLinear(config.hidden, out, config.noisy_sigma0),
+            )
+
+        self.value = stream(1)
+        self.advantage = stream(config.n_actions)
+
+    def forward(self, x: Tensor, advantages_only: bool = False) -> Tensor:
+        adv = self.advantage(x)
+        if advantages_only:  # same argmax as Q, one stream cheaper (BTR acts this way)
+            return adv
+        return self.value(x) + adv - adv.mean(dim=-1, keepdim=True)
+
+
+class RiseNetwork(nn.Module):
+    """BTR's IQN network, optionally with the RISE context stream gating the CNN features.
+
+    ``forward(frames, context, mask, n_tau, taus) -> (quantiles (B, n_tau, A), taus (B, n_tau))``.
+    ``encode`` + ``quantiles`` split the same computation so one state encoding can serve several
+    tau sets (the state encoding has no noise; only the dueling head does).
+    """
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.cnn = ImpalaCNN(config)
+        conv_w = config.conv_features
+        self.context: ContextStream | None = None
+        self.combine_proj: nn.Linear | None = None
+        if config.context_len > 0:
+            self.context = ContextStream(config)
+            out = config.concat_dim if config.combine == "concat" else conv_w
+            self.combine_proj = nn.Linear(config.lstm_hidden, out)
+        self.feature_dim = config.feature_dim
+        self.cos_embedding = nn.Linear(config.n_cos, self.feature_dim)
+        self.register_buffer(
+            "cos_freqs", math.pi * torch.arange(config.n_cos, dtype=torch.float32), persistent=False
+        )
+        self.head = DuelingHead(self.feature_dim, config)
+
+    # -- state encoding ------------------------------------------------------------------------------
+
+    def encode(self, frames: Tensor, context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """State feature z (B, feature_dim): CNN features of ``frames`` combined with the context stream.
+
+        ``frames``: uint8 (B, frame_stack, H, W) in [0, 255]. ``context``: (B, K, embed_dim) stored
+        embeddings, current frame at index K-1, required iff ``config.context_len > 0``. ``mask``:
+        (B, K) bool, False on padded slots; None means all valid.
+        """
+        feat = self.cnn(frames)
+        if self.context is None:
+            if context is not None:
+                raise ValueError("this network has context_len=0 (plain BTR); pass context=None")
+            return feat
+        if context is None:
+            raise ValueError(f"context (B, K, {self.config.embed_dim}) is required when context_len > 0")
+        h = self.combine_proj(self.context(context, mask))
+        if self.config.combine == "multiply":
+            return feat * torch.sigmoid(h)  # RISE's attention-like gate
+        if self.config.combine == "add":
+            return feat + h
+        return torch.cat([feat, h], dim=-1)
+
+    # -- IQN head ------------------------------------------------------------------------------------
+
+    def sample_taus(self, batch: int, n_tau: int, device: torch.device | None = None) -> Tensor:
+        """tau ~ U(0, 1), shape (batch, n_tau)."""
+        return torch.rand(batch, n_tau, device=device or self.cos_freqs.device)
+
+    def quantiles(
+        self, z: Tensor, n_tau: int = 8, taus: Tensor | None = None, advantages_only: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Quantile values (B, N, A) of encoded states ``z`` at ``taus`` (B, N), sampled if None."""
+        b, w = z.shape
+        if taus is None:
+            taus = self.sample_taus(b, n_tau, z.device)
+        n = taus.shape[1]
+        # cos in fp32 (taus near 1 times 63*pi lose precision in bf16), then the layer's own dtype
+        cos = torch.cos(taus.float().unsqueeze(-1) * self.cos_freqs).to(self.cos_embedding.weight.dtype)
+        phi = F.relu(self.cos_embedding(cos))  # (B, N, W)
+        x = (z.unsqueeze(1) * phi).reshape(b * n, w)
+        out = self.head(x, advantages_only=advantages_only)
+        return out.view(b, n, -1), taus
+
+    # -- public API ----------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        frames: Tensor,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        n_tau: int = 8,
+        taus: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Quantiles (B, n_tau, A) and the taus (B, n_tau) they were evaluated at."""
+        return self.quantiles(self.encode(frames, context, mask), n_tau=n_tau, taus=taus)
+
+    def q_values(
+        self,
+        frames: Tensor,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        n_tau: int = 8,
+        advantages_only: bool = False,
+    ) -> Tensor:
+        """Q(s, .) (B, A) as the mean over ``n_tau`` sampled quantiles (advantages only if asked)."""
+        q, _ = self.quantiles(
+            self.encode(frames, context, mask), n_tau=n_tau, advantages_only=advantages_only
+        )
+        return q.mean(dim=1)
+
+    def reset_noise(self) -> None:
+        """Resample the noise of all noisy layers."""
+        reset_noise(self)
+
+
+def make_network(config: NetworkConfig) -> RiseNetwork:
+    """The one factory training, evaluation and tests build networks with."""
+    return RiseNetwork(config)
+
+
+def count_parameters(net: nn.Module, include_noise_sigma: bool = True) -> int:
+    """Number of trainable parameters; ``include_noise_sigma=False`` counts each noisy layer once (mu only).
+
+    BTR's "2.91M parameters, 2.52M in linear layers" counts noisy layers without their sigma.
+    """
+    total = 0
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            continue
+        if not include_noise_sigma and name.endswith(("weight_sigma", "bias_sigma")):
+            continue
+        total += p.numel()
+    return total

