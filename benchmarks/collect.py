@@ -46,10 +46,19 @@ def main() -> None:
     env.close()
     with tempfile.TemporaryDirectory() as tmp:
         out = collect(
-            CollectConfig(args.env, os.path.join(tmp, "b.zarr"), steps=args.steps, envs=args.envs, frames=not args.no_frames, progress=False)
+            CollectConfig(
+                args.env,
+                os.path.join(tmp, "b.zarr"),
+                steps=args.steps,
+                envs=args.envs,
+                frames=not args.no_frames,
+                progress=False,
+            )
         )
     rate = out["steps"] / out["seconds"]
-    print(f"machine: {os.cpu_count()} cores; env {args.env}, {args.envs} envs, {args.steps} steps, frames={'off' if args.no_frames else 'on'}")
+    print(
+        f"machine: {os.cpu_count()} cores; env {args.env}, {args.envs} envs, {args.steps} steps, frames={'off' if args.no_frames else 'on'}"
+    )
     print(f"raw vector-env stepping : {raw:9.0f} steps/s")
     print(f"make_env (+ agent obs)  : {derived:9.0f} steps/s   ratio to raw {derived / raw:.3f}")
     print(f"rise-data collect       : {rate:9.0f} steps/s   ratio to raw {rate / raw:.3f}  (goal >= 0.80)")

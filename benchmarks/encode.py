@@ -56,11 +56,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.store or os.path.join(tmp, "bench.zarr")
         if not args.store:
-            collect(CollectConfig("ALE/Pong-v5", path, steps=args.frames, envs=min(16, os.cpu_count() or 1), progress=False))
+            collect(
+                CollectConfig(
+                    "ALE/Pong-v5", path, steps=args.frames, envs=min(16, os.cpu_count() or 1), progress=False
+                )
+            )
         store = open_store(path)
         config = EncodeConfig(
-            store=path, encoder=args.encoder, weights=args.weights, name="bench", batch_size=args.batch_size,
-            device=args.device, compile=args.compile, read_workers=args.read_workers, overwrite=True, progress=False,
+            store=path,
+            encoder=args.encoder,
+            weights=args.weights,
+            name="bench",
+            batch_size=args.batch_size,
+            device=args.device,
+            compile=args.compile,
+            read_workers=args.read_workers,
+            overwrite=True,
+            progress=False,
         )
         frames = torch.from_numpy(store.read("frame", 0, args.batch_size))
         model = model_only(config, frames, args.seconds)
@@ -68,10 +80,16 @@ def main() -> None:
             encode(EncodeConfig(**{**config.__dict__, "store": path}))
         out = encode(config)
         device = resolve_device(args.device)
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
-        print(f"device: {name}; encoder {args.encoder}; {store.rows} frames {tuple(store.array('frame').shape[1:])}; batch {args.batch_size}; compile={args.compile}")
+        name = (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+        )
+        print(
+            f"device: {name}; encoder {args.encoder}; {store.rows} frames {tuple(store.array('frame').shape[1:])}; batch {args.batch_size}; compile={args.compile}"
+        )
         print(f"model-only : {model:9.0f} frames/s")
-        print(f"end-to-end : {out['rows_per_s']:9.0f} frames/s   ratio {out['rows_per_s'] / model:.3f}  (goal >= 0.90)")
+        print(
+            f"end-to-end : {out['rows_per_s']:9.0f} frames/s   ratio {out['rows_per_s'] / model:.3f}  (goal >= 0.90)"
+        )
 
 
 if __name__ == "__main__":
