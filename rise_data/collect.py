@@ -55,8 +55,8 @@ class _Running:
 
     def cut(self, terminated: bool, truncated: bool, env_index: int, frames: bool) -> Episode:
         return Episode(
-            obs=np.stack(self.obs),
-            frame=np.stack(self.frame) if frames else None,
+            obs=self.obs,
+            frame=self.frame if frames else None,
             action=np.asarray(self.action, np.int64),
             reward=np.asarray(self.reward, np.float32),
             terminated=terminated,

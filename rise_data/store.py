@@ -72,11 +72,13 @@ class StoreLayout:
 class Episode:
     """One finished (or cut) episode, as the collector hands it to the store.
 
-    ``obs``/``frame`` have T+1 rows; ``action``/``reward`` have T entries (the store pads the last row).
+    ``obs``/``frame`` have T+1 rows (an array, or a list of row arrays: the collector hands over its buffer
+    lists so frames are copied once, straight into the write buffer); ``action``/``reward`` have T entries
+    (the store pads the last row).
     """
 
-    obs: np.ndarray
-    frame: np.ndarray | None
+    obs: np.ndarray | list[np.ndarray]
+    frame: np.ndarray | list[np.ndarray] | None
     action: np.ndarray
     reward: np.ndarray
     terminated: bool
@@ -272,7 +274,7 @@ def _episode_columns(episodes: list[Episode], first_row: int, first_episode: int
     n = int(rows.sum())
     pad = np.zeros(1)
     cols: dict[str, np.ndarray] = {
-        "obs": np.concatenate([ep.obs for ep in episodes]),
+        "obs": _stack_rows([ep.obs for ep in episodes]),
         "action": np.concatenate([np.append(ep.action, pad).astype(np.int64) for ep in episodes]),
         "reward": np.concatenate([np.append(ep.reward, pad).astype(np.float32) for ep in episodes]),
         "is_first": np.zeros(n, bool),
@@ -282,7 +284,7 @@ def _episode_columns(episodes: list[Episode], first_row: int, first_episode: int
         "episode_id": np.repeat(np.arange(first_episode, first_episode + len(episodes)), rows),
     }
     if with_frames:
-        cols["frame"] = np.concatenate([ep.frame for ep in episodes])
+        cols["frame"] = _stack_rows([ep.frame for ep in episodes])
     local_first = starts - first_row
     local_last = local_first + rows - 1
     cols["is_first"][local_first] = True
@@ -301,6 +303,13 @@ def _episode_columns(episodes: list[Episode], first_row: int, first_episode: int
     cols["episodes/return"] = np.array([float(np.sum(ep.reward, dtype=np.float64)) for ep in episodes])
     cols["episodes/env_index"] = np.array([ep.env_index for ep in episodes], dtype=np.int32)
     return cols
+
+
+def _stack_rows(parts: list) -> np.ndarray:
+    """One contiguous array from arrays and/or lists of rows, with a single copy."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    return np.stack([row for p in parts for row in p])
 
 
 def _remove_partial_files(path: str) -> None:
