@@ -44,19 +44,31 @@ class CollectConfig:
     progress: bool = True
 
 
-@dataclass
 class _Running:
-    """One env's episode in progress."""
+    """One env's episode in progress, in growable arrays (each step copies its frame once, and a finished
+    episode's arrays go to the writer as they are)."""
 
-    obs: list = field(default_factory=list)
-    frame: list = field(default_factory=list)
-    action: list = field(default_factory=list)
-    reward: list = field(default_factory=list)
+    def __init__(self, obs_shape: tuple, frame_shape: tuple | None, capacity: int = 512):
+        self.obs = np.empty((capacity, *obs_shape), np.uint8)
+        self.frame = None if frame_shape is None else np.empty((capacity, *frame_shape), np.uint8)
+        self.action: list[int] = []
+        self.reward: list[float] = []
+        self.n = 0
 
-    def cut(self, terminated: bool, truncated: bool, env_index: int, frames: bool) -> Episode:
+    def push(self, obs: np.ndarray, frame: np.ndarray | None) -> None:
+        if self.n == len(self.obs):  # double: amortised O(1) per step
+            self.obs = np.concatenate([self.obs, np.empty_like(self.obs)])
+            if self.frame is not None:
+                self.frame = np.concatenate([self.frame, np.empty_like(self.frame)])
+        self.obs[self.n] = obs
+        if self.frame is not None:
+            self.frame[self.n] = frame
+        self.n += 1
+
+    def cut(self, terminated: bool, truncated: bool, env_index: int) -> Episode:
         return Episode(
-            obs=self.obs,
-            frame=self.frame if frames else None,
+            obs=self.obs[: self.n],
+            frame=None if self.frame is None else self.frame[: self.n],
             action=np.asarray(self.action, np.int64),
             reward=np.asarray(self.reward, np.float32),
             terminated=terminated,
@@ -141,7 +153,12 @@ def collect(config: CollectConfig) -> dict:
     writer = _Writer(store)
     writer.start()
     frames = config.frames
-    running = [_Running() for _ in range(config.envs)]
+    frame_shape = tuple(spec["frame_shape"]) if frames else None
+
+    def fresh() -> _Running:
+        return _Running(tuple(spec["obs_shape"]), frame_shape)
+
+    running = [fresh() for _ in range(config.envs)]
     ready: list[Episode] = []
     ready_rows = steps = finished = 0
     target = config.steps if config.steps is not None else config.episodes
@@ -158,9 +175,7 @@ def collect(config: CollectConfig) -> dict:
     try:
         step = env.reset(seed=config.seed)
         for i in range(config.envs):
-            running[i].obs.append(step.obs[i])
-            if frames:
-                running[i].frame.append(step.frame[i])
+            running[i].push(step.obs[i], step.frame[i] if frames else None)
         while True:
             actions = policy.act(step)
             step = env.step(actions)
@@ -168,17 +183,15 @@ def collect(config: CollectConfig) -> dict:
             for i in range(config.envs):
                 r = running[i]
                 if step.is_first[i]:
-                    running[i] = r = _Running()
+                    running[i] = r = fresh()
                 else:
                     r.action.append(actions[i])
                     r.reward.append(step.reward[i])
                     steps += 1
-                r.obs.append(step.obs[i])
-                if frames:
-                    r.frame.append(step.frame[i])
+                r.push(step.obs[i], step.frame[i] if frames else None)
                 if done[i]:
-                    ready.append(r.cut(bool(step.terminated[i]), bool(step.truncated[i]), i, frames))
-                    ready_rows += len(r.obs)
+                    ready.append(r.cut(bool(step.terminated[i]), bool(step.truncated[i]), i))
+                    ready_rows += r.n
                     finished += 1
             done_so_far = steps if config.steps is not None else finished
             bar.update(min(done_so_far, target) - bar.n)
@@ -196,7 +209,7 @@ def collect(config: CollectConfig) -> dict:
         env.close()
     if config.steps is not None or interrupted:
         # running episodes end here without terminating: keep them, marked truncated
-        ready += [r.cut(False, True, i, frames) for i, r in enumerate(running) if r.action]
+        ready += [r.cut(False, True, i) for i, r in enumerate(running) if r.action]
     if config.episodes is not None and finished > config.episodes:
         ready = ready[: len(ready) - (finished - config.episodes)]  # several envs finished on the last step
     if ready:
