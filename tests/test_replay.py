@@ -1,0 +1,536 @@
+"""Replay against naive per-index reconstructions: offline stores, the online ring (wrap-around), PER."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from rise_agent.replay import Replay, ReplayConfig, obs_cache_path
+from rise_data.collect import CollectConfig, collect
+from rise_data.encode import EncodeConfig, encode
+from rise_data.envs import Step, env_spec, make_env
+from rise_data.store import open_store
+
+CUE = "rise/CueMemory-v0"
+
+
+# -- naive reference ------------------------------------------------------------------------------
+class Log:
+    """Linear rows (a store, or one env's unwrapped history) in plain Python lists."""
+
+    def __init__(self):
+        self.obs, self.emb, self.action, self.reward = [], [], [], []
+        self.is_first, self.is_last, self.terminated = [], [], []
+
+    def append(self, obs, emb, first, last=False, term=False):
+        self.obs.append(np.array(obs))
+        self.emb.append(None if emb is None else np.array(emb, np.float16))
+        self.action.append(0)
+        self.reward.append(0.0)
+        self.is_first.append(bool(first))
+        self.is_last.append(bool(last))
+        self.terminated.append(bool(term and last))
+
+    @property
+    def open(self) -> bool:
+        return bool(self.obs) and not self.is_last[-1]
+
+    def close(self):  # a reset without a done: the episode ends truncated at its newest row
+        self.is_last[-1] = True
+        self.terminated[-1] = False
+
+    def start(self, u):
+        while not self.is_first[u]:
+            u -= 1
+        return u
+
+
+def store_log(path, embedding=None) -> Log:
+    s = open_store(path)
+    log = Log()
+    emb = s.embedding(embedding)[: s.rows] if embedding else [None] * s.rows
+    for name in ("obs", "action", "reward", "is_first", "is_last", "terminated"):
+        setattr(log, name, list(s.read(name)))
+    log.emb = list(emb)
+    return log
+
+
+def naive(log: Log, t: int, cfg: ReplayConfig) -> dict:
+    """One transition from row t, by walking the rows one at a time."""
+    start = log.start(t)
+    S, K, n, g = cfg.frame_stack, cfg.context_len, cfg.n_step, cfg.gamma
+    clip = (lambda r: max(-cfg.reward_clip, min(cfg.reward_clip, r))) if cfg.reward_clip else (lambda r: r)
+
+    def stack(r):
+        blank = np.zeros_like(log.obs[r])
+        return np.stack([log.obs[q] if q >= start else blank for q in range(r - S + 1, r + 1)])
+
+    def window(r):
+        if not K:
+            return None, None
+        blank = np.zeros_like(log.emb[r])
+        rows = range(r - K + 1, r + 1)
+        return np.stack([log.emb[q] if q >= start else blank for q in rows]), np.array(
+            [q >= start for q in rows]
+        )
+
+    assert not log.is_last[t]
+    ret, m = 0.0, 0
+    while m < n and not log.is_last[t + m]:
+        ret += g**m * clip(float(log.reward[t + m]))
+        m += 1
+    nxt = t + m
+    ctx, mask = window(t)
+    nctx, nmask = window(nxt)
+    return {
+        "frames": stack(t),
+        "context": ctx,
+        "mask": mask,
+        "action": int(log.action[t]),
+        "returns": ret,
+        "discount": 0.0 if log.terminated[nxt] else g**m,
+        "next_frames": stack(nxt),
+        "next_context": nctx,
+        "next_mask": nmask,
+        "m": m,
+    }
+
+
+def check_batch(batch, ref_of, cfg: ReplayConfig) -> None:
+    """Every field of every sample equals the naive reconstruction of its row."""
+    B = len(batch.index)
+    assert batch.frames.dtype == torch.uint8 and batch.frames.shape[:2] == (B, cfg.frame_stack)
+    assert batch.action.dtype == torch.int64 and batch.returns.dtype == torch.float32
+    assert batch.discount.dtype == torch.float32 and batch.weights.dtype == torch.float32
+    if cfg.context_len:
+        assert batch.context.dtype == torch.float16 and batch.mask.dtype == torch.bool
+        assert batch.context.shape[:2] == (B, cfg.context_len)
+    else:
+        assert batch.context is None and batch.mask is None and batch.next_context is None
+    for b in range(B):
+        ref = ref_of(int(batch.index[b]))
+        np.testing.assert_array_equal(batch.frames[b].numpy(), ref["frames"])
+        np.testing.assert_array_equal(batch.next_frames[b].numpy(), ref["next_frames"])
+        assert int(batch.action[b]) == ref["action"]
+        assert float(batch.returns[b]) == pytest.approx(ref["returns"], abs=1e-5)
+        assert float(batch.discount[b]) == pytest.approx(ref["discount"], abs=1e-6)
+        if cfg.context_len:
+            np.testing.assert_array_equal(batch.context[b].numpy(), ref["context"])
+            np.testing.assert_array_equal(batch.mask[b].numpy(), ref["mask"])
+            np.testing.assert_array_equal(batch.next_context[b].numpy(), ref["next_context"])
+            np.testing.assert_array_equal(batch.next_mask[b].numpy(), ref["next_mask"])
+
+
+# -- offline block ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cue_store(tmp_path_factory) -> str:
+    """A real CueMemory store (33-row episodes, 4 terminated + 2 truncated by --steps) with embeddings."""
+    path = str(tmp_path_factory.mktemp("replay") / "cue.zarr")
+    collect(CollectConfig(CUE, path, steps=150, envs=2, progress=False))
+    encode(EncodeConfig(store=path, encoder="downsample", progress=False))
+    return path
+
+
+@pytest.fixture()
+def cache(tmp_path) -> str:
+    return str(tmp_path / "cache")
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ReplayConfig(context_len=8, n_step=3, prioritized=False),
+        ReplayConfig(context_len=40, n_step=5, frame_stack=2, prioritized=False, reward_clip=0.5),
+        ReplayConfig(context_len=0, n_step=1, prioritized=False, reward_clip=None),
+    ],
+)
+def test_offline_batches_match_naive(cue_store, cache, cfg):
+    s = open_store(cue_store)
+    assert s.read("terminated").sum() >= 2 and s.read("truncated").sum() >= 2  # both endings present
+    emb = "downsample" if cfg.context_len else None
+    rp = Replay.from_store(cue_store, emb, cfg, cache_dir=cache)
+    log = store_log(cue_store, emb)
+    assert len(rp) == s.rows - s.num_episodes  # every non-last row
+    # uniform + batch size = len: the stratified draw takes every sampleable row exactly once
+    batch = rp.sample(len(rp), np.random.default_rng(0))
+    assert sorted(batch.index.tolist()) == np.flatnonzero(~s.read("is_last")).tolist()
+    assert torch.all(batch.weights == 1)
+    check_batch(batch, lambda t: naive(log, t, cfg), cfg)
+    # the interesting cases really occur: blanks at episode starts, terminal and truncated targets
+    d = batch.discount.numpy()
+    full = np.isclose(d, cfg.gamma**cfg.n_step)
+    assert (d == 0).any() and full.any()  # terminal, n steps
+    assert cfg.n_step == 1 or ((d > 0) & ~full).any()  # truncated with m < n
+    assert (batch.frames[:, 0] == 0).all(dim=(1, 2)).any()
+    r = batch.returns.numpy()
+    clip = cfg.reward_clip or 1.0
+    assert np.abs(r).max() == pytest.approx(clip, rel=1e-6)
+    # a random stratified batch too
+    check_batch(rp.sample(64, np.random.default_rng(1)), lambda t: naive(log, t, cfg), cfg)
+
+
+def test_offline_pong_frames(pong_store, cache):
+    cfg = ReplayConfig(context_len=0, prioritized=True)
+    rp = Replay.from_store(pong_store, None, cfg, cache_dir=cache)
+    log = store_log(pong_store)
+    batch = rp.sample(48, np.random.default_rng(0))
+    assert torch.all(batch.weights == 1)  # beta = 0
+    check_batch(batch, lambda t: naive(log, t, cfg), cfg)
+
+
+def test_offline_refusals(cue_store, cache, tmp_path):
+    with pytest.raises(ValueError, match="needs embeddings: pass one of .*downsample"):
+        Replay.from_store(cue_store, None, ReplayConfig(context_len=4), cache_dir=cache)
+    with pytest.raises(ValueError, match="no embeddings 'resnet18'"):
+        Replay.from_store(cue_store, "resnet18", ReplayConfig(context_len=4), cache_dir=cache)
+    with pytest.raises(ValueError, match="rows per env"):
+        Replay.from_store(
+            cue_store, None, ReplayConfig(context_len=0, capacity=12), num_envs=2, cache_dir=cache
+        )
+
+
+def test_obs_cache_built_once_reused_and_rebuilt_after_growth(tmp_path, monkeypatch):
+    path, cache = str(tmp_path / "s.zarr"), tmp_path / "cache"
+    collect(CollectConfig(CUE, path, episodes=2, envs=2, progress=False))
+    encode(EncodeConfig(store=path, encoder="downsample", progress=False))
+    cfg = ReplayConfig(context_len=4, prioritized=False)
+
+    # a build that dies half-way leaves neither a cache nor a temp file
+    import rise_data.store as store_mod
+
+    read = store_mod.Store.read
+
+    def boom(self, name, start=0, stop=None):
+        if name == "obs":
+            raise RuntimeError("killed")
+        return read(self, name, start, stop)
+
+    with monkeypatch.context() as m:
+        m.setattr(store_mod.Store, "read", boom)
+        with pytest.raises(RuntimeError, match="killed"):
+            Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+    assert list(cache.iterdir()) == []
+
+    rp = Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+    (f1,) = list(cache.iterdir())
+    assert f1 == obs_cache_path(open_store(path), cache) and f1.suffix == ".npy"
+    np.testing.assert_array_equal(np.load(f1), open_store(path).read("obs"))
+    mtime = os.stat(f1).st_mtime_ns
+    rp2 = Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+    assert os.stat(f1).st_mtime_ns == mtime and list(cache.iterdir()) == [f1]
+    assert isinstance(rp2._offline.obs, np.memmap)
+
+    # the store grows: embeddings are incomplete (refused), the cache is rebuilt under a new name
+    collect(CollectConfig(CUE, path, episodes=2, envs=2, seed=1, progress=False))
+    with pytest.raises(
+        ValueError, match=r"cover \d+ of \d+ rows; run rise-data encode .* --encoder downsample"
+    ):
+        Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+    encode(EncodeConfig(store=path, encoder="downsample", progress=False))
+    rp3 = Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+    (f2,) = list(cache.iterdir())  # the old version was removed
+    assert f2 != f1
+    s = open_store(path)
+    np.testing.assert_array_equal(np.load(f2), s.read("obs"))
+    assert len(rp3) == s.rows - s.num_episodes and len(rp3) > len(rp)
+    log = store_log(path, "downsample")
+    check_batch(rp3.sample(len(rp3), np.random.default_rng(0)), lambda t: naive(log, t, cfg), cfg)
+
+
+# -- online ring -----------------------------------------------------------------------------------
+class Driver:
+    """Feeds a replay and a naive log with the same steps."""
+
+    def __init__(self, rp: Replay, dim: int, seed: int):
+        self.rp, self.dim = rp, dim
+        self.rng = np.random.default_rng(seed)
+        self.logs = [Log() for _ in range(rp.num_envs)]
+
+    def emb(self):
+        if not self.rp.config.context_len:
+            return None
+        return torch.from_numpy(self.rng.normal(size=(self.rp.num_envs, self.dim)).astype(np.float16))
+
+    def first(self, obs):
+        emb = self.emb()
+        self.rp.add_first(obs, emb)
+        for i, log in enumerate(self.logs):
+            if log.open:
+                log.close()
+            log.append(obs[i], None if emb is None else emb[i].numpy(), True)
+
+    def step(self, actions, step: Step):
+        emb = self.emb()
+        self.rp.add(actions, step, emb)
+        for i, log in enumerate(self.logs):
+            first = bool(step.is_first[i])
+            if not first:
+                log.action[-1], log.reward[-1] = int(actions[i]), float(step.reward[i])
+            elif log.open:
+                log.close()
+            done = bool(step.terminated[i] or step.truncated[i]) and not first
+            log.append(step.obs[i], None if emb is None else emb[i].numpy(), first, done, step.terminated[i])
+
+    # -- the naive view of the ring --------------------------------------------------------------
+    def locate(self, index: int) -> tuple[int, int]:
+        """(env, unwrapped row) of a global online index: the live row in that slot."""
+        on = self.rp._online
+        local = index - on.base
+        e, slot = divmod(local, on.seg)
+        w = len(self.logs[e].obs)
+        lo = max(0, w - on.seg)
+        u = lo + (slot - lo) % on.seg
+        assert u < w
+        return e, u
+
+    def valid(self) -> set[int]:
+        """Global indices whose transition is complete and reads only rows still in the ring."""
+        on, cfg = self.rp._online, self.rp.config
+        out = set()
+        for e, log in enumerate(self.logs):
+            w = len(log.obs)
+            for u in range(max(0, w - on.seg), w):
+                if log.is_last[u]:
+                    continue
+                if not (u + cfg.n_step <= w - 1 or any(log.is_last[u:w])):
+                    continue  # the n-step target is not written yet
+                lo = u - min(u - log.start(u), cfg.lookback - 1)
+                if lo < w - on.seg:
+                    continue  # a window reaches a row that has been overwritten
+                out.add(on.base + e * on.seg + u % on.seg)
+        return out
+
+    def ref(self, index: int) -> dict:
+        e, u = self.locate(index)
+        return naive(self.logs[e], u, self.rp.config)
+
+    def check_all(self, rng) -> None:
+        """The non-zero leaves are exactly the valid transitions; a len-sized sample (every valid row
+        exactly once when uniform) equals the naive reconstruction field by field."""
+        want = self.valid()
+        on = self.rp._online
+        assert len(self.rp) == len(want)
+        assert set((np.flatnonzero(on.tree.values > 0) + on.base).tolist()) == want
+        if not want:
+            return
+        batch = self.rp.sample(len(want), rng)
+        if self.rp.config.prioritized:
+            assert set(batch.index.tolist()) <= want
+        else:
+            assert sorted(batch.index.tolist()) == sorted(want)
+        check_batch(batch, self.ref, self.rp.config)
+
+    def check_current(self) -> None:
+        frames = self.rp.current_frames()
+        ctx, mask = self.rp.current_context()
+        cfg = self.rp.config
+        for e, log in enumerate(self.logs):
+            u = len(log.obs) - 1
+            start = log.start(u)
+            ref = np.stack(
+                [
+                    log.obs[q] if q >= start else np.zeros_like(log.obs[u])
+                    for q in range(u - cfg.frame_stack + 1, u + 1)
+                ]
+            )
+            np.testing.assert_array_equal(frames[e].numpy(), ref)
+            if cfg.context_len:
+                rows = range(u - cfg.context_len + 1, u + 1)
+                z = np.zeros(self.dim, np.float16)
+                np.testing.assert_array_equal(
+                    ctx[e].numpy(), np.stack([log.emb[q] if q >= start else z for q in rows])
+                )
+                np.testing.assert_array_equal(mask[e].numpy(), [q >= start for q in rows])
+            else:
+                assert ctx is None and mask is None
+
+
+def test_online_real_env_with_wraparound():
+    env = make_env(env_spec(CUE), num_envs=3)
+    cfg = ReplayConfig(capacity=300, context_len=8, n_step=3, prioritized=False, reward_clip=0.5)
+    rp = Replay(cfg, obs_shape=env.obs_shape, embed_dim=16, num_envs=3)
+    d = Driver(rp, 16, seed=0)
+    rng = np.random.default_rng(0)
+    d.first(env.reset(seed=0).obs)
+    d.check_current()
+    for i in range(330):  # 331 rows per env in 100-row segments: three wraps, 33-row episodes across them
+        actions = rng.integers(0, env.n_actions, 3)
+        d.step(actions, env.step(actions))
+        if i % 11 == 0 or i > 300:
+            d.check_all(rng)
+            d.check_current()
+    env.close()
+    assert all(log.terminated.count(True) >= 9 for log in d.logs)
+
+
+def synthetic_steps(num_envs, n, rng, obs_shape=(6, 6), max_len=150, cut=0.0):
+    """Next-step-autoreset Steps with random lengths (some longer than a segment), both endings, big
+    rewards, and with probability ``cut`` a new episode without a done (an external reset)."""
+    left = rng.integers(1, max_len, num_envs)
+    done = np.zeros(num_envs, bool)
+    for _ in range(n):
+        first = done | (rng.random(num_envs) < cut)
+        left = np.where(first, rng.integers(1, max_len, num_envs), left - 1)
+        end = (left == 0) & ~first
+        kind = rng.random(num_envs) < 0.5
+        term, trunc = end & kind, end & ~kind
+        done = term | trunc
+        reward = np.where(first, 0.0, rng.normal(size=num_envs) * 2).astype(np.float32)
+        obs = rng.integers(0, 256, (num_envs, *obs_shape), dtype=np.uint8)
+        yield Step(obs, None, reward, term, trunc, first)
+
+
+@pytest.mark.parametrize("context_len,n_step,frame_stack", [(8, 3, 4), (0, 1, 4), (12, 5, 2)])
+def test_online_synthetic_truncation_resets_and_long_episodes(context_len, n_step, frame_stack):
+    cfg = ReplayConfig(
+        capacity=4 * 60, context_len=context_len, n_step=n_step, frame_stack=frame_stack, prioritized=False
+    )
+    rp = Replay(cfg, obs_shape=(6, 6), embed_dim=5, num_envs=4)
+    d = Driver(rp, 5, seed=1)
+    rng = np.random.default_rng(2)
+    d.first(rng.integers(0, 256, (4, 6, 6), dtype=np.uint8))
+    for i, step in enumerate(synthetic_steps(4, 400, rng, cut=0.01)):
+        d.step(rng.integers(0, 6, 4), step)
+        if i == 150:  # a reset without a done: open episodes are cut as truncated
+            d.first(rng.integers(0, 256, (4, 6, 6), dtype=np.uint8))
+            d.first(rng.integers(0, 256, (4, 6, 6), dtype=np.uint8))  # and a 0-action episode
+        if i % 9 == 0:
+            d.check_all(rng)
+            d.check_current()
+    logs = d.logs
+    assert any(log.terminated.count(True) for log in logs)
+    assert any(sum(la and not te for la, te in zip(log.is_last, log.terminated, strict=True)) for log in logs)
+
+
+def test_online_refusals():
+    with pytest.raises(ValueError, match="rows per env"):
+        Replay(ReplayConfig(capacity=3 * 80, context_len=80), num_envs=3)
+    rp = Replay(ReplayConfig(capacity=300, context_len=4), embed_dim=3, num_envs=3, obs_shape=(6, 6))
+    with pytest.raises(RuntimeError, match="add_first"):
+        rp.current_frames()
+    with pytest.raises(ValueError, match="emb of shape"):
+        rp.add_first(np.zeros((3, 6, 6), np.uint8), None)
+    rp.add_first(np.zeros((3, 6, 6), np.uint8), torch.zeros(3, 3))
+    z = np.zeros(3, bool)
+    rp.add(
+        np.zeros(3), Step(np.zeros((3, 6, 6), np.uint8), None, np.zeros(3), z | True, z, z), torch.zeros(3, 3)
+    )
+    with pytest.raises(ValueError, match="continued after their episode ended"):
+        rp.add(
+            np.zeros(3), Step(np.zeros((3, 6, 6), np.uint8), None, np.zeros(3), z, z, z), torch.zeros(3, 3)
+        )
+    with pytest.raises(ValueError, match="no sampleable"):
+        Replay(ReplayConfig(capacity=300, context_len=0), num_envs=3, obs_shape=(6, 6)).sample(
+            4, np.random.default_rng()
+        )
+
+
+# -- offline + online, checkpoints, PER ------------------------------------------------------------
+def test_mixed_blocks_and_state_dict_round_trip(cue_store, cache):
+    cfg = ReplayConfig(capacity=2 * 100, context_len=8, per_beta=0.4, offline_fraction=0.25)
+    D = open_store(cue_store).embedding("downsample").shape[1]
+    rp = Replay.from_store(cue_store, "downsample", cfg, num_envs=2, cache_dir=cache)
+    base = open_store(cue_store).rows
+    d = Driver(rp, D, seed=3)
+    rng = np.random.default_rng(3)
+    steps = list(synthetic_steps(2, 260, np.random.default_rng(4), obs_shape=(84, 84), max_len=60))
+    d.first(np.zeros((2, 84, 84), np.uint8))
+    for step in steps[:200]:
+        d.step(rng.integers(0, 3, 2), step)
+    for _ in range(5):
+        b = rp.sample(32, rng)
+        rp.update_priorities(b.index, rng.random(32) * 3)
+
+    # offline rows come first, online rows after them; each half matches its naive reference
+    log = store_log(cue_store, "downsample")
+    b = rp.sample(400, rng)
+    off = b.index < base
+    assert 0.15 < off.mean() < 0.35  # offline_fraction 0.25
+    check_batch(b, lambda t: naive(log, t, cfg) if t < base else d.ref(t), cfg)
+
+    buf = io.BytesIO()
+    torch.save(rp.state_dict(), buf)
+    buf.seek(0)
+    sd = torch.load(buf, weights_only=True)
+    rp2 = Replay.from_store(cue_store, "downsample", cfg, num_envs=2, cache_dir=cache)
+    rp2.load_state_dict(sd)
+    assert len(rp2) == len(rp)
+
+    def same(a, b):
+        for k in ("frames", "context", "mask", "action", "returns", "discount", "next_frames", "weights"):
+            assert torch.equal(getattr(a, k), getattr(b, k)), k
+        np.testing.assert_array_equal(a.index, b.index)
+
+    same(rp.sample(64, np.random.default_rng(9)), rp2.sample(64, np.random.default_rng(9)))
+    emb = torch.randn(2, D).half()
+    for step in steps[200:]:  # both keep going identically after the restore
+        a = rng.integers(0, 3, 2)
+        rp.add(a, step, emb)
+        rp2.add(a, step, emb)
+    same(rp.sample(64, np.random.default_rng(10)), rp2.sample(64, np.random.default_rng(10)))
+    with pytest.raises(ValueError, match="does not fit"):
+        Replay(cfg, embed_dim=D, num_envs=2).load_state_dict(sd)
+
+
+def test_per_frequencies_and_weights(cue_store, cache):
+    cfg = ReplayConfig(context_len=0, per_alpha=1.0, per_beta=0.5, per_eps=1e-9)
+    rp = Replay.from_store(cue_store, None, cfg, cache_dir=cache)
+    rows = np.flatnonzero(~open_store(cue_store).read("is_last"))
+    hot = rows[rows % 3 == 0]
+    td = np.where(rows % 3 == 0, 4.0, 1.0)
+    rp.update_priorities(rows, td)
+    p = np.zeros(rows.max() + 2)
+    p[rows] = td  # alpha = 1
+    rng = np.random.default_rng(0)
+    seen = np.concatenate([rp.sample(64, rng).index for _ in range(150)])
+    want = p[hot].sum() / p.sum()
+    assert abs(np.isin(seen, hot).mean() - want) < 0.02
+    # per-row frequencies follow priorities (generous bound per row)
+    freq = np.bincount(seen, minlength=p.size)[rows] / seen.size
+    np.testing.assert_allclose(freq, p[rows] / p.sum(), atol=0.01)
+    b = rp.sample(64, rng)
+    w = (len(rp) * p[b.index] / p.sum()) ** -0.5
+    np.testing.assert_allclose(b.weights.numpy(), w / w.max(), rtol=1e-5)
+    assert float(b.weights.max()) == 1.0
+
+
+def test_per_online_new_rows_get_max_priority_and_overwritten_rows_stay_out():
+    cfg = ReplayConfig(capacity=2 * 40, context_len=4, n_step=2, per_alpha=0.5)
+    rp = Replay(cfg, obs_shape=(6, 6), embed_dim=3, num_envs=2)
+    d = Driver(rp, 3, seed=5)
+    rng = np.random.default_rng(5)
+    steps = synthetic_steps(2, 200, rng, max_len=25)
+    d.first(np.zeros((2, 6, 6), np.uint8))
+    for _ in range(30):
+        d.step(np.zeros(2), next(steps))
+    b = rp.sample(16, rng)
+    rp.update_priorities(b.index, np.full(16, 99.0))
+    top = (99.0 + cfg.per_eps) ** 0.5
+    np.testing.assert_allclose(rp._online.tree[b.index - rp._online.base], top)
+    d.step(np.zeros(2), next(steps))
+    newest = [
+        rp._online.slot(np.array([e]), np.array([len(log.obs) - 1 - cfg.n_step]))[0]
+        for e, log in enumerate(d.logs)
+    ]
+    ok = [r for r in newest if rp._online.ok[r]]
+    assert ok and np.allclose(rp._online.tree[np.array(ok)], top)
+    # a sampled row is overwritten before its priority comes back: it must stay unsampleable
+    old = rp.sample(16, rng)
+    e, u = d.locate(int(old.index[0]))
+    k = (u - (len(d.logs[e].obs) - 1)) % rp._online.seg or rp._online.seg
+    for _ in range(k):  # until env e's newest row sits in that slot
+        d.step(np.zeros(2), next(steps))
+    assert int(old.index[0]) not in d.valid()
+    gone = np.array(sorted(set(old.index.tolist()) - d.valid()))
+    rp.update_priorities(old.index, np.ones(16))
+    assert (
+        np.all(rp._online.tree[gone - rp._online.base] == 0)
+        and not rp._online.ok[gone - rp._online.base].any()
+    )
+    d.check_all(
+        rng
+    )  # prioritized: the sampled rows are valid and the non-zero leaves are exactly the valid rows
