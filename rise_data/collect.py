@@ -66,11 +66,14 @@ class _Running:
         self.n += 1
 
     def cut(self, terminated: bool, truncated: bool, env_index: int) -> Episode:
+        # an interrupt can land between appending an action and pushing the obs it led to: keep the
+        # consistent prefix (T actions, T+1 observations)
+        t = min(len(self.action), self.n - 1)
         return Episode(
-            obs=self.obs[: self.n],
-            frame=None if self.frame is None else self.frame[: self.n],
-            action=np.asarray(self.action, np.int64),
-            reward=np.asarray(self.reward, np.float32),
+            obs=self.obs[: t + 1],
+            frame=None if self.frame is None else self.frame[: t + 1],
+            action=np.asarray(self.action[:t], np.int64),
+            reward=np.asarray(self.reward[:t], np.float32),
             terminated=terminated,
             truncated=truncated,
             env_index=env_index,
@@ -182,9 +185,7 @@ def collect(config: CollectConfig) -> dict:
             done = step.terminated | step.truncated
             for i in range(config.envs):
                 r = running[i]
-                if step.is_first[i]:
-                    running[i] = r = fresh()
-                else:
+                if not step.is_first[i]:  # a first obs starts the fresh buffer the last episode left
                     r.action.append(actions[i])
                     r.reward.append(step.reward[i])
                     steps += 1
@@ -193,6 +194,7 @@ def collect(config: CollectConfig) -> dict:
                     ready.append(r.cut(bool(step.terminated[i]), bool(step.truncated[i]), i))
                     ready_rows += r.n
                     finished += 1
+                    running[i] = fresh()  # before anything else, so an interrupt cannot cut it twice
             done_so_far = steps if config.steps is not None else finished
             bar.update(min(done_so_far, target) - bar.n)
             if done_so_far >= target:
@@ -209,7 +211,7 @@ def collect(config: CollectConfig) -> dict:
         env.close()
     if config.steps is not None or interrupted:
         # running episodes end here without terminating: keep them, marked truncated
-        ready += [r.cut(False, True, i) for i, r in enumerate(running) if r.action]
+        ready += [r.cut(False, True, i) for i, r in enumerate(running) if min(len(r.action), r.n - 1) > 0]
     if config.episodes is not None and finished > config.episodes:
         ready = ready[: len(ready) - (finished - config.episodes)]  # several envs finished on the last step
     if ready:

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import ZstdCodec
+from numcodecs import Zstd
+from zarr.codecs import BytesCodec, ZstdCodec
 
 from rise_data import __version__
 
@@ -218,7 +220,7 @@ class Store:
         for name, arr in self._step_arrays():
             if arr.shape[0] != n1:
                 arr.resize((n1, *arr.shape[1:]))
-            arr[n0:n1] = cols[name]
+            write_rows(arr, n0, cols[name], self.path)
         e1 = e0 + len(episodes)
         for name in EPISODE_ARRAYS:
             arr = self.group[f"episodes/{name}"]
@@ -266,6 +268,84 @@ class Store:
         del self.group[f"embeddings/{name}"]
 
 
+def _direct_chunk_codec(arr: zarr.Array, root: str) -> Zstd | None:
+    """The zstd codec when ``arr``'s whole chunks can be written as files directly, else None.
+
+    Only for the layout rise creates on a local disk: chunks that split the row axis alone, the default
+    "/" chunk keys, and codecs ``bytes`` (little-endian or single-byte dtypes) + ``zstd``. Such a chunk
+    file is exactly numcodecs' zstd of the chunk's C-order bytes, which is what zarr writes itself.
+    """
+    if "://" in root or sys.byteorder != "little":
+        return None
+    meta = arr.metadata
+    codecs = meta.codecs
+    key = meta.chunk_key_encoding
+    if not (
+        len(codecs) == 2
+        and isinstance(codecs[0], BytesCodec)
+        and isinstance(codecs[1], ZstdCodec)
+        and getattr(key, "name", "default") == "default"
+        and getattr(key, "separator", "/") == "/"
+        and tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
+    ):
+        return None
+    return Zstd(level=codecs[1].level, checksum=codecs[1].checksum)
+
+
+class _Rows:
+    """Row-wise concatenation of arrays without copying them all: slices copy only the rows asked for."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.bounds = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    def __getitem__(self, s: slice) -> np.ndarray:
+        a, b = s.start or 0, len(self) if s.stop is None else min(s.stop, len(self))
+        i = int(np.searchsorted(self.bounds, a, side="right")) - 1
+        out = []
+        while a < b:
+            lo = a - self.bounds[i]
+            take = min(b - a, len(self.parts[i]) - lo)
+            out.append(self.parts[i][lo : lo + take])
+            a += take
+            i += 1
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+
+def write_rows(arr: zarr.Array, start: int, data: np.ndarray | _Rows, root: str) -> None:
+    """``arr[start:start+len(data)] = data``, writing whole chunks as files directly when that is safe.
+
+    zarr-python spends ~130-260 us per 100 kB frame row on a write (copies and per-chunk Python/async
+    overhead); compressing and writing whole chunks here costs ~24 us per row (benchmarks/collect.py,
+    docs/store-format.md). Partial chunks at either end, and any layout the fast path does not cover, go
+    through zarr. Files are written to a temporary name and renamed, as zarr's LocalStore does.
+    """
+    stop = start + len(data)
+    codec = _direct_chunk_codec(arr, root)
+    c = arr.chunks[0]
+    first_full = -(-start // c) * c
+    last_full = stop // c * c
+    if codec is None or last_full <= first_full:
+        arr[start:stop] = data[0 : len(data)]
+        return
+    if first_full > start:
+        arr[start:first_full] = data[: first_full - start]
+    base = Path(root) / arr.path / "c"
+    tail = (0,) * (arr.ndim - 1)
+    for row in range(first_full, last_full, c):
+        chunk = np.ascontiguousarray(data[row - start : row - start + c], dtype=arr.dtype)
+        path = base.joinpath(str(row // c), *map(str, tail))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        tmp.write_bytes(codec.encode(chunk))
+        os.replace(tmp, path)
+    if stop > last_full:
+        arr[last_full:stop] = data[last_full - start :]
+
+
 def _episode_columns(episodes: list[Episode], first_row: int, first_episode: int, with_frames: bool) -> dict:
     """Concatenate episodes into step-major columns with flags, padding and the episode index."""
     lengths = np.array([ep.length for ep in episodes], dtype=np.int64)
@@ -274,7 +354,7 @@ def _episode_columns(episodes: list[Episode], first_row: int, first_episode: int
     n = int(rows.sum())
     pad = np.zeros(1)
     cols: dict[str, np.ndarray] = {
-        "obs": _stack_rows([ep.obs for ep in episodes]),
+        "obs": _rows([ep.obs for ep in episodes]),
         "action": np.concatenate([np.append(ep.action, pad).astype(np.int64) for ep in episodes]),
         "reward": np.concatenate([np.append(ep.reward, pad).astype(np.float32) for ep in episodes]),
         "is_first": np.zeros(n, bool),
@@ -284,7 +364,7 @@ def _episode_columns(episodes: list[Episode], first_row: int, first_episode: int
         "episode_id": np.repeat(np.arange(first_episode, first_episode + len(episodes)), rows),
     }
     if with_frames:
-        cols["frame"] = _stack_rows([ep.frame for ep in episodes])
+        cols["frame"] = _rows([ep.frame for ep in episodes])
     local_first = starts - first_row
     local_last = local_first + rows - 1
     cols["is_first"][local_first] = True
@@ -305,11 +385,9 @@ def _episode_columns(episodes: list[Episode], first_row: int, first_episode: int
     return cols
 
 
-def _stack_rows(parts: list) -> np.ndarray:
-    """One contiguous array from arrays and/or lists of rows, with a single copy."""
-    if all(isinstance(p, np.ndarray) for p in parts):
-        return np.concatenate(parts)
-    return np.stack([row for p in parts for row in p])
+def _rows(parts: list) -> _Rows:
+    """Episodes' image rows (arrays or lists of rows) as one lazily concatenated source."""
+    return _Rows([p if isinstance(p, np.ndarray) else np.stack(p) for p in parts])
 
 
 def _remove_partial_files(path: str) -> None:

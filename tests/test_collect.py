@@ -125,7 +125,7 @@ def test_kill_leaves_valid_store_that_appends(tmp_path, sig):
     assert not [p for p in check_store(path) if p.severity == "error"]
     rows = open_store(path).rows
     if sig == signal.SIGTERM:  # graceful: the running episodes were cut and committed
-        assert proc.returncode == 0
+        assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
         assert open_store(path).meta["history"][-1]["interrupted"] is True
     collect(CollectConfig("ALE/Pong-v5", path, steps=20, envs=2, seed=3, progress=False))
     assert open_store(path).rows > rows and check_store(path) == []
