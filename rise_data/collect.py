@@ -21,7 +21,16 @@ from tqdm import tqdm
 
 from rise_data.envs import env_difference, env_spec, make_env, same_env
 from rise_data.policies import make_policy
-from rise_data.store import Episode, Store, StoreError, StoreLayout, config_to_json, create_store, open_store
+from rise_data.store import (
+    Episode,
+    Rows,
+    Store,
+    StoreError,
+    StoreLayout,
+    config_to_json,
+    create_store,
+    open_store,
+)
 
 
 @dataclass(frozen=True)
@@ -44,34 +53,74 @@ class CollectConfig:
     progress: bool = True
 
 
-class _Running:
-    """One env's episode in progress, in growable arrays (each step copies its frame once, and a finished
-    episode's arrays go to the writer as they are)."""
+BLOCK_ROWS = 64  # rows per buffer block (64 Atari RGB frames = 6.4 MB)
 
-    def __init__(self, obs_shape: tuple, frame_shape: tuple | None, capacity: int = 512):
-        self.obs = np.empty((capacity, *obs_shape), np.uint8)
-        self.frame = None if frame_shape is None else np.empty((capacity, *frame_shape), np.uint8)
+
+class _BlockPool:
+    """Fixed-size row blocks, handed back by the writer once written and reused.
+
+    Reuse matters: copying a 100 kB frame into memory that was never touched costs several times the copy
+    itself (page faults); recycled blocks are warm. A running episode is a list of blocks, so an episode of
+    any length never reallocates.
+    """
+
+    def __init__(self, obs_shape: tuple, frame_shape: tuple | None):
+        self.obs_shape, self.frame_shape = obs_shape, frame_shape
+        self.free: queue.SimpleQueue = queue.SimpleQueue()
+
+    def take(self) -> tuple[np.ndarray, np.ndarray | None]:
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            obs = np.empty((BLOCK_ROWS, *self.obs_shape), np.uint8)
+            frame = None if self.frame_shape is None else np.empty((BLOCK_ROWS, *self.frame_shape), np.uint8)
+            return obs, frame
+
+    def give(self, episodes: list[Episode]) -> None:
+        for ep in episodes:
+            frames = ep.frame.parts if ep.frame is not None else [None] * len(ep.obs.parts)
+            for obs, frame in zip(ep.obs.parts, frames, strict=True):
+                self.free.put((_block(obs), None if frame is None else _block(frame)))
+
+
+def _block(view: np.ndarray) -> np.ndarray:
+    return view if view.base is None else view.base
+
+
+class _Running:
+    """One env's episode in progress: observations and frames in pooled blocks, copied once per step."""
+
+    def __init__(self, pool: _BlockPool):
+        self.pool = pool
+        self.obs: list[np.ndarray] = []
+        self.frame: list[np.ndarray | None] = []
         self.action: list[int] = []
         self.reward: list[float] = []
         self.n = 0
 
     def push(self, obs: np.ndarray, frame: np.ndarray | None) -> None:
-        if self.n == len(self.obs):  # double: amortised O(1) per step
-            self.obs = np.concatenate([self.obs, np.empty_like(self.obs)])
-            if self.frame is not None:
-                self.frame = np.concatenate([self.frame, np.empty_like(self.frame)])
-        self.obs[self.n] = obs
-        if self.frame is not None:
-            self.frame[self.n] = frame
+        j = self.n % BLOCK_ROWS
+        if j == 0:
+            o, f = self.pool.take()
+            self.obs.append(o)
+            self.frame.append(f)
+        self.obs[-1][j] = obs
+        if frame is not None:
+            self.frame[-1][j] = frame
         self.n += 1
+
+    @staticmethod
+    def _rows(blocks: list, n: int) -> Rows:
+        full, rest = divmod(n, BLOCK_ROWS)
+        return Rows(blocks[:full] + ([blocks[full][:rest]] if rest else []))
 
     def cut(self, terminated: bool, truncated: bool, env_index: int) -> Episode:
         # an interrupt can land between appending an action and pushing the obs it led to: keep the
         # consistent prefix (T actions, T+1 observations)
         t = min(len(self.action), self.n - 1)
         return Episode(
-            obs=self.obs[: t + 1],
-            frame=None if self.frame is None else self.frame[: t + 1],
+            obs=self._rows(self.obs, t + 1),
+            frame=None if self.frame[0] is None else self._rows(self.frame, t + 1),
             action=np.asarray(self.action[:t], np.int64),
             reward=np.asarray(self.reward[:t], np.float32),
             terminated=terminated,
@@ -83,15 +132,16 @@ class _Running:
 class _Writer(threading.Thread):
     """Appends batches of episodes in order; the first error is re-raised in the caller."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, pool: _BlockPool):
         super().__init__(daemon=True, name="rise-collect-writer")
-        self.store, self.q, self.error = store, queue.Queue(maxsize=4), None
+        self.store, self.pool, self.q, self.error = store, pool, queue.Queue(maxsize=4), None
 
     def run(self) -> None:
         while (batch := self.q.get()) is not None:
             if self.error is None:
                 try:
                     self.store.append_episodes(batch)
+                    self.pool.give(batch)
                 except BaseException as e:  # surfaced by put()/close()
                     self.error = e
 
@@ -153,13 +203,13 @@ def collect(config: CollectConfig) -> dict:
     policy = make_policy(config.policy, spec, config.envs, config.seed, config.checkpoint)
     start_row = store.rows
     store.log_write("collect", config_to_json(config), policy=policy.describe(), start_row=start_row)
-    writer = _Writer(store)
-    writer.start()
     frames = config.frames
-    frame_shape = tuple(spec["frame_shape"]) if frames else None
+    pool = _BlockPool(tuple(spec["obs_shape"]), tuple(spec["frame_shape"]) if frames else None)
+    writer = _Writer(store, pool)
+    writer.start()
 
     def fresh() -> _Running:
-        return _Running(tuple(spec["obs_shape"]), frame_shape)
+        return _Running(pool)
 
     running = [fresh() for _ in range(config.envs)]
     ready: list[Episode] = []
@@ -179,9 +229,12 @@ def collect(config: CollectConfig) -> dict:
         step = env.reset(seed=config.seed)
         for i in range(config.envs):
             running[i].push(step.obs[i], step.frame[i] if frames else None)
+        actions = policy.act(step)
+        env.send(actions)
         while True:
-            actions = policy.act(step)
-            step = env.step(actions)
+            step = env.recv()
+            next_actions = policy.act(step)
+            env.send(next_actions)  # the envs step on while this thread files the step they returned
             done = step.terminated | step.truncated
             for i in range(config.envs):
                 r = running[i]
@@ -195,9 +248,11 @@ def collect(config: CollectConfig) -> dict:
                     ready_rows += r.n
                     finished += 1
                     running[i] = fresh()  # before anything else, so an interrupt cannot cut it twice
+            actions = next_actions
             done_so_far = steps if config.steps is not None else finished
             bar.update(min(done_so_far, target) - bar.n)
             if done_so_far >= target:
+                env.recv()  # the step in flight is not kept
                 break
             if ready_rows >= config.flush_rows:
                 writer.put(ready)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import os
 import sys
@@ -74,13 +75,13 @@ class StoreLayout:
 class Episode:
     """One finished (or cut) episode, as the collector hands it to the store.
 
-    ``obs``/``frame`` have T+1 rows (an array, or a list of row arrays: the collector hands over its buffer
-    lists so frames are copied once, straight into the write buffer); ``action``/``reward`` have T entries
-    (the store pads the last row).
+    ``obs``/``frame`` have T+1 rows: an array, a list of row arrays, or ``Rows`` (the collector's buffer
+    blocks, written without concatenating them first); ``action``/``reward`` have T entries (the store
+    pads the last row).
     """
 
-    obs: np.ndarray | list[np.ndarray]
-    frame: np.ndarray | list[np.ndarray] | None
+    obs: np.ndarray | list[np.ndarray] | Rows
+    frame: np.ndarray | list[np.ndarray] | Rows | None
     action: np.ndarray
     reward: np.ndarray
     terminated: bool
@@ -267,6 +268,80 @@ class Store:
         self._check_writable()
         del self.group[f"embeddings/{name}"]
 
+    # -- sharing: where the store lives, which embeddings a reader may use, checksums -------------
+    @property
+    def kind(self) -> str:
+        """``directory`` (writable), ``zip`` (a packed store) or ``url`` (remote, fsspec): the last two are read-only."""
+        return store_kind(self.path)
+
+    def require_embedding(
+        self, name: str, encoder: str | None = None, weights_id: str | None = None
+    ) -> zarr.Array:
+        """The embeddings array ``name`` if it is complete and was made by ``encoder`` with ``weights_id``.
+
+        A reader that trains on embeddings calls this with the encoder it will run at acting time, so a
+        store encoded by another network (or other weights) is refused instead of silently mixed.
+        """
+        arr = self.embedding(name)
+        meta = dict(arr.attrs).get(ATTR) or {}
+        fix = f"rise-data encode {self.path} --encoder {encoder or meta.get('encoder')} --name {name} --overwrite"
+        if encoder is not None and meta.get("encoder") != encoder:
+            raise StoreError(
+                f"{self.path}: embeddings '{name}' were made by encoder {meta.get('encoder')!r}, not {encoder!r}; "
+                f"re-encode with: {fix}"
+            )
+        if weights_id is not None and meta.get("weights_id") != weights_id:
+            raise StoreError(
+                f"{self.path}: embeddings '{name}' were made with weights {meta.get('weights_id')}, not {weights_id}; "
+                f"re-encode with: {fix}"
+            )
+        done = int(meta.get("rows_done", 0))
+        if done < self.rows:
+            raise StoreError(
+                f"{self.path}: embeddings '{name}' are incomplete ({done} of {self.rows} rows); finish with: "
+                f"rise-data encode {self.path} --encoder {meta.get('encoder')} --name {name}"
+            )
+        return arr
+
+    def checksum_names(self) -> list[str]:
+        """Every array a checksum covers: step arrays, the episode index, embeddings."""
+        names = [name for name, _ in self._step_arrays()]
+        names += [f"episodes/{k}" for k in EPISODE_ARRAYS]
+        return names + [f"embeddings/{k}" for k in self.embedding_names()]
+
+    def checksum_rows(self, name: str) -> int:
+        """Rows of ``name`` a checksum covers: committed rows (episodes), or the encoded prefix of embeddings."""
+        if name.startswith("episodes/"):
+            return self.num_episodes
+        if name.startswith("embeddings/"):
+            meta = dict(self.group[name].attrs).get(ATTR) or {}
+            return min(int(meta.get("rows_done", 0)), self.rows)
+        return self.rows
+
+    def checksum_tag(self, name: str) -> str | None:
+        """What identifies an embeddings array beyond its name (its creation time): a re-encode is not corruption."""
+        if not name.startswith("embeddings/"):
+            return None
+        return (dict(self.group[name].attrs).get(ATTR) or {}).get("created")
+
+    @property
+    def checksums(self) -> dict:
+        """Recorded checksums: ``{name: {"rows": n, "sha256": hex, ...}}`` (empty if never sealed)."""
+        return dict((self._meta.get("checksums") or {}).get("arrays") or {})
+
+    def record_checksums(self, digests: dict, replace: bool = False) -> None:
+        """Record per-array checksums (from :class:`RowHasher` or :func:`compute_checksums`) in the root attrs."""
+        arrays = {} if replace else self.checksums
+        arrays.update(digests)
+        self._write_meta(checksums={"algorithm": "sha256", "time": now_iso(), "arrays": arrays})
+
+    def seal(self, names: list[str] | None = None) -> dict:
+        """Compute (streaming) and record the checksums of ``names`` (default: every array); returns them."""
+        self._check_writable()
+        digests = compute_checksums(self, names)
+        self.record_checksums(digests, replace=names is None)
+        return digests
+
 
 def _direct_chunk_codec(arr: zarr.Array, root: str) -> Zstd | None:
     """The zstd codec when ``arr``'s whole chunks can be written as files directly, else None.
@@ -292,7 +367,7 @@ def _direct_chunk_codec(arr: zarr.Array, root: str) -> Zstd | None:
     return Zstd(level=codecs[1].level, checksum=codecs[1].checksum)
 
 
-class _Rows:
+class Rows:
     """Row-wise concatenation of arrays without copying them all: slices copy only the rows asked for."""
 
     def __init__(self, parts: list[np.ndarray]):
@@ -315,7 +390,7 @@ class _Rows:
         return out[0] if len(out) == 1 else np.concatenate(out)
 
 
-def write_rows(arr: zarr.Array, start: int, data: np.ndarray | _Rows, root: str) -> None:
+def write_rows(arr: zarr.Array, start: int, data: np.ndarray | Rows, root: str) -> None:
     """``arr[start:start+len(data)] = data``, writing whole chunks as files directly when that is safe.
 
     zarr-python spends ~130-260 us per 100 kB frame row on a write (copies and per-chunk Python/async
@@ -385,9 +460,15 @@ def _episode_columns(episodes: list[Episode], first_row: int, first_episode: int
     return cols
 
 
-def _rows(parts: list) -> _Rows:
-    """Episodes' image rows (arrays or lists of rows) as one lazily concatenated source."""
-    return _Rows([p if isinstance(p, np.ndarray) else np.stack(p) for p in parts])
+def _rows(parts: list) -> Rows:
+    """Episodes' image rows (arrays, lists of rows, or ``Rows``) as one lazily concatenated source."""
+    out: list[np.ndarray] = []
+    for p in parts:
+        if isinstance(p, Rows):
+            out += p.parts
+        else:
+            out.append(p if isinstance(p, np.ndarray) else np.stack(p))
+    return Rows(out)
 
 
 def _remove_partial_files(path: str) -> None:
@@ -469,13 +550,156 @@ def create_store(
     return Store(group, path, "a")
 
 
-def open_store(path: str | os.PathLike, mode: str = "r") -> Store:
-    """Open an existing store read-only (``"r"``) or for appending (``"a"``)."""
+def store_kind(path: str | os.PathLike) -> str:
+    """``url`` for fsspec URLs (``s3://``, ``gs://``, ``file://``, ...), ``zip`` for packed stores, else ``directory``."""
     path = str(path)
-    if "://" not in path and not Path(path).exists():
+    if "://" in path:
+        return "url"
+    return "zip" if path.lower().endswith(".zip") else "directory"
+
+
+def storage_options_for(url: str) -> dict:
+    """fsspec options for a URL, from the usual environment variables (s3: AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_DEFAULT_REGION).
+
+    Other protocols get no options: their libraries read their own environment (gcsfs, adlfs, ...).
+    """
+    protocol = url.split("://", 1)[0].split("::")[-1].lower()
+    if protocol not in ("s3", "s3a"):
+        return {}
+    env = os.environ
+    opts: dict[str, Any] = {}
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        opts["key"] = env["AWS_ACCESS_KEY_ID"]
+        opts["secret"] = env["AWS_SECRET_ACCESS_KEY"]
+        if env.get("AWS_SESSION_TOKEN"):
+            opts["token"] = env["AWS_SESSION_TOKEN"]
+    elif env.get("AWS_NO_SIGN_REQUEST", "").lower() in ("1", "true", "yes"):
+        opts["anon"] = True
+    client: dict[str, str] = {}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        client["endpoint_url"] = endpoint
+    region = env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION")
+    if region:
+        client["region_name"] = region
+    if client:
+        opts["client_kwargs"] = client
+    return opts
+
+
+def open_store(path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> Store:
+    """Open an existing store read-only (``"r"``) or for appending (``"a"``).
+
+    ``path`` is a store directory, a packed ``*.zip`` (see ``rise-data pack``), or an fsspec URL
+    (``s3://bucket/pong.zarr``, ``s3://bucket/pong.zip``, ``file:///...``); zips and URLs are read-only.
+    ``storage_options`` default to :func:`storage_options_for` (credentials from the environment).
+    """
+    path = str(path)
+    kind = store_kind(path)
+    if kind != "directory":
+        return _open_readonly(path, kind, mode, storage_options)
+    if not Path(path).exists():
         raise StoreError(f"{path} does not exist; create it with: rise-data collect ENV_ID {path}")
     try:
         group = zarr.open_group(path, mode="r" if mode == "r" else "r+", zarr_format=3)
     except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError) as e:
         raise StoreError(f"{path} is not a readable Zarr v3 group ({type(e).__name__}: {e})") from None
     return Store(group, path, mode)
+
+
+def _open_readonly(path: str, kind: str, mode: str, storage_options: dict | None) -> Store:
+    from zarr.storage import FsspecStore, ZipStore
+
+    what = "a packed store" if kind == "zip" else "remote"
+    if mode != "r":
+        raise StoreError(
+            f"{path} is {what} and read-only; write to a store directory (e.g. rise-data import)"
+        )
+    if kind == "zip" and not Path(path).is_file():
+        raise StoreError(f"{path} does not exist; make it with: rise-data pack STORE {path}")
+    opts = storage_options_for(path) if storage_options is None else storage_options
+    try:
+        if kind == "zip":
+            backend = ZipStore(path, mode="r")
+        elif path.lower().endswith(".zip"):  # a packed store behind a URL: fsspec's zip over the remote file
+            protocol = path.split("://", 1)[0]
+            backend = FsspecStore.from_url(f"zip::{path}", read_only=True, storage_options={protocol: opts})
+        else:
+            backend = FsspecStore.from_url(path, read_only=True, storage_options=opts)
+        group = zarr.open_group(store=backend, mode="r", zarr_format=3)
+    except Exception as e:  # any backend's error (missing key, credentials, network): one line
+        raise StoreError(f"{path} is not a readable Zarr v3 group ({type(e).__name__}: {e})") from None
+    return Store(group, path, "r")
+
+
+# -- checksums ------------------------------------------------------------------------------------
+READ_BLOCK_BYTES = 64 << 20  # rows read at once when streaming a whole array (whole chunks, ~64 MB)
+
+
+def block_rows(arr: zarr.Array, budget: int = READ_BLOCK_BYTES) -> int:
+    """Rows per streaming read: a whole number of chunks, about ``budget`` bytes uncompressed."""
+    row = int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize
+    chunk = arr.chunks[0]
+    return chunk * max(1, budget // max(1, row * chunk))
+
+
+class RowHasher:
+    """sha256 of each array's rows, fed in order: the raw little-endian C-order bytes of rows [0, n).
+
+    Writers that produce a whole store (merge, split, import, ...) feed it what they write, so the
+    checksums cost no extra read; :func:`compute_checksums` feeds it by streaming a store.
+    """
+
+    def __init__(self) -> None:
+        self._hash: dict[str, Any] = {}
+        self._rows: dict[str, int] = {}
+        self._tags: dict[str, str | None] = {}
+
+    def update(self, name: str, rows: Any, tag: str | None = None) -> None:
+        h = self._hash.get(name)
+        if h is None:
+            h, self._rows[name] = hashlib.sha256(), 0
+            self._hash[name] = h
+        if tag is not None:
+            self._tags[name] = tag
+        for part in getattr(rows, "parts", None) or [rows]:  # a lazily concatenated Rows, or one array
+            a = np.asarray(part)
+            a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<") if a.dtype.itemsize > 1 else a.dtype)
+            h.update(a.reshape(-1).view(np.uint8).data)
+            self._rows[name] += len(a)
+
+    def digests(self) -> dict:
+        out = {}
+        for name, h in self._hash.items():
+            out[name] = {"rows": self._rows[name], "sha256": h.hexdigest()}
+            if self._tags.get(name) is not None:
+                out[name]["created"] = self._tags[name]
+        return out
+
+
+def compute_checksums(store: Store, names: list[str] | None = None) -> dict:
+    """Checksums of ``names`` (default: every array) over the committed rows, streaming ~64 MB at a time."""
+    hasher = RowHasher()
+    for name in store.checksum_names() if names is None else names:
+        arr = store.group[name]
+        bound = store.checksum_rows(name)
+        step = block_rows(arr)
+        hasher.update(name, arr[0:0], tag=store.checksum_tag(name))
+        for s in range(0, bound, step):
+            hasher.update(name, arr[s : min(s + step, bound)])
+    return hasher.digests()
+
+
+def data_fingerprint(checksums: dict) -> str:
+    """One sha256 naming a store's trajectories: over the checksums of its step and episode arrays.
+
+    Embeddings are left out: they are derived annotations with their own provenance, so adding an
+    encoder's embeddings does not change what a dataset id names.
+    """
+    lines = sorted(
+        f"{name} {c['rows']} {c['sha256']}"
+        for name, c in checksums.items()
+        if not name.startswith("embeddings/")
+    )
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
