@@ -24,13 +24,25 @@ from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
 
 
-def run_probe(out: Path, delay: int, ks: list[int], updates: int, episodes: int, seed: int = 0, eval_episodes: int = 100) -> dict:
+def run_probe(
+    out: Path, delay: int, ks: list[int], updates: int, episodes: int, seed: int = 0, eval_episodes: int = 100
+) -> dict:
     """Collect, encode, pretrain one agent per K, evaluate; returns {K: success rate}."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     store = str(out / "probe.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", store, episodes=episodes, envs=8, seed=seed, env_options={"delay": delay}, progress=False))
+    collect(
+        CollectConfig(
+            "rise/CueMemory-v0",
+            store,
+            episodes=episodes,
+            envs=8,
+            seed=seed,
+            env_options={"delay": delay},
+            progress=False,
+        )
+    )
     encode(EncodeConfig(store=store, encoder="downsample", progress=False))
     results = {}
     for k in ks:
@@ -45,7 +57,9 @@ def run_probe(out: Path, delay: int, ks: list[int], updates: int, episodes: int,
             checkpoint_every=10**9,
             seed=seed,
             progress=False,
-            network=NetworkConfig(n_actions=3, context_len=k, impala_channels=(16, 32, 32), hidden=128, lstm_hidden=64),
+            network=NetworkConfig(
+                n_actions=3, context_len=k, impala_channels=(16, 32, 32), hidden=128, lstm_hidden=64
+            ),
             learner=LearnerConfig(target_update=100),
             replay=ReplayConfig(context_len=k),
         )
@@ -53,7 +67,9 @@ def run_probe(out: Path, delay: int, ks: list[int], updates: int, episodes: int,
         returns = result["eval"]["returns"]
         results[k] = sum(r > 0 for r in returns) / len(returns)
         print(f"K={k}: success {results[k]:.1%} over {len(returns)} evaluation episodes", flush=True)
-    (out / "results.json").write_text(json.dumps({"delay": delay, "updates": updates, "success": results}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"delay": delay, "updates": updates, "success": results}, indent=2)
+    )
     return results
 
 

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rise_data.store import ATTR, EPISODE_ARRAYS, STEP_SCALARS, Store, StoreError, open_store, partial_files
+from rise_data.store import (
+    ATTR,
+    EPISODE_ARRAYS,
+    STEP_SCALARS,
+    RowHasher,
+    Store,
+    StoreError,
+    block_rows,
+    data_fingerprint,
+    open_store,
+    partial_files,
+)
 
 PROVENANCE_KEYS = (
     "encoder",
@@ -42,7 +53,7 @@ def check_store(path: str, deep: bool = False) -> list[Problem]:
     except StoreError as e:
         return [Problem("error", str(path), str(e))]
     problems: list[Problem] = []
-    for fn in (_check_arrays, _check_episodes, _check_embeddings):
+    for fn in (_check_arrays, _check_episodes, _check_embeddings, _check_integrity):
         try:
             problems += fn(store, deep)
         except Exception as e:  # a corrupt chunk or metadata file: report, keep checking the rest
@@ -86,7 +97,7 @@ def _check_arrays(store: Store, deep: bool) -> list[Problem]:
                     f"{arr.shape[0] - store.rows} uncommitted rows after an interrupted write (ignored; trimmed on next append)",
                 )
             )
-        if deep and name in ("obs", "frame"):
+        if deep and name in ("obs", "frame") and not _verified_by_checksum(store, name):
             for s in range(0, store.rows, arr.chunks[0] * 16):
                 store.read(name, s, s + arr.chunks[0] * 16)  # decompresses every chunk: raises on corruption
     return out
@@ -226,4 +237,110 @@ def _check_embeddings(store: Store, deep: bool) -> list[Problem]:
                 row = s + int(np.argmax(~np.isfinite(block).all(axis=1)))
                 out.append(Problem("error", where, f"non-finite values at row {row}"))
                 break
+    return out
+
+
+def _verified_by_checksum(store: Store, name: str) -> bool:
+    """A recorded checksum over every committed row: the deep check's hash pass decodes every chunk."""
+    return store.checksums.get(name, {}).get("rows") == store.rows
+
+
+def _check_integrity(store: Store, deep: bool) -> list[Problem]:
+    """Card identity and statistics still describe the data; with ``deep``, every recorded sha256 verifies.
+
+    Checksums cover a prefix of rows (``rows`` in each entry): appends leave them valid for that prefix,
+    so a store collected further since sealing verifies what was sealed and is told to reseal the rest.
+    """
+    out: list[Problem] = []
+    meta = store.meta
+    card = meta.get("card") or {}
+    content = card.get("content") or {}
+    if (
+        card.get("id")
+        and content
+        and (content.get("rows"), content.get("episodes")) != (store.rows, store.num_episodes)
+    ):
+        out.append(
+            Problem(
+                "warning",
+                "card",
+                f"the data changed since '{card['id']}' was assigned ({content.get('rows')} -> {store.rows} rows); "
+                f"give it a new version: rise-data card {store.path} --id {card['id'].rsplit('-v', 1)[0]}-v{int(card.get('version', 0)) + 1}",
+            )
+        )
+    stats = meta.get("stats")
+    if stats and stats.get("rows") != store.rows:
+        out.append(
+            Problem(
+                "warning",
+                "stats",
+                f"statistics cover {stats.get('rows')} of {store.rows} rows; recompute: rise-data stats {store.path}",
+            )
+        )
+    if not deep:
+        return out
+    recorded = store.checksums
+    if not recorded:
+        out.append(
+            Problem(
+                "warning", "checksums", f"none recorded; seal the store with: rise-data seal {store.path}"
+            )
+        )
+        return out
+    names = store.checksum_names()
+    verified = {}
+    for name in names:
+        rec = recorded.get(name)
+        if rec is None:
+            out.append(
+                Problem(
+                    "warning", name, f"no checksum (added after sealing); reseal: rise-data seal {store.path}"
+                )
+            )
+            continue
+        if rec.get("created") != store.checksum_tag(name):
+            out.append(
+                Problem("warning", name, f"re-encoded after sealing; reseal: rise-data seal {store.path}")
+            )
+            continue
+        bound, n = store.checksum_rows(name), int(rec["rows"])
+        if n > bound:
+            out.append(Problem("error", name, f"checksum covers {n} rows but only {bound} are committed"))
+            continue
+        arr, hasher, step = store.group[name], RowHasher(), block_rows(store.group[name])
+        hasher.update(name, arr[0:0])
+        for s in range(0, n, step):
+            hasher.update(name, arr[s : min(s + step, n)])
+        if hasher.digests()[name]["sha256"] != rec["sha256"]:
+            out.append(
+                Problem(
+                    "error",
+                    name,
+                    f"sha256 of rows [0, {n}) does not match the recorded one: the data changed after sealing or is corrupt",
+                )
+            )
+            continue
+        verified[name] = rec
+        if n < bound:
+            out.append(
+                Problem(
+                    "warning",
+                    name,
+                    f"checksum covers {n} of {bound} rows (data added after sealing); reseal: rise-data seal {store.path}",
+                )
+            )
+    for name in sorted(set(recorded) - set(names)):
+        if not name.startswith("embeddings/"):  # a deleted embeddings array is not damage
+            out.append(Problem("error", name, "has a recorded checksum but the array is missing"))
+    data = [n for n in names if not n.startswith("embeddings/")]
+    covered = bool(content.get("data_sha256")) and all(
+        n in verified
+        and verified[n]["rows"] == (content["episodes"] if n.startswith("episodes/") else content["rows"])
+        for n in data
+    )
+    fingerprint = data_fingerprint({n: verified[n] for n in data}) if covered else None
+    if content.get("data_sha256") and covered and fingerprint != content["data_sha256"]:
+        out.append(
+            Problem("error", "card", f"'{card.get('id')}' was assigned to other data than the store holds")
+        )
     return out

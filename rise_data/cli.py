@@ -223,5 +223,314 @@ def check(
     typer.echo(f"{store}: ok" + (f" ({warns} warnings)" if warns else ""))
 
 
+# -- sharing: identity and cards, packing, integrity, statistics, export/import, editing ----------
+# (docs/sharing.md). Every command that only reads takes a store directory, a packed .zip or a URL.
+
+
+def _key_values(items: list[str], option: str) -> dict:
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        try:
+            out[k] = float(v)
+        except ValueError:
+            sep = ""
+        if not sep or not k:
+            raise ValueError(f"{option} takes NAME=NUMBER, got '{item}'")
+    return out
+
+
+@app.command()
+def card(
+    store: Annotated[
+        str, typer.Argument(help="Store directory, packed .zip or URL (read-only: print only).")
+    ],
+    dataset_id: Annotated[
+        str | None, typer.Option("--id", help="Versioned dataset id NAME-vN, e.g. pong-random-v0.")
+    ] = None,
+    author: Annotated[str | None, typer.Option(help="Author(s) of the dataset.")] = None,
+    license_: Annotated[str | None, typer.Option("--license", help="License, e.g. CC-BY-4.0.")] = None,
+    description: Annotated[str | None, typer.Option(help="What the dataset is, in a few sentences.")] = None,
+    ref_score: Annotated[
+        list[str],
+        typer.Option(help="Reference score NAME=VALUE (repeatable), e.g. random=-20.7 expert=21."),
+    ] = [],  # noqa: B006
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow renaming an id or re-using it for changed data.")
+    ] = False,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the card to this file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card's data as JSON.")] = False,
+) -> None:
+    """Print a store's dataset card (markdown); --id/--author/--license/... set those fields first."""
+    from pathlib import Path
+
+    from rise_data.card import CardConfig, card_data, render_card, set_card
+    from rise_data.store import open_store
+
+    with _user_errors():
+        config = CardConfig(
+            store=store,
+            id=dataset_id,
+            author=author,
+            license=license_,
+            description=description,
+            reference_scores=_key_values(ref_score, "--ref-score"),
+            force=force,
+        )
+        if config.sets_anything:
+            set_card(config)
+        elif force:
+            raise ValueError(
+                "--force only applies when setting --id, --author, --license, --description or --ref-score"
+            )
+        data = card_data(open_store(store))
+        text = json.dumps(data, indent=2, default=str) if as_json else render_card(data)
+        if output:
+            Path(output).write_text(text + "\n")
+    typer.echo(f"{store}: card written to {output}" if output else text)
+
+
+@app.command()
+def seal(store: Annotated[str, typer.Argument(help="Store directory.")]) -> None:
+    """Record per-array sha256 checksums (streaming) for check --deep to verify."""
+    import time
+
+    from rise_data.store import open_store
+
+    with _user_errors():
+        s = open_store(store, mode="a")
+        t0 = time.perf_counter()
+        digests = s.seal()
+    typer.echo(f"{store}: sealed {len(digests)} arrays, {s.rows} rows, in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+def stats(
+    store: Annotated[
+        str, typer.Argument(help="Store directory, packed .zip or URL (read-only: print only).")
+    ],
+    bins: Annotated[
+        int, typer.Option(help="Histogram bins per embedding dimension (quantile resolution).")
+    ] = 1024,
+    write: Annotated[
+        bool, typer.Option("--write/--no-write", help="Record them in the store's attributes.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Normalisation statistics (obs/frame/reward/returns; per-dimension for embeddings), streaming."""
+    from rise_data.stats import StatsConfig, format_stats
+    from rise_data.stats import stats as run
+
+    with _user_errors():
+        if bins < 2:
+            raise ValueError("--bins must be at least 2")
+        root, emb, written = run(StatsConfig(store=store, bins=bins, write=write))
+    if as_json:
+        typer.echo(json.dumps({**root, "embeddings": emb}, indent=2))
+    else:
+        typer.echo(format_stats(root, emb))
+        if write and not written:
+            typer.echo(f"{store} is read-only: statistics printed, not recorded", err=True)
+
+
+@app.command()
+def pack(
+    store: Annotated[str, typer.Argument(help="Store directory.")],
+    output: Annotated[str, typer.Argument(help="The .zip file to write (once; stored entries).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+) -> None:
+    """Pack a store directory into one .zip that every read-only command (and open_store) reads in place."""
+    from rise_data.pack import PackConfig
+    from rise_data.pack import pack as run
+
+    with _user_errors():
+        out = run(PackConfig(store=store, output=output, force=force))
+    typer.echo(
+        f"{out['output']}: {out['rows']} rows, {out['episodes']} episodes, {out['bytes'] / 1e6:.1f} MB "
+        f"in {out['seconds']:.1f} s (sealed)"
+    )
+
+
+def _export_format(output: str, fmt: str) -> str:
+    if fmt != "auto":
+        if fmt not in ("hdf5", "minari"):
+            raise ValueError(f"--format must be auto, hdf5 or minari, got '{fmt}'")
+        return fmt
+    if output.startswith("minari:"):
+        return "minari"
+    if output.lower().endswith((".h5", ".hdf5")):
+        return "hdf5"
+    raise ValueError(
+        f"cannot tell the format of '{output}': name an .h5 file or minari:DATASET_ID, or pass --format"
+    )
+
+
+@app.command()
+def export(
+    store: Annotated[str, typer.Argument(help="Store directory, packed .zip or URL.")],
+    output: Annotated[str, typer.Argument(help="OUT.h5 (HDF5), or minari:DATASET_ID (a Minari dataset).")],
+    format: Annotated[str, typer.Option(help="auto (from OUTPUT), hdf5 or minari.")] = "auto",
+    compression: Annotated[str, typer.Option(help="HDF5: gzip (level 1), lzf or none.")] = "gzip",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+) -> None:
+    """Export a store to HDF5 or to a Minari dataset (written under MINARI_DATASETS_PATH)."""
+    from rise_data.h5io import ExportConfig, export_hdf5
+
+    with _user_errors():
+        fmt = _export_format(output, format)
+        config = ExportConfig(store=store, output=output, format=fmt, compression=compression, force=force)
+        if fmt == "minari":
+            from rise_data.minari_io import export_minari
+
+            out = export_minari(config)
+            msg = f"minari dataset '{out['dataset_id']}' at {out['path']}: {out['episodes']} episodes, {out['steps']} steps"
+        else:
+            out = export_hdf5(config)
+            msg = f"{out['output']}: {out['rows']} rows, {out['episodes']} episodes, {out['bytes'] / 1e6:.1f} MB"
+            for name in out["skipped_embeddings"]:
+                typer.echo(f"warning: embeddings '{name}' are incomplete and were not exported", err=True)
+    typer.echo(f"{msg} in {out['seconds']:.1f} s")
+
+
+def _import_format(source: str, fmt: str) -> str:
+    from pathlib import Path
+
+    if fmt != "auto":
+        if fmt not in ("hdf5", "minari"):
+            raise ValueError(f"--format must be auto, hdf5 or minari, got '{fmt}'")
+        return fmt
+    if source.startswith("minari:"):
+        return "minari"
+    if source.lower().endswith((".h5", ".hdf5")):
+        return "hdf5"
+    p = Path(source)
+    if (p / "metadata.json").exists() or (p / "data" / "metadata.json").exists():
+        return "minari"
+    if not p.exists():
+        raise FileNotFoundError(f"{source} does not exist")
+    raise ValueError(
+        f"cannot tell the format of '{source}': give an .h5 file, minari:ID or a Minari dataset directory"
+    )
+
+
+@app.command("import")
+def import_(
+    source: Annotated[
+        str,
+        typer.Argument(help="A rise HDF5 export (.h5), minari:DATASET_ID, or a Minari dataset directory."),
+    ],
+    store: Annotated[str, typer.Argument(help="New store directory to create.")],
+    format: Annotated[str, typer.Option(help="auto (from SOURCE), hdf5 or minari.")] = "auto",
+    obs_key: Annotated[
+        str | None, typer.Option(help="Minari Dict observations: the key holding the images.")
+    ] = None,
+    screen_size: Annotated[
+        int, typer.Option(help="Minari images: side of the gray agent observation derived from them.")
+    ] = 84,
+) -> None:
+    """Build a store from an HDF5 export or a Minari dataset (then encode it as usual)."""
+    from rise_data.h5io import ImportConfig, import_hdf5
+
+    with _user_errors():
+        fmt = _import_format(source, format)
+        config = ImportConfig(
+            source=source, store=store, format=fmt, obs_key=obs_key, screen_size=screen_size
+        )
+        if fmt == "minari":
+            from rise_data.minari_io import import_minari
+
+            out = import_minari(config)
+        else:
+            out = import_hdf5(config)
+    typer.echo(f"{out['store']}: {out['rows']} rows, {out['episodes']} episodes in {out['seconds']:.1f} s")
+
+
+@app.command()
+def merge(
+    sources: Annotated[
+        list[str], typer.Argument(help="Two or more stores of one env (directories, .zip, URLs).")
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="New store directory to create.")],
+    drop_embeddings: Annotated[
+        bool,
+        typer.Option("--drop-embeddings", help="Merge trajectories only (when the encoder sets differ)."),
+    ] = False,
+) -> None:
+    """Merge stores of the same env and encoder set into a new store (embeddings kept)."""
+    from rise_data.edit import MergeConfig, summary
+    from rise_data.edit import merge as run
+
+    with _user_errors():
+        out = run(MergeConfig(sources=tuple(sources), output=output, drop_embeddings=drop_embeddings))
+    typer.echo(summary(out))
+
+
+@app.command()
+def split(
+    store: Annotated[str, typer.Argument(help="Source store (directory, .zip or URL).")],
+    train: Annotated[str, typer.Argument(help="New store directory for the first part.")],
+    val: Annotated[str, typer.Argument(help="New store directory for the rest.")],
+    fraction: Annotated[float, typer.Option(help="Share of episodes in TRAIN.")] = 0.9,
+    seed: Annotated[int, typer.Option(help="Seed of the random episode partition.")] = 0,
+) -> None:
+    """Split a store's episodes at random into two new stores (train/val)."""
+    from rise_data.edit import SplitConfig, summary
+    from rise_data.edit import split as run
+
+    with _user_errors():
+        a, b = run(SplitConfig(store=store, train=train, val=val, fraction=fraction, seed=seed))
+    typer.echo(summary(a))
+    typer.echo(summary(b))
+
+
+@app.command("filter")
+def filter_(
+    store: Annotated[str, typer.Argument(help="Source store (directory, .zip or URL).")],
+    output: Annotated[str, typer.Argument(help="New store directory.")],
+    min_return: Annotated[float | None, typer.Option(help="Keep episodes with return >= this.")] = None,
+    max_return: Annotated[float | None, typer.Option(help="Keep episodes with return <= this.")] = None,
+    min_length: Annotated[
+        int | None, typer.Option(help="Keep episodes with at least this many steps.")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Keep episodes with at most this many steps.")
+    ] = None,
+) -> None:
+    """Keep the episodes whose return and length lie within bounds, in a new store."""
+    from rise_data.edit import SelectConfig, filter_episodes, summary
+
+    with _user_errors():
+        out = filter_episodes(
+            SelectConfig(
+                store=store,
+                output=output,
+                min_return=min_return,
+                max_return=max_return,
+                min_length=min_length,
+                max_length=max_length,
+            )
+        )
+    typer.echo(summary(out))
+
+
+@app.command()
+def subset(
+    store: Annotated[str, typer.Argument(help="Source store (directory, .zip or URL).")],
+    output: Annotated[str, typer.Argument(help="New store directory.")],
+    first: Annotated[int | None, typer.Option(help="The first N episodes.")] = None,
+    episodes: Annotated[
+        str | None, typer.Option(help="Episode numbers (0-based), e.g. 0,3,5-9 (ranges inclusive).")
+    ] = None,
+) -> None:
+    """Copy the first N episodes, or listed ones, into a new store."""
+    from rise_data.edit import SelectConfig, parse_episode_list, summary
+    from rise_data.edit import subset as run
+
+    with _user_errors():
+        ids = tuple(parse_episode_list(episodes)) if episodes is not None else None
+        out = run(SelectConfig(store=store, output=output, first=first, episodes=ids))
+    typer.echo(summary(out))
+
+
 if __name__ == "__main__":
     sys.exit(app())

@@ -555,7 +555,7 @@ def store_kind(path: str | os.PathLike) -> str:
     path = str(path)
     if "://" in path:
         return "url"
-    return "zip" if path.lower().endswith(".zip") else "directory"
+    return "zip" if path.lower().endswith(".zip") and not Path(path).is_dir() else "directory"
 
 
 def storage_options_for(url: str) -> dict:
@@ -622,15 +622,41 @@ def _open_readonly(path: str, kind: str, mode: str, storage_options: dict | None
     try:
         if kind == "zip":
             backend = ZipStore(path, mode="r")
-        elif path.lower().endswith(".zip"):  # a packed store behind a URL: fsspec's zip over the remote file
-            protocol = path.split("://", 1)[0]
-            backend = FsspecStore.from_url(f"zip::{path}", read_only=True, storage_options={protocol: opts})
+        elif path.lower().endswith(".zip"):  # a packed store behind a URL: zipfile over the remote file
+            backend = _url_zip_store(path, opts)
         else:
             backend = FsspecStore.from_url(path, read_only=True, storage_options=opts)
         group = zarr.open_group(store=backend, mode="r", zarr_format=3)
     except Exception as e:  # any backend's error (missing key, credentials, network): one line
         raise StoreError(f"{path} is not a readable Zarr v3 group ({type(e).__name__}: {e})") from None
     return Store(group, path, "r")
+
+
+def _url_zip_store(url: str, opts: dict):
+    """zarr's ZipStore reading a zip behind a URL through an fsspec file (ranged reads, nothing downloaded whole).
+
+    (fsspec's ``zip::`` URLs list nested groups wrongly through zarr's FsspecStore, so zarr's own
+    ZipStore reads the remote file object instead.)
+    """
+    import threading
+    import zipfile
+
+    import fsspec
+    from zarr.storage import ZipStore
+
+    class _FileZipStore(ZipStore):
+        def __init__(self, fileobj: Any, name: str):
+            super().__init__(Path(name), mode="r")
+            self._fileobj = fileobj
+
+        def _sync_open(self) -> None:
+            if self._is_open:
+                raise ValueError("store is already open")
+            self._lock = threading.RLock()
+            self._zf = zipfile.ZipFile(self._fileobj, mode="r")
+            self._is_open = True
+
+    return _FileZipStore(fsspec.open(url, "rb", **opts).open(), url)
 
 
 # -- checksums ------------------------------------------------------------------------------------

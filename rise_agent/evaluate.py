@@ -1,0 +1,259 @@
+"""Evaluation: whole episodes with parameter noise off, raw and human-normalised scores, recordings.
+
+``evaluate`` runs the network greedily (eval mode, noise off; optional ε-greedy on top, BTR evaluates
+with ε = 0.01 early in training) in ``make_env(spec)`` through the same :class:`~rise_agent.actor.Actor`
+that acts during training. Each env is given a fixed quota of episodes up front, so short episodes are
+not over-represented the way "the first N episodes to finish" would make them. Torch's RNG (IQN's tau
+samples) is forked and seeded, so an evaluation neither depends on nor disturbs the training RNG.
+
+``load_agent`` rebuilds a network and its frozen encoder from a checkpoint written with
+:func:`rise_agent.checkpoint.save_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rise_agent.actor import Actor
+from rise_agent.atari_scores import human_normalized
+from rise_agent.checkpoint import CheckpointError, load_checkpoint
+from rise_agent.network import NetworkConfig, RiseNetwork, disable_noise, make_network
+from rise_data.encoders import Encoder, EncoderError, make_encoder
+from rise_data.envs import Step, make_env
+
+__all__ = ["evaluate", "load_agent", "network_config_from_json", "rebuild_encoder", "write_video"]
+
+RECORD_FPS = 15  # Atari agent steps: 60 Hz / frameskip 4
+RECORD_MAX_FRAMES = 5_000  # a recording stops here (bounded memory; ~5.5 min at 15 fps)
+_VIDEO_SUFFIXES = (".gif", ".mp4")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recording
+
+
+def _record_frame(step: Step, env: int) -> np.ndarray:
+    return np.array(step.frame[env] if step.frame is not None else step.obs[env])
+
+
+def write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int = RECORD_FPS) -> Path:
+    """Write RGB (H,W,3) or gray (H,W) uint8 frames as a .gif (Pillow) or .mp4 (cv2, mp4v codec)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _VIDEO_SUFFIXES:
+        raise ValueError(f"cannot record to {path}: use a .gif or .mp4 file name")
+    if not frames:
+        raise ValueError("no frames to record")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames]
+        images[0].save(
+            path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, optimize=False
+        )
+        return path
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+    if not writer.isOpened():
+        raise ValueError(f"cv2 cannot write {path} (no mp4v encoder in this OpenCV build): record a .gif")
+    try:
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR if f.ndim == 3 else cv2.COLOR_GRAY2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate(
+    network: RiseNetwork,
+    encoder: Encoder | None,
+    env_spec: dict,
+    episodes: int,
+    epsilon: float = 0.0,
+    seed: int = 0,
+    num_envs: int | None = None,
+    record: str | os.PathLike | None = None,
+    max_steps: int | None = None,
+) -> dict:
+    """Run ``episodes`` whole episodes with noise off; raw returns, their stats and the human-normalised mean.
+
+    ``num_envs`` defaults to ``min(episodes, 8)``. ``max_steps`` caps the vector steps; episodes still
+    running then are counted with their return so far (``cut`` says how many). ``record``: write env
+    0's first episode (RGB frames, or the agent observation if the env has none) to a .gif or .mp4.
+    The network's train/eval mode is restored afterwards.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if record is not None and Path(record).suffix.lower() not in _VIDEO_SUFFIXES:
+        raise ValueError(f"cannot record to {record}: use a .gif or .mp4 file name")
+    num_envs = min(num_envs or min(episodes, 8), episodes)
+    quota = np.array([episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)])
+    device = next(network.parameters()).device
+    cfg = network.config
+    rng = np.random.default_rng(seed)
+    env = make_env(env_spec, num_envs=num_envs)
+    was_training = network.training
+    results: list[tuple[float, int]] = []
+    frames: list[np.ndarray] | None = [] if record is not None else None
+    cut = steps = 0
+    try:
+        network.eval()
+        fork = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork), disable_noise(network):
+            torch.manual_seed(seed)
+            actor = Actor(network, encoder, num_envs, cfg.frame_stack, cfg.context_len, device)
+            step = env.reset(seed=seed)
+            ep_return = np.zeros(num_envs)
+            ep_len = np.zeros(num_envs, np.int64)
+            finished = np.zeros(num_envs, np.int64)
+            while (finished < quota).any():
+                if frames is not None:
+                    frames.append(_record_frame(step, 0))
+                actor.observe(step)
+                step = env.step(actor.act(epsilon, rng, greedy_noise_off=True))
+                steps += 1
+                live = ~step.is_first
+                ep_return[live] += step.reward[live]
+                ep_len[live] += 1
+                ended = step.terminated | step.truncated
+                for i in np.flatnonzero(ended):
+                    if finished[i] < quota[i]:
+                        results.append((float(ep_return[i]), int(ep_len[i])))
+                        finished[i] += 1
+                    ep_return[i], ep_len[i] = 0.0, 0
+                if frames is not None and (ended[0] or len(frames) >= RECORD_MAX_FRAMES):
+                    frames.append(_record_frame(step, 0))  # the episode's last observation
+                    write_video(record, frames)
+                    frames = None
+                if max_steps is not None and steps >= max_steps:
+                    for i in np.flatnonzero((finished < quota) & (ep_len > 0)):
+                        results.append((float(ep_return[i]), int(ep_len[i])))
+                        cut += 1
+                    break
+            if frames:  # max_steps ended the run before env 0's first episode did
+                write_video(record, frames)
+    finally:
+        network.train(was_training)
+        env.close()
+
+    returns = np.array([r for r, _ in results], dtype=np.float64)
+    mean = float(returns.mean()) if returns.size else float("nan")
+    out = {
+        "env": env_spec["id"],
+        "episodes": int(returns.size),
+        "returns": returns.tolist(),
+        "lengths": [n for _, n in results],
+        "mean": mean,
+        "std": float(returns.std()) if returns.size else float("nan"),
+        "min": float(returns.min()) if returns.size else float("nan"),
+        "max": float(returns.max()) if returns.size else float("nan"),
+        "human_normalized": None,
+        "epsilon": float(epsilon),
+        "seed": int(seed),
+        "steps": int(steps * num_envs),
+        "cut": int(cut),
+        "record": str(record) if record is not None else None,
+    }
+    if env_spec.get("kind") == "atari" and returns.size:
+        out["human_normalized"] = human_normalized(env_spec["id"], mean)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading a trained agent
+
+
+def network_config_from_json(text: str) -> NetworkConfig:
+    """NetworkConfig from the JSON of ``dataclasses.asdict`` (lists back to tuples)."""
+    values = json.loads(text)
+    known = {f.name for f in dataclasses.fields(NetworkConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CheckpointError(f"network config has unknown field(s) {unknown}: written by a newer rise?")
+    return NetworkConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _weights_hint(record: dict) -> str:
+    name = record.get("weights_file") or (
+        Path(record["weights"]).name if record.get("weights") not in (None, "untrained") else None
+    )
+    return name or f"the weights file with id {record.get('weights_id')}"
+
+
+def rebuild_encoder(
+    record: dict, device: torch.device | str = "cpu", weights: str | os.PathLike | None = None
+) -> Encoder:
+    """The frozen encoder a checkpoint records (name, weights, source), refused unless its weights_id matches."""
+    name = record["name"]
+    source = record.get("source") or "frame"
+    use = str(weights) if weights is not None else record.get("weights")
+    try:
+        enc = make_encoder(name, weights=use, source=source)
+    except EncoderError as e:
+        raise EncoderError(
+            f"cannot rebuild the frozen encoder {name} ({record.get('weights_id')}): {e}; "
+            f"pass --encoder-weights {_weights_hint(record)}"
+        ) from e
+    if enc.weights_id != record.get("weights_id"):
+        raise EncoderError(
+            f"encoder {name} loaded weights {enc.weights_id} but the agent was trained with "
+            f"{record.get('weights_id')}: pass --encoder-weights {_weights_hint(record)}"
+        )
+    return enc.to(device)
+
+
+def load_agent(
+    checkpoint_path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    encoder_weights: str | os.PathLike | None = None,
+) -> tuple[RiseNetwork, Encoder | None, dict]:
+    """(network in eval mode, frozen encoder or None, meta) from a checkpoint.
+
+    ``meta``: ``env`` (spec dict), ``network_config``, ``encoder`` (record or None), ``path``, and
+    ``counters`` when the checkpoint has them. ``encoder_weights`` overrides the recorded weights file
+    (it must still have the recorded weights_id).
+    """
+    device = torch.device(device)
+    ck = load_checkpoint(checkpoint_path, device)
+    missing = [k for k in ("network", "network_config", "env") if k not in ck]
+    if missing:
+        raise CheckpointError(f"checkpoint {checkpoint_path} lacks {missing}: not a rise-agent checkpoint")
+    cfg = network_config_from_json(ck["network_config"])
+    network = make_network(cfg).to(device)
+    try:
+        network.load_state_dict(ck["network"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {checkpoint_path}: network weights do not fit its config") from e
+    network.eval()
+    record = json.loads(ck["encoder"]) if isinstance(ck.get("encoder"), str) else None
+    encoder = None
+    if cfg.context_len > 0:
+        if record is None:
+            raise CheckpointError(f"checkpoint {checkpoint_path} has context_len > 0 but no encoder record")
+        encoder = rebuild_encoder(record, device, encoder_weights)
+        if encoder.dim != cfg.embed_dim:
+            raise CheckpointError(
+                f"encoder {encoder.name} gives {encoder.dim}-d embeddings, the network expects {cfg.embed_dim}"
+            )
+    meta = {
+        "env": json.loads(ck["env"]),
+        "network_config": cfg,
+        "encoder": record,
+        "path": str(checkpoint_path),
+    }
+    if isinstance(ck.get("counters"), str):
+        meta["counters"] = json.loads(ck["counters"])
+    return network, encoder, meta

@@ -1,0 +1,252 @@
+"""The BTR/RISE learner: one Munchausen-IQN gradient step on a replay batch (plus optional CQL).
+
+Per step (BTR's ``learn_call``, arXiv 2411.03820 App. E.2, with RISE's context inputs):
+
+1. Fresh parameter noise on the online and the target network.
+2. Target (no grad): the target network encodes s' (``next_frames``/``next_context``) and, for
+   Munchausen, s_t in one batched pass; ``munchausen_iqn_target`` builds the N' target quantiles from
+   Z_target(s') and the bonus ``alpha * clip(tau log pi(a_t|s_t), l0, 0)`` with pi the softmax of the
+   *target* network's Q(s_t) -- standard M-IQN (Vieillard et al. 2020). BTR's ICML code uses the online
+   net there; the target net keeps the bonus a function of the frozen snapshot, like the rest of the
+   target, and lets s_t and s' share one target pass.
+3. Online: encode s_t once; its N quantiles give both the quantile Huber loss of a_t and the mean-over-tau
+   Q(s_t, .) for the CQL(H) term. ``loss = mean(w * huber) + cql_alpha * mean(cql)``.
+4. Adam step with the gradient norm clipped to 10; the target is a hard copy every ``target_update``
+   steps.
+
+Priorities for PER are BTR's ``sum_i mean_j |target_j - pred_i|`` (the replay adds eps and ^alpha).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rise_agent.losses import (
+    cql_regulariser,
+    iqn_target,
+    munchausen_iqn_target,
+    quantile_huber_loss,
+    quantile_td_priority,
+)
+from rise_agent.network import NetworkConfig, RiseNetwork, make_network
+
+__all__ = ["METRICS", "Learner", "LearnerConfig"]
+
+# loss: total loss; td: mean PER priority signal (sum_i mean_j |TD|); cql: the weighted CQL term in the
+# loss (0 when off); q_mean: mean online Q(s_t, .); grad_norm: before clipping; gate_mean / gate_sat:
+# mean of the RISE gate sigmoid(Omega(h)) and the share of its values < 0.05 or > 0.95 (a saturated
+# gate is the failure signature to watch for), NaN without a multiplicative gate
+METRICS = ("loss", "td", "cql", "q_mean", "grad_norm", "gate_mean", "gate_sat")
+GATE_LOW, GATE_HIGH = 0.05, 0.95  # a gate value outside [0.05, 0.95] counts as saturated
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Optimiser and loss settings; defaults are BTR's (Table D6)."""
+
+    lr: float = 1e-4
+    adam_eps: float = 1.95e-5  # 0.005 / batch size 256
+    grad_clip: float = 10.0
+    n_tau: int = 8  # online quantile samples
+    n_tau_target: int = 8  # target quantile samples (also used for the Munchausen policy at s_t)
+    kappa: float = 1.0  # Huber threshold
+    munchausen: bool = True
+    m_tau: float = 0.03  # entropy temperature
+    m_alpha: float = 0.9  # Munchausen scaling
+    m_l0: float = -1.0  # lower clip of the log-policy bonus
+    target_update: int = 500  # gradient steps between hard target copies
+    cql_alpha: float = 0.0  # conservative regulariser weight (the trainer turns it on offline)
+    amp: bool = True  # bf16 autocast on CUDA only
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.adam_eps <= 0 or self.grad_clip <= 0 or self.kappa <= 0:
+            raise ValueError("lr, adam_eps, grad_clip and kappa must be > 0")
+        if self.n_tau < 1 or self.n_tau_target < 1 or self.target_update < 1:
+            raise ValueError("n_tau, n_tau_target and target_update must be >= 1")
+        if self.m_tau <= 0 or self.m_l0 > 0 or self.cql_alpha < 0:
+            raise ValueError("m_tau must be > 0, m_l0 <= 0 and cql_alpha >= 0")
+
+
+def _spectral_norm_modules(net: nn.Module) -> list[nn.Module]:
+    """The spectral-norm parametrisations inside ``net`` (they power-iterate in training mode)."""
+    return [m for m in net.modules() if type(m).__name__ == "_SpectralNorm"]
+
+
+class Learner:
+    """Online and target :class:`RiseNetwork`, Adam, and the M-IQN (+CQL) update.
+
+    ``online`` stays in training mode (noise on, spectral norm power-iterating once per forward, as
+    in BTR). ``target`` never gets gradients; it is in training mode too so its noisy layers sample
+    noise like BTR's target net, but its spectral-norm parametrisations are held in eval mode: the
+    target is a frozen snapshot of the online network, so it uses the snapshot's u/v vectors instead
+    of iterating them further between copies (which also makes target values deterministic given
+    the noise and taus).
+    """
+
+    def __init__(self, net_config: NetworkConfig, config: LearnerConfig, device: torch.device | str) -> None:
+        self.net_config = net_config
+        self.config = config
+        self.device = torch.device(device)
+        self.online: RiseNetwork = make_network(net_config).to(self.device).train()
+        self.target: RiseNetwork = make_network(net_config).to(self.device)
+        self.target.requires_grad_(False)
+        self._copy_target()
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=config.lr, eps=config.adam_eps)
+        self.updates = 0
+        self._amp = config.amp and self.device.type == "cuda"
+        self._gate: Tensor | None = None
+        self._capture_gate = False
+        if self.online.combine_proj is not None and net_config.combine == "multiply":
+            self.online.combine_proj.register_forward_hook(self._gate_hook)
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _gate_hook(self, module: nn.Module, inputs, output: Tensor) -> None:
+        if self._capture_gate:
+            self._gate = output.detach()
+
+    def _copy_target(self) -> None:
+        self.target.load_state_dict(self.online.state_dict())
+        self.target.train()
+        for m in _spectral_norm_modules(self.target):
+            m.eval()
+
+    def _autocast(self):
+        if self._amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _inputs(self, batch, prefix: str = "") -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """(frames, context, mask) of the batch's s_t (prefix "") or s' (prefix "next_") on the device."""
+        frames = getattr(batch, f"{prefix}frames").to(self.device, non_blocking=True)
+        context = getattr(batch, f"{prefix}context")
+        mask = getattr(batch, f"{prefix}mask")
+        if self.net_config.context_len == 0:
+            return frames, None, None
+        if context is None:
+            raise ValueError(f"batch.{prefix}context is required for context_len > 0")
+        # stored embeddings are inputs, never trained: cut any graph a caller may have attached
+        context = context.detach().to(self.device, non_blocking=True)
+        if mask is None:
+            mask = torch.ones(context.shape[:2], dtype=torch.bool, device=self.device)
+        return frames, context, mask.to(self.device, non_blocking=True)
+
+    # -- target ------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def targets(self, batch, taus: Tensor | None = None) -> Tensor:
+        """Target quantiles (B, n_tau_target), float32, with the target network's current noise.
+
+        Munchausen: ``taus`` (2B, N') for the stacked states [s'; s_t] (row b: s' of sample b, row B+b:
+        s_t of sample b); plain IQN: (B, N') for s'. Sampled when None.
+        """
+        c = self.config
+        nf, nc, nm = self._inputs(batch, "next_")
+        b = nf.shape[0]
+        returns = batch.returns.to(self.device, torch.float32)
+        discount = batch.discount.to(self.device, torch.float32)
+        if c.munchausen:
+            f, ctx, m = self._inputs(batch)
+            frames = torch.cat([nf, f])
+            context = torch.cat([nc, ctx]) if nc is not None else None
+            mask = torch.cat([nm, m]) if nm is not None else None
+        else:
+            frames, context, mask = nf, nc, nm
+        with self._autocast():
+            z = self.target.encode(frames, context, mask)
+            quantiles, _ = self.target.quantiles(z, c.n_tau_target, taus)
+        quantiles = quantiles.float()
+        if not c.munchausen:
+            # without Munchausen BTR bootstraps from the target's own greedy action (no double DQN)
+            return iqn_target(quantiles, returns, discount)
+        return munchausen_iqn_target(
+            quantiles[:b],
+            quantiles[b:].mean(dim=1),
+            batch.action.to(self.device),
+            returns,
+            discount,
+            entropy_tau=c.m_tau,
+            alpha=c.m_alpha,
+            l0=c.m_l0,
+        )
+
+    # -- update ------------------------------------------------------------------------------------
+
+    def step(self, batch) -> tuple[dict[str, float], np.ndarray]:
+        """One gradient step; returns metrics (see ``METRICS``) and new priorities (B,) float32."""
+        c = self.config
+        self.online.reset_noise()
+        self.target.reset_noise()
+        target = self.targets(batch)
+
+        frames, context, mask = self._inputs(batch)
+        action = batch.action.to(self.device).long()
+        weights = batch.weights.to(self.device, torch.float32)
+        self._capture_gate, self._gate = True, None
+        try:
+            with self._autocast():
+                z = self.online.encode(frames, context, mask)
+                quantiles, taus = self.online.quantiles(z, c.n_tau)
+        finally:
+            self._capture_gate = False
+        quantiles = quantiles.float()  # (B, N, A)
+        idx = action.view(-1, 1, 1).expand(-1, quantiles.shape[1], 1)
+        pred = quantiles.gather(2, idx).squeeze(2)  # (B, N)
+        td_loss = (weights * quantile_huber_loss(pred, target, taus, c.kappa)).mean()
+        q = quantiles.mean(dim=1)  # (B, A)
+        if c.cql_alpha > 0:
+            cql = c.cql_alpha * cql_regulariser(q, action).mean()
+            loss = td_loss + cql
+        else:
+            cql = torch.zeros((), device=self.device)
+            loss = td_loss
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.online.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.updates += 1
+        if self.updates % c.target_update == 0:
+            self._copy_target()
+
+        priority = quantile_td_priority(pred.detach(), target)
+        nan = torch.full((), float("nan"), device=self.device)
+        gate = self._gate.float().sigmoid() if self._gate is not None else None
+        self._gate = None
+        stats = [
+            loss.detach(),
+            priority.mean(),
+            cql.detach(),
+            q.detach().mean(),
+            grad_norm.detach().float(),
+            gate.mean() if gate is not None else nan,
+            ((gate < GATE_LOW) | (gate > GATE_HIGH)).float().mean() if gate is not None else nan,
+        ]
+        # one device->host copy for metrics and priorities together (a single sync per step)
+        host = torch.cat([torch.stack(stats).float(), priority.float()]).cpu().numpy()
+        metrics = {k: float(v) for k, v in zip(METRICS, host[: len(METRICS)], strict=True)}
+        return metrics, host[len(METRICS) :].copy()
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Online, target and optimiser state and the update counter (checkpoint-safe types only)."""
+        return {
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": int(self.updates),
+            "config": json.dumps(asdict(self.config)),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])

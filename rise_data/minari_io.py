@@ -1,0 +1,402 @@
+"""Minari export and import (``minari`` 0.5: ``create_dataset_from_buffers``, ``load_dataset``).
+
+Export mapping (docs/sharing.md#minari): one Minari episode per store episode, stored as HDF5 with
+``jpeg_encoding=False`` (Minari would otherwise JPEG images, which is lossy):
+
+- ``observations``: a Dict of ``obs`` (T+1, 84, 84) uint8, ``frame`` (T+1, H, W, 3) uint8 when the
+  store has frames, and ``embeddings`` (a Dict of each complete embeddings array, (T+1, D));
+- ``actions`` (T,) int64 (``Discrete(n_actions)``), ``rewards`` (T,) float32;
+- ``terminations``/``truncations`` (T,) bool, set on the last step only, as the store's flags;
+- episode metadata ``rise_env_index``; dataset metadata ``rise``: the store's root attribute (env,
+  card, history, layout, checksums) and the embeddings' provenance, so an import restores the store
+  bit for bit; ``author``/``description``/``algorithm_name`` come from the card and the policy, and
+  ``ref_min_score``/``ref_max_score`` from the card's reference scores ``random``/``expert``.
+
+Import reads that back, or maps a foreign Minari dataset with image observations: RGB (H, W, 3) images
+become ``frame`` and their gray ``screen_size`` resize (the collector's transform) becomes ``obs``;
+gray images become ``obs`` (resized) with no frames. Actions must be Discrete.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from rise_data import __version__
+from rise_data.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
+from rise_data.h5io import ExportConfig, ImportConfig, _compare_checksums
+from rise_data.store import (
+    EPISODE_ARRAYS,
+    Episode,
+    RowHasher,
+    StoreError,
+    StoreLayout,
+    _episode_columns,
+    config_to_json,
+    now_iso,
+    open_store,
+)
+
+MINARI_PREFIX = "minari:"
+
+
+@contextmanager
+def _quiet():
+    """Minari warns about every optional metadata field left unset; rise sets what it has."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _spaces(store, embeddings: list[str]):
+    import gymnasium as gym
+
+    obs = {"obs": gym.spaces.Box(0, 255, tuple(store.env["obs_shape"]), np.uint8)}
+    if store.has_frames:
+        obs["frame"] = gym.spaces.Box(0, 255, tuple(store.group["frame"].shape[1:]), np.uint8)
+    if embeddings:
+        obs["embeddings"] = gym.spaces.Dict(
+            {
+                n: gym.spaces.Box(
+                    -np.inf,
+                    np.inf,
+                    (store.group[f"embeddings/{n}"].shape[1],),
+                    store.group[f"embeddings/{n}"].dtype,
+                )
+                for n in embeddings
+            }
+        )
+    return gym.spaces.Dict(obs), gym.spaces.Discrete(int(store.env["n_actions"]))
+
+
+def export_minari(config: ExportConfig) -> dict:
+    """Write a store as a Minari dataset under ``MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``)."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_dataset import parse_dataset_id
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    store = open_store(config.store)
+    card = store.meta.get("card") or {}
+    output = config.output.removeprefix(MINARI_PREFIX) if config.output else None
+    dataset_id = config.dataset_id or output or card.get("id")
+    if not dataset_id:
+        raise ValueError("name the Minari dataset: rise-data export STORE minari:NAME-v0 (or set a card id)")
+    try:
+        parse_dataset_id(dataset_id)
+    except Exception:
+        raise ValueError(f"'{dataset_id}' is not a Minari dataset id ([namespace/]name-vN)") from None
+    path = get_dataset_path(dataset_id)
+    if path.exists():
+        if not config.force:
+            raise StoreError(f"Minari dataset '{dataset_id}' exists at {path}; pass --force to replace it")
+        with _quiet():
+            minari.delete_dataset(dataset_id)
+    ep = store.episodes()
+    if np.any(ep["length"] == 0):
+        first = int(np.argmax(ep["length"] == 0))
+        raise StoreError(
+            f"episode {first} of {config.store} has no steps, which Minari cannot store; drop such episodes "
+            "first: rise-data filter STORE NEW --min-length 1"
+        )
+    t0 = time.perf_counter()
+    names = [
+        n for n in store.embedding_names() if int(store.embedding_meta(n).get("rows_done", 0)) >= store.rows
+    ]
+    observation_space, action_space = _spaces(store, names)
+    policies = [
+        h["policy"].get("name")
+        for h in store.meta.get("history", [])
+        if h.get("command") == "collect" and h.get("policy")
+    ]
+    with _quiet():
+        ds = minari.create_dataset_from_buffers(
+            dataset_id,
+            [],
+            observation_space=observation_space,
+            action_space=action_space,
+            algorithm_name="+".join(dict.fromkeys(policies)) or None,
+            author=card.get("author"),
+            description=card.get("description")
+            or f"{store.env['id']} trajectories exported by rise {__version__}",
+            data_format="hdf5",
+            jpeg_encoding=False,
+        )
+    per_row = row_bytes(store, [n for n, _ in store._step_arrays()] + [f"embeddings/{n}" for n in names])
+    done = 0
+    hasher = RowHasher()  # checksums of what is exported, for the import to verify
+    for k in names:
+        hasher.update(
+            f"embeddings/{k}", np.zeros((0, 1), np.uint8), tag=store.checksum_tag(f"embeddings/{k}")
+        )
+    for batch in episode_batches(ep["length"], range(store.num_episodes), per_row, BATCH_BYTES):
+        episodes, emb = read_episodes(
+            store.read, ep["start"], ep["length"], ep["env_index"], batch, store.has_frames, names
+        )
+        cols = _episode_columns(
+            episodes,
+            first_row=int(ep["start"][batch[0]]),
+            first_episode=batch[0],
+            with_frames=store.has_frames,
+        )
+        for name, _ in store._step_arrays():
+            hasher.update(name, cols[name])
+        for k in names:
+            hasher.update(f"embeddings/{k}", emb[k])
+        buffers, row = [], 0
+        for e in episodes:
+            n = e.length + 1
+            observations = {"obs": np.asarray(e.obs)}
+            if e.frame is not None:
+                observations["frame"] = np.asarray(e.frame)
+            if names:
+                observations["embeddings"] = {k: emb[k][row : row + n] for k in names}
+            row += n
+            last = np.zeros(e.length, bool)
+            last[-1:] = True
+            buffers.append(
+                EpisodeBuffer(
+                    observations=observations,
+                    actions=np.asarray(e.action, np.int64),
+                    rewards=np.asarray(e.reward, np.float32),
+                    terminations=last & e.terminated,
+                    truncations=last & e.truncated,
+                    infos={},  # Minari's EpisodeData expects a dict
+                )
+            )
+        with _quiet():
+            ds.update_dataset_from_buffer(buffers)
+            ds.storage.update_episode_metadata(
+                [
+                    {"rise_env_index": int(ep["env_index"][i]), "rise_terminated": bool(e.terminated)}
+                    for i, e in zip(batch, episodes, strict=True)
+                ],
+                episode_indices=batch,
+            )
+        done += len(batch)
+    meta = dict(store.meta)
+    entry = {
+        "command": "export",
+        "time": now_iso(),
+        "rise_version": __version__,
+        "config": config_to_json(config),
+        "format": "minari",
+        "dataset_id": dataset_id,
+    }
+    meta["history"] = [*meta.get("history", []), entry]
+    for k in EPISODE_ARRAYS:
+        hasher.update(f"episodes/{k}", ep[k])
+    meta["checksums"] = {"algorithm": "sha256", "time": now_iso(), "arrays": hasher.digests()}
+    extra = {"rise": {**meta, "embeddings": {n: store.embedding_meta(n) for n in names}}}
+    scores = card.get("reference_scores") or {}
+    if "random" in scores or "min" in scores:
+        extra["ref_min_score"] = float(scores.get("random", scores.get("min")))
+    if "expert" in scores or "max" in scores:
+        extra["ref_max_score"] = float(scores.get("expert", scores.get("max")))
+    with _quiet():
+        ds.storage.update_metadata(extra)
+    return {
+        "dataset_id": dataset_id,
+        "path": str(path),
+        "episodes": done,
+        "steps": int(np.sum(ep["length"])),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def open_minari(source: str):
+    """A MinariDataset from ``minari:ID`` (local datasets) or a dataset directory (with or without ``data/``)."""
+    import minari
+
+    with _quiet():
+        if source.startswith(MINARI_PREFIX):
+            dataset_id = source.removeprefix(MINARI_PREFIX)
+            try:
+                return minari.load_dataset(dataset_id)
+            except FileNotFoundError:
+                raise StoreError(
+                    f"no local Minari dataset '{dataset_id}' (MINARI_DATASETS_PATH or ~/.minari/datasets); "
+                    f"download it first with: minari download {dataset_id}"
+                ) from None
+        path = Path(source)
+        data = path / "data" if (path / "data" / "metadata.json").exists() else path
+        if not (data / "metadata.json").exists():
+            raise StoreError(f"{source} is not a Minari dataset directory (no metadata.json)")
+        return minari.MinariDataset(data)
+
+
+def import_minari(config: ImportConfig) -> dict:
+    """Build a store from a Minari dataset (a rise export is restored exactly; others are mapped)."""
+    t0 = time.perf_counter()
+    ds = open_minari(config.source)
+    raw = json.loads((Path(ds.storage.data_path) / "metadata.json").read_text())
+    if isinstance(raw.get("rise"), dict):
+        store = _import_rise_export(ds, raw["rise"], config)
+    else:
+        store = _import_foreign(ds, raw, config)
+    return {
+        "store": store.path,
+        "rows": store.rows,
+        "episodes": store.num_episodes,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _import_rise_export(ds, meta: dict, config: ImportConfig):
+    embeddings = dict(meta.get("embeddings") or {})
+    space = ds.observation_space
+    frame_shape = tuple(space["frame"].shape) if "frame" in space.spaces else None
+    carry = {k: meta[k] for k in ("card", "stats") if k in meta}
+    builder = StoreBuilder(
+        config.store,
+        meta["env"],
+        frame_shape,
+        StoreLayout(**meta.get("layout", {})),
+        embeddings,
+        {**carry, "history": list(meta.get("history", []))},
+    )
+    with _quiet():
+        episode_meta = list(ds.storage.get_episode_metadata(range(ds.total_episodes)))
+    per_row = _minari_row_bytes(space)
+    batch, emb, size = [], {n: [] for n in embeddings}, 0
+    for i, e in enumerate(ds.iterate_episodes()):
+        obs = e.observations
+        m = episode_meta[i]
+        batch.append(
+            _episode(
+                obs["obs"], obs.get("frame"), e, int(m.get("rise_env_index", 0)), m.get("rise_terminated")
+            )
+        )
+        for n in embeddings:
+            emb[n].append(obs["embeddings"][n])
+        size += (len(e.rewards) + 1) * per_row
+        if size >= config.batch_bytes:
+            builder.add(batch, {n: np.concatenate(v) for n, v in emb.items()})
+            batch, emb, size = [], {n: [] for n in embeddings}, 0
+    builder.add(batch, {n: np.concatenate(v) for n, v in emb.items()} if batch else {})
+    store = builder.finish("import", config_to_json(config), format="minari", dataset_id=ds.id)
+    mismatched = _compare_checksums((meta.get("checksums") or {}).get("arrays", {}), store.checksums)
+    if mismatched:
+        raise StoreError(
+            f"{config.source}: imported {', '.join(mismatched)} differ from the checksums the export recorded "
+            "(the dataset was changed or damaged)"
+        )
+    return store
+
+
+def _episode(obs, frame, e, env_index: int, terminated: bool | None = None) -> Episode:
+    terminations = np.asarray(e.terminations, bool)
+    if terminated is None:  # a 0-step episode has no flags: rise exports record the outcome per episode
+        terminated = bool(terminations[-1]) if len(terminations) else False
+    terminated = bool(terminated)
+    return Episode(
+        obs=np.asarray(obs, np.uint8),
+        frame=None if frame is None else np.asarray(frame, np.uint8),
+        action=np.asarray(e.actions).astype(np.int64),
+        reward=np.asarray(e.rewards).astype(np.float32),
+        terminated=terminated,
+        truncated=not terminated,  # an episode that ends neither way was cut: truncated
+        env_index=env_index,
+    )
+
+
+def _minari_row_bytes(space) -> int:
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Dict):
+        return sum(_minari_row_bytes(s) for s in space.spaces.values())
+    return int(np.prod(space.shape or (1,))) * np.dtype(space.dtype or np.uint8).itemsize
+
+
+def _image_key(space, key: str | None) -> str | None:
+    """Which observation holds the images: the space itself (None) or a Dict key."""
+    import gymnasium as gym
+
+    def image(s) -> bool:
+        return (
+            isinstance(s, gym.spaces.Box)
+            and s.dtype == np.uint8
+            and (len(s.shape) == 2 or (len(s.shape) == 3 and s.shape[-1] in (1, 3)))
+        )
+
+    if isinstance(space, gym.spaces.Dict):
+        if key is not None:
+            if key not in space.spaces:
+                raise StoreError(
+                    f"the dataset's observations have no key '{key}' (keys: {', '.join(space.spaces)})"
+                )
+            if not image(space[key]):
+                raise StoreError(f"observation '{key}' is {space[key]}, not uint8 images")
+            return key
+        keys = [k for k, s in space.spaces.items() if image(s)]
+        if not keys:
+            raise StoreError(f"no uint8 image observation in {space}; rise stores hold image observations")
+        return keys[0]
+    if not image(space):
+        raise StoreError(
+            f"observations are {space}, not uint8 images (H, W) or (H, W, 3); rise stores hold images"
+        )
+    return None
+
+
+def _import_foreign(ds, raw: dict, config: ImportConfig):
+    import gymnasium as gym
+
+    from rise_data.envs import OBS_TRANSFORM, to_agent_obs
+
+    if not isinstance(ds.action_space, gym.spaces.Discrete):
+        raise StoreError(f"actions are {ds.action_space}; rise stores hold Discrete actions")
+    key = _image_key(ds.observation_space, config.obs_key)
+    space = ds.observation_space[key] if key is not None else ds.observation_space
+    rgb = len(space.shape) == 3 and space.shape[-1] == 3
+    size = config.screen_size
+    n_actions = int(ds.action_space.n)
+    frame_shape = tuple(space.shape) if rgb else None
+    env_id = ds.env_spec.id if ds.env_spec is not None else f"minari:{ds.id}"
+    env = {
+        "id": env_id,
+        "kind": "minari",
+        "kwargs": {},
+        "screen_size": size,
+        "obs_transform": OBS_TRANSFORM,
+        "obs_shape": [size, size],
+        "frame_shape": list(frame_shape) if frame_shape else None,
+        "n_actions": n_actions,
+        "action_space": {"type": "Discrete", "n": n_actions},
+        "observation_space": {
+            "obs": {"shape": [size, size], "dtype": "uint8", "low": 0, "high": 255},
+            "frame": None if frame_shape is None else {"shape": list(frame_shape), "dtype": "uint8"},
+        },
+        "source": {
+            "minari_dataset": ds.id,
+            "observation_key": key,
+            "minari_version": raw.get("minari_version"),
+        },
+    }
+    builder = StoreBuilder(config.store, env, frame_shape, StoreLayout(), {}, {"history": []})
+    per_row = int(np.prod(space.shape)) + size * size
+    batch, rows = [], 0
+    for e in ds.iterate_episodes():
+        images = e.observations[key] if key is not None else e.observations
+        images = np.asarray(images, np.uint8)
+        if images.ndim == 4 and images.shape[-1] == 1:
+            images = images[..., 0]
+        obs = to_agent_obs(images, size)
+        batch.append(_episode(obs, images if rgb else None, e, 0))
+        rows += len(obs)
+        if rows * per_row >= config.batch_bytes:
+            builder.add(batch)
+            batch, rows = [], 0
+    builder.add(batch)
+    source = {
+        k: raw.get(k) for k in ("dataset_id", "author", "description", "algorithm_name", "minari_version")
+    }
+    source["author"] = (
+        list(source["author"]) if isinstance(source["author"], (list, set)) else source["author"]
+    )
+    return builder.finish("import", config_to_json(config), format="minari", minari=source)

@@ -1,0 +1,213 @@
+"""rise_agent.learner: loss goes down, target copies, no gradient into stored context, CQL, M-IQN target."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from rise_agent.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from rise_agent.learner import METRICS, Learner, LearnerConfig
+from rise_agent.network import NetworkConfig
+
+B, A, K, D = 8, 4, 8, 16
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def small_config(k: int) -> NetworkConfig:
+    return NetworkConfig(
+        n_actions=A, context_len=k, embed_dim=D, lstm_hidden=32, impala_channels=(8, 8, 8), hidden=32
+    )
+
+
+def make_batch(k: int, b: int = B, seed: int = 0) -> SimpleNamespace:
+    g = torch.Generator().manual_seed(seed)
+
+    def frames():
+        # coarse 7x7 patterns blown up to 84x84: pixel noise would look alike to every sample after max-pooling
+        coarse = torch.randint(0, 256, (b, 4, 7, 7), dtype=torch.uint8, generator=g)
+        return coarse.repeat_interleave(12, dim=2).repeat_interleave(12, dim=3)
+
+    def ctx():
+        if k == 0:
+            return None, None
+        valid = torch.randint(1, k + 1, (b,), generator=g)
+        mask = torch.arange(k)[None, :] >= (k - valid)[:, None]  # left-padded, current frame last
+        return (torch.randn(b, k, D, generator=g) * mask[..., None]).half(), mask
+
+    c, m = ctx()
+    nc, nm = ctx()
+    return SimpleNamespace(
+        frames=frames(),
+        context=c,
+        mask=m,
+        action=torch.randint(0, A, (b,), generator=g),
+        returns=torch.randn(b, generator=g),
+        discount=torch.where(torch.rand(b, generator=g) < 0.25, 0.0, 0.997**3),
+        next_frames=frames(),
+        next_context=nc,
+        next_mask=nm,
+        weights=torch.rand(b, generator=g) + 0.5,
+        index=np.arange(b, dtype=np.int64),
+    )
+
+
+@pytest.mark.parametrize("k", [0, K])
+def test_loss_decreases_on_a_fixed_batch(k):
+    learner = Learner(small_config(k), LearnerConfig(lr=3e-3, target_update=10_000), "cpu")
+    batch = make_batch(k)
+    # no bootstrap: the target collapses to R + bonus, so the loss can fall towards 0 (a bootstrapped
+    # target keeps an irreducible quantile-loss floor from the target distribution's spread)
+    batch.discount = torch.zeros(B)
+    losses = []
+    for _ in range(30):
+        metrics, prio = learner.step(batch)
+        losses.append(metrics["loss"])
+        assert set(metrics) == set(METRICS)
+        assert prio.shape == (B,) and prio.dtype == np.float32 and np.isfinite(prio).all()
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    assert learner.updates == 30
+    if k:
+        assert 0.0 < metrics["gate_mean"] < 1.0 and 0.0 <= metrics["gate_sat"] <= 1.0
+    else:
+        assert math.isnan(metrics["gate_mean"]) and math.isnan(metrics["gate_sat"])
+    assert all(math.isfinite(metrics[key]) for key in ("loss", "td", "q_mean", "grad_norm"))
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    return all(torch.equal(pa[n], pb[n]) for n in pa)
+
+
+def test_target_copied_exactly_every_target_update():
+    learner = Learner(small_config(K), LearnerConfig(lr=1e-3, target_update=3), "cpu")
+    assert _same(learner.online, learner.target)  # starts as a copy
+    batch = make_batch(K)
+    for u in range(1, 8):
+        learner.step(batch)
+        assert learner.updates == u
+        assert _same(learner.online, learner.target) == (u % 3 == 0), u
+    assert not any(p.requires_grad for p in learner.target.parameters())
+
+
+def test_no_gradient_reaches_the_context():
+    learner = Learner(small_config(K), LearnerConfig(), "cpu")
+    batch = make_batch(K)
+    batch.context.requires_grad_(True)
+    batch.next_context.requires_grad_(True)
+    learner.step(batch)
+    assert batch.context.grad is None and batch.next_context.grad is None
+    lstm_grad = learner.online.context.lstm.weight_ih_l0.grad
+    assert lstm_grad is not None and lstm_grad.abs().sum() > 0  # the LSTM itself does learn
+
+
+def test_cql_term_zero_when_off_and_positive_when_on():
+    off = Learner(small_config(0), LearnerConfig(cql_alpha=0.0), "cpu")
+    on = Learner(small_config(0), LearnerConfig(cql_alpha=1.0), "cpu")
+    on.online.load_state_dict(off.online.state_dict())
+    on.target.load_state_dict(off.target.state_dict())
+    batch = make_batch(0)
+    torch.manual_seed(1)
+    m_off, _ = off.step(batch)
+    torch.manual_seed(1)
+    m_on, _ = on.step(batch)
+    assert m_off["cql"] == 0.0
+    assert m_on["cql"] > 0.0
+    assert m_on["loss"] == pytest.approx(m_off["loss"] + m_on["cql"], rel=1e-5)
+
+
+def naive_munchausen_target(learner: Learner, batch, taus: torch.Tensor) -> torch.Tensor:
+    """Per-sample loop: target net at s' (rows 0..B-1 of taus) and at s_t (rows B..2B-1)."""
+    c, net = learner.config, learner.target
+    k = net.config.context_len
+    out = []
+    with torch.no_grad():
+        for b in range(B):
+
+            def state(prefix, b=b):
+                f = getattr(batch, prefix + "frames")[b : b + 1]
+                if k == 0:
+                    return f, None, None
+                return (
+                    f,
+                    getattr(batch, prefix + "context")[b : b + 1],
+                    getattr(batch, prefix + "mask")[b : b + 1],
+                )
+
+            z_next, _ = net(*state("next_"), taus=taus[b : b + 1])
+            z_next = z_next[0].double()  # (N', A)
+            z_cur, _ = net(*state(""), taus=taus[B + b : B + b + 1])
+            q_cur = z_cur[0].double().mean(0)  # (A,)
+            q_next = z_next.mean(0)
+            # policy at s': pi'(a) = exp(q'(a)/tau) / sum exp(q'/tau); log-policy scaled by tau
+            log_pi_next = [
+                float(q_next[a] / c.m_tau - torch.logsumexp(q_next / c.m_tau, 0)) for a in range(A)
+            ]
+            pi_next = [math.exp(x) for x in log_pi_next]
+            a_t = int(batch.action[b])
+            tau_log_pi = c.m_tau * float(q_cur[a_t] / c.m_tau - torch.logsumexp(q_cur / c.m_tau, 0))
+            bonus = c.m_alpha * min(max(tau_log_pi, c.m_l0), 0.0)
+            row = []
+            for j in range(z_next.shape[0]):
+                soft = sum(pi_next[a] * (float(z_next[j, a]) - c.m_tau * log_pi_next[a]) for a in range(A))
+                row.append(float(batch.returns[b]) + bonus + float(batch.discount[b]) * soft)
+            out.append(row)
+    return torch.tensor(out, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("k,l0", [(0, -1.0), (K, -1.0), (K, -0.04)])
+def test_munchausen_target_matches_naive_loop(k, l0):
+    # l0=-0.04 sits inside the untrained net's tau*log(pi) ~ 0.03*log(1/4): some bonuses clip, some not
+    learner = Learner(small_config(k), LearnerConfig(n_tau_target=6, m_l0=l0), "cpu")
+    batch = make_batch(k)
+    taus = torch.rand(2 * B, 6)
+    got = learner.targets(batch, taus)
+    assert got.shape == (B, 6) and got.dtype == torch.float32
+    torch.testing.assert_close(got, naive_munchausen_target(learner, batch, taus), atol=1e-4, rtol=1e-4)
+    # deterministic given noise and taus: the target's spectral norms do not power-iterate
+    torch.testing.assert_close(learner.targets(batch, taus), got)
+
+
+def test_plain_iqn_target_matches_naive_loop():
+    learner = Learner(small_config(K), LearnerConfig(munchausen=False), "cpu")
+    batch = make_batch(K)
+    taus = torch.rand(B, 8)
+    got = learner.targets(batch, taus)
+    with torch.no_grad():
+        for b in range(B):
+            z, _ = learner.target(
+                batch.next_frames[b : b + 1],
+                batch.next_context[b : b + 1],
+                batch.next_mask[b : b + 1],
+                taus=taus[b : b + 1],
+            )
+            a_star = int(z[0].mean(0).argmax())
+            expect = batch.returns[b] + batch.discount[b] * z[0, :, a_star]
+            torch.testing.assert_close(got[b], expect, atol=1e-4, rtol=1e-4)
+
+
+def test_state_dict_round_trip_resumes_identically(tmp_path):
+    cfg = LearnerConfig(lr=1e-3, target_update=2)
+    first = Learner(small_config(K), cfg, "cpu")
+    batch = make_batch(K)
+    for _ in range(3):
+        first.step(batch)
+    save_checkpoint(tmp_path / "ck.pt", {"learner": first.state_dict(), "rng": capture_rng()})
+    expect, expect_prio = first.step(batch)
+
+    second = Learner(small_config(K), cfg, "cpu")
+    ck = load_checkpoint(tmp_path / "ck.pt", "cpu")
+    second.load_state_dict(ck["learner"])
+    restore_rng(ck["rng"])
+    assert second.updates == 3
+    got, got_prio = second.step(batch)
+    assert got == expect
+    np.testing.assert_array_equal(got_prio, expect_prio)
+    assert _same(first.online, second.online) and _same(first.target, second.target)
