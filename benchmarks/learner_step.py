@@ -29,14 +29,25 @@ def batch(b: int, k: int, d: int, n_actions: int, device) -> SimpleNamespace:
         return torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, device=device)
 
     def ctx():
-        return (torch.randn(b, k, d, device=device).half(), torch.rand(b, k, device=device) > 0.1) if k else (None, None)
+        return (
+            (torch.randn(b, k, d, device=device).half(), torch.rand(b, k, device=device) > 0.1)
+            if k
+            else (None, None)
+        )
 
     c, m = ctx()
     nc, nm = ctx()
     return SimpleNamespace(
-        frames=frames(), context=c, mask=m, action=torch.randint(0, n_actions, (b,), device=device),
-        returns=torch.randn(b, device=device), discount=torch.full((b,), 0.99, device=device),
-        next_frames=frames(), next_context=nc, next_mask=nm, weights=torch.ones(b, device=device),
+        frames=frames(),
+        context=c,
+        mask=m,
+        action=torch.randint(0, n_actions, (b,), device=device),
+        returns=torch.randn(b, device=device),
+        discount=torch.full((b,), 0.99, device=device),
+        next_frames=frames(),
+        next_context=nc,
+        next_mask=nm,
+        weights=torch.ones(b, device=device),
         index=np.arange(b),
     )
 
@@ -92,7 +103,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--device", default="auto")
     args = p.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     torch.manual_seed(0)
     results = {}
     for name, k in (("BTR (K=0)", 0), (f"RISE (K={args.k})", args.k)):
@@ -107,7 +122,11 @@ def main() -> None:
     frames = torch.randint(0, 256, (args.seqs, args.seq_len + 1, 4, 84, 84), dtype=torch.uint8, device=device)
     actions = torch.randint(0, args.n_actions, (args.seqs, args.seq_len), device=device)
     returns = torch.randn(args.seqs, args.seq_len, device=device)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
 
     def r2d2():
         with amp:

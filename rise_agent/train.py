@@ -385,7 +385,8 @@ def plot_curves(run_dir: Path) -> Path | None:
         )
     axes[0].set_xlabel("env steps")
     axes[0].set_ylabel("return")
-    axes[0].legend()
+    if ep_rows or eval_rows:
+        axes[0].legend()
     if train_rows:
         axes[1].plot([float(r["step"]) for r in train_rows], [float(r["loss"]) for r in train_rows])
         axes[1].set_xlabel("gradient steps")
