@@ -8,31 +8,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="The RISE agent: BTR + a frozen-encoder context stream."
-)
+from rise_data._cli import new_app, user_errors
 
-
-def _version(value: bool) -> None:
-    if value:
-        from rise_data import __version__
-
-        typer.echo(f"rise-agent {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
-    ] = False,
-) -> None:
-    """The RISE agent."""
-
-
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(2) from None
+app = new_app("rise-agent", "The RISE agent: BTR + a frozen-encoder context stream.")
 
 
 @app.command()
@@ -95,11 +73,8 @@ def train(
     from rise_agent.replay import ReplayConfig
     from rise_agent.train import TrainConfig
     from rise_agent.train import train as run
-    from rise_data.encoders import EncoderError
-    from rise_data.envs import EnvError
-    from rise_data.store import StoreError
 
-    try:
+    with user_errors():
         if resume:
             from pathlib import Path
 
@@ -148,8 +123,6 @@ def train(
                 ),
             )
         out = run(config, resume=resume)
-    except (ValueError, StoreError, EnvError, EncoderError, FileNotFoundError) as e:
-        _fail(e)
     ev = out.get("eval") or {}
     typer.echo(
         f"{out['run_dir']}: {out['updates']} updates, {out['env_steps']} env steps"
@@ -206,9 +179,8 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a checkpoint: raw and human-normalized scores."""
     from rise_agent.evaluate import evaluate, load_agent
-    from rise_data.encoders import EncoderError
 
-    try:
+    with user_errors():
         import torch
 
         dev = torch.device(
@@ -228,8 +200,6 @@ def evaluate_cmd(
             record=record,
             max_steps=max_steps,
         )
-    except (ValueError, EncoderError, FileNotFoundError) as e:
-        _fail(e)
     if as_json:
         typer.echo(json.dumps(out, indent=2, default=str))
         return

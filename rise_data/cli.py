@@ -4,52 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
-from rise_data import __version__
+from rise_data._cli import new_app, user_errors
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Datasets for RISE: Zarr v3 stores of trajectories, frames and frozen-encoder embeddings.",
+app = new_app(
+    "rise-data", "Datasets for RISE: Zarr v3 stores of trajectories, frames and frozen-encoder embeddings."
 )
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"rise-data {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
-    ] = False,
-) -> None:
-    """Datasets for RISE."""
-
-
-@contextmanager
-def _user_errors():
-    """Known bad input -> one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
-    from rise_data.encoders import EncoderError
-    from rise_data.envs import EnvError
-    from rise_data.policies import PolicyError
-    from rise_data.store import StoreError
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)
-        try:
-            yield
-        except (StoreError, EnvError, EncoderError, PolicyError, ValueError, FileNotFoundError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+_user_errors = user_errors
 
 
 def _print_config(config) -> None:
