@@ -52,6 +52,10 @@ class LearnerConfig:
 
     lr: float = 1e-4
     adam_eps: float = 1.95e-5  # 0.005 / batch size 256
+    # Adam epsilon of the RISE context stream (LSTM + gate). Its per-element gradients are ~1e-6 (they
+    # reach it only through the multiplicative gate), far below BTR's 1.95e-5, which then damps its
+    # steps ~10x: in the memory probe it never learned the cue with BTR's epsilon and did with 1e-8.
+    context_adam_eps: float = 1e-8
     grad_clip: float = 10.0
     n_tau: int = 8  # online quantile samples
     n_tau_target: int = 8  # target quantile samples (also used for the Munchausen policy at s_t)
@@ -71,6 +75,17 @@ class LearnerConfig:
             raise ValueError("n_tau, n_tau_target and target_update must be >= 1")
         if self.m_tau <= 0 or self.m_l0 > 0 or self.cql_alpha < 0:
             raise ValueError("m_tau must be > 0, m_l0 <= 0 and cql_alpha >= 0")
+
+
+def param_groups(net: nn.Module, config: LearnerConfig) -> list[dict]:
+    """BTR's Adam epsilon for BTR's parameters; ``context_adam_eps`` for the context stream and its gate."""
+    context, rest = [], []
+    for name, p in net.named_parameters():
+        (context if name.startswith(("context.", "combine_proj.")) else rest).append(p)
+    groups = [{"params": rest, "eps": config.adam_eps}]
+    if context:
+        groups.append({"params": context, "eps": config.context_adam_eps})
+    return groups
 
 
 def _spectral_norm_modules(net: nn.Module) -> list[nn.Module]:
@@ -97,7 +112,7 @@ class Learner:
         self.target: RiseNetwork = make_network(net_config).to(self.device)
         self.target.requires_grad_(False)
         self._copy_target()
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=config.lr, eps=config.adam_eps)
+        self.optimizer = torch.optim.Adam(param_groups(self.online, config), lr=config.lr)
         self.updates = 0
         self._amp = config.amp and self.device.type == "cuda"
         self._gate: Tensor | None = None

@@ -50,6 +50,7 @@ class NetworkConfig:
     combine: Combine = "multiply"
     concat_dim: int = 256  # width of the projected LSTM output appended to the features for combine="concat"
     context_masking: ContextMasking = "zero"  # see ContextStream
+    lstm_init: Literal["chrono", "default"] = "chrono"  # see chrono_init
 
     def __post_init__(self) -> None:
         if self.n_actions < 1:
@@ -230,6 +231,25 @@ class ImpalaCNN(nn.Module):
 # RISE context stream
 
 
+def chrono_init(lstm: nn.LSTM, horizon: int) -> None:
+    """Chrono initialisation (Tallec & Ollivier, ICLR 2018) for memories of up to ``horizon`` steps.
+
+    Forget-gate biases ~ log(U[1, horizon - 1]) and input-gate biases their negatives, so the LSTM starts
+    out keeping information over the whole window. With PyTorch's default init (biases ~ +-1/sqrt(H))
+    the forget gate sits near 0.5 and a cue 30 steps back reaches the output scaled by ~0.5**30: in
+    this project's memory probe the context stream then never learned to use the cue (see
+    pipelines/memory_probe.py).
+    """
+    h = lstm.hidden_size
+    with torch.no_grad():
+        forget = torch.log(torch.empty(h).uniform_(1.0, max(2.0, float(horizon - 1))))
+        for layer in range(lstm.num_layers):
+            b_ih, b_hh = getattr(lstm, f"bias_ih_l{layer}"), getattr(lstm, f"bias_hh_l{layer}")
+            b_ih[: 2 * h].zero_()
+            b_hh[:h].copy_(-forget)  # input gate (PyTorch gate order: input, forget, cell, output)
+            b_hh[h : 2 * h].copy_(forget)
+
+
 class ContextStream(nn.Module):
     """LSTM over the last K stored frozen-encoder embeddings of the episode, current frame last.
 
@@ -258,6 +278,8 @@ class ContextStream(nn.Module):
         lstm_in = config.context_proj if config.context_proj > 0 else config.embed_dim
         self.lstm = nn.LSTM(lstm_in, config.lstm_hidden, batch_first=True)
         self.embed_dim = config.embed_dim
+        if config.lstm_init == "chrono":
+            chrono_init(self.lstm, config.context_len)
 
     def forward(self, context: Tensor, mask: Tensor | None = None) -> Tensor:
         if context.dim() != 3 or context.shape[-1] != self.embed_dim:

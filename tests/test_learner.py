@@ -211,3 +211,21 @@ def test_state_dict_round_trip_resumes_identically(tmp_path):
     assert got == expect
     np.testing.assert_array_equal(got_prio, expect_prio)
     assert _same(first.online, second.online) and _same(first.target, second.target)
+
+
+def test_adam_epsilon_per_stream():
+    cfg = NetworkConfig(
+        n_actions=3, context_len=4, embed_dim=8, lstm_hidden=8, impala_channels=(4, 8, 8), hidden=16
+    )
+    learner = Learner(cfg, LearnerConfig(), "cpu")
+    btr, ctx = learner.optimizer.param_groups
+    assert btr["eps"] == 1.95e-5 and ctx["eps"] == 1e-8
+    names = {id(p): n for n, p in learner.online.named_parameters()}
+    assert all(names[id(p)].startswith(("context.", "combine_proj.")) for p in ctx["params"])
+    assert len(btr["params"]) + len(ctx["params"]) == len(list(learner.online.parameters()))
+    plain = Learner(
+        NetworkConfig(n_actions=3, context_len=0, impala_channels=(4, 8, 8), hidden=16),
+        LearnerConfig(),
+        "cpu",
+    )
+    assert len(plain.optimizer.param_groups) == 1  # K=0 is plain BTR: one group, BTR's epsilon

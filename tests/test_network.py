@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -181,3 +182,21 @@ def test_pack_masking_equals_running_on_the_valid_steps_only():
     hz = zero_stream(ctx, mask)
     torch.testing.assert_close(hz[0], h[0], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(hz[1], h[1])
+
+
+def test_chrono_init_forget_and_input_biases():
+    from rise_agent.network import NetworkConfig, make_network
+
+    torch.manual_seed(0)
+    net = make_network(NetworkConfig(n_actions=3, context_len=40, embed_dim=16, lstm_hidden=32))
+    lstm = net.context.lstm
+    h = lstm.hidden_size
+    forget = (lstm.bias_ih_l0 + lstm.bias_hh_l0)[h : 2 * h]
+    inp = (lstm.bias_ih_l0 + lstm.bias_hh_l0)[:h]
+    assert float(forget.min()) >= 0.0 and float(forget.max()) <= math.log(39) + 1e-6
+    assert float(forget.mean()) > 2.0  # the gate starts near-closed to forgetting: sigmoid(>2) > 0.88
+    assert torch.allclose(inp, -forget)
+    default = make_network(
+        NetworkConfig(n_actions=3, context_len=40, embed_dim=16, lstm_hidden=32, lstm_init="default")
+    )
+    assert float(default.context.lstm.bias_hh_l0.abs().max()) <= 1 / math.sqrt(32) + 1e-6
