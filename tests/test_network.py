@@ -191,8 +191,8 @@ def test_chrono_init_forget_and_input_biases():
     net = make_network(NetworkConfig(n_actions=3, context_len=40, embed_dim=16, lstm_hidden=32))
     lstm = net.context.lstm
     h = lstm.hidden_size
-    forget = (lstm.bias_ih_l0 + lstm.bias_hh_l0)[h : 2 * h]
-    inp = (lstm.bias_ih_l0 + lstm.bias_hh_l0)[:h]
+    forget = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()[h : 2 * h]
+    inp = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()[:h]
     assert float(forget.min()) >= 0.0 and float(forget.max()) <= math.log(39) + 1e-6
     assert float(forget.mean()) > 2.0  # the gate starts near-closed to forgetting: sigmoid(>2) > 0.88
     assert torch.allclose(inp, -forget)
