@@ -253,7 +253,12 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     def run_eval() -> dict:
         encoder = frozen_encoder()
         out = evaluate(
-            learner.online, encoder, spec, episodes=config.eval_episodes, seed=config.seed + 10_000
+            learner.online,
+            encoder,
+            spec,
+            episodes=config.eval_episodes,
+            seed=config.seed + 10_000,
+            max_steps=config.eval_max_steps,
         )
         row = {k: v for k, v in out.items() if isinstance(v, int | float)}
         logger.log(

@@ -49,6 +49,8 @@ def test_offline_then_online_then_eval(probe_store, tmp_path):
     assert json.loads(ck["counters"])["updates"] == 6
     assert json.loads(ck["encoder"])["name"] == "downsample"
     assert config_from_json(json.loads((pre / "config.json").read_text())).updates == 6
+    ev = (pre / "eval.csv").read_text().splitlines()
+    assert int(ev[1].split(",")[ev[0].split(",").index("steps")]) <= 10  # --eval-max-steps caps evaluation
     rows = (pre / "train.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 and "loss" in rows[0] and "gate_mean" in rows[0]
     fine = tmp_path / "fine"
