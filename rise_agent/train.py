@@ -175,6 +175,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         n_actions=int(spec["n_actions"]),
         embed_dim=int(enc_record["dim"]) if enc_record else config.network.embed_dim,
         context_len=k,
+        frame_hw=tuple(spec["obs_shape"]),  # the env's agent view (84x84 on Atari)
     )
     cql = config.cql_alpha if config.cql_alpha is not None else (0.0 if config.online else 1.0)
     learner = Learner(net_cfg, dataclasses.replace(config.learner, cql_alpha=cql), device)

@@ -128,3 +128,28 @@ def test_interrupt_then_resume_continues_counters(probe_store, tmp_path, monkeyp
     ck = load_checkpoint(run / "checkpoint.pt", "cpu")
     assert json.loads(ck["counters"])["updates"] == 10
     assert ck["learner"]["updates"] == 10
+
+
+def test_train_from_packed_store_with_small_screen(tmp_path):
+    """A store read straight from its packed zip; the network takes the store's agent view (42x42 here)."""
+    from rise_data.pack import PackConfig, pack
+
+    src = str(tmp_path / "small.zarr")
+    collect(
+        CollectConfig(
+            "rise/CueMemory-v0",
+            src,
+            episodes=3,
+            envs=1,
+            screen_size=42,
+            env_options={"delay": 4},
+            progress=False,
+        )
+    )
+    encode(EncodeConfig(store=src, encoder="downsample", progress=False))
+    zipped = str(tmp_path / "small.zip")
+    pack(PackConfig(store=src, output=zipped))
+    run = tmp_path / "run"
+    _ok(runner.invoke(app, ["train", "--store", zipped, "--run-dir", str(run), "--updates", "2", *SMALL]))
+    ck = load_checkpoint(run / "checkpoint.pt", "cpu")
+    assert json.loads(ck["network_config"])["frame_hw"] == [42, 42]
