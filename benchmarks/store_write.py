@@ -1,0 +1,54 @@
+"""Image-row write cost: zarr-python's `arr[a:b] = rows` vs rise's direct whole-chunk writer, one run.
+
+Both write the same real Pong RGB frames into fresh arrays of the store's layout (16-row chunks, zstd 1);
+both results are read back through zarr and compared bit for bit.
+Usage: python benchmarks/store_write.py [--steps 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from rise_data.collect import CollectConfig, collect
+from rise_data.store import open_store, write_rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "src.zarr")
+        collect(CollectConfig("ALE/Pong-v5", src, steps=args.steps, envs=4, progress=False))
+        frames = open_store(src).read("frame")
+        n = len(frames) // 16 * 16
+        frames = frames[:n]
+        times = {"zarr": [], "direct": []}
+        for r in range(args.repeats):
+            for how in times:
+                root = os.path.join(tmp, f"{how}{r}.zarr")
+                arr = zarr.create_array(root, shape=frames.shape, chunks=(16, *frames.shape[1:]), dtype="uint8",
+                                        compressors=ZstdCodec(level=1))  # fmt: skip
+                t0 = time.perf_counter()
+                if how == "zarr":
+                    arr[:] = frames
+                else:
+                    write_rows(arr, 0, frames, root)
+                times[how].append(time.perf_counter() - t0)
+                assert np.array_equal(zarr.open_array(root, mode="r")[:], frames)
+        z, d = min(times["zarr"]) / n * 1e6, min(times["direct"]) / n * 1e6
+        print(f"{os.cpu_count()} cores; {n} real Pong RGB rows (210x160x3), best of {args.repeats}")
+        print(f"zarr arr[:] = rows : {z:7.1f} us/row")
+        print(f"rise write_rows    : {d:7.1f} us/row   speed-up {z / d:.1f}x (identical bytes read back)")
+
+
+if __name__ == "__main__":
+    main()
