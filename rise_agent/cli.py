@@ -45,6 +45,10 @@ def train(
         int, typer.Option(help="Replay transitions before learning starts.")
     ] = 200_000,
     uniform: Annotated[bool, typer.Option("--uniform", help="Uniform replay instead of PER.")] = False,
+    offline_fraction: Annotated[
+        float | None,
+        typer.Option(help="Online: share of each batch from the store's transitions (default: by size)."),
+    ] = None,
     cql_alpha: Annotated[
         float | None, typer.Option(help="Conservative regulariser weight (default 1 offline, 0 online).")
     ] = None,
@@ -119,7 +123,10 @@ def train(
                 ),
                 learner=LearnerConfig(lr=lr, target_update=target_update),
                 replay=ReplayConfig(
-                    capacity=replay_capacity, prioritized=not uniform, context_len=context_len
+                    capacity=replay_capacity,
+                    prioritized=not uniform,
+                    context_len=context_len,
+                    offline_fraction=offline_fraction,
                 ),
             )
         out = run(config, resume=resume)

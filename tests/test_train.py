@@ -55,12 +55,13 @@ def test_offline_then_online_then_eval(probe_store, tmp_path):
     assert len(rows) == 1 + 3 and "loss" in rows[0] and "gate_mean" in rows[0]
     fine = tmp_path / "fine"
     args = ["--online", "--env-steps", "48", "--num-envs", "4", "--learning-starts", "0", "--replay-ratio", "4",
-            "--replay-capacity", "512", "--init-checkpoint", str(pre / "checkpoint.pt")]  # fmt: skip
+            "--replay-capacity", "512", "--offline-fraction", "0.5", "--init-checkpoint", str(pre / "checkpoint.pt")]  # fmt: skip
     _ok(runner.invoke(app, ["train", "--store", probe_store, "--run-dir", str(fine), *args, *SMALL]))
     ck = load_checkpoint(fine / "checkpoint.pt", "cpu")
     counters = json.loads(ck["counters"])
     assert counters["env_steps"] == 48 and counters["updates"] == 12 and counters["episodes"] >= 4
     assert (fine / "episodes.csv").exists()
+    assert json.loads((fine / "config.json").read_text())["replay"]["offline_fraction"] == 0.5
     out = _ok(
         runner.invoke(
             app,
