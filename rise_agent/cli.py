@@ -45,6 +45,12 @@ def train(
         int, typer.Option(help="Replay transitions before learning starts.")
     ] = 200_000,
     uniform: Annotated[bool, typer.Option("--uniform", help="Uniform replay instead of PER.")] = False,
+    write_back: Annotated[
+        bool,
+        typer.Option(
+            "--write-back", help="Online: append played episodes and their embeddings to the store."
+        ),
+    ] = False,
     offline_fraction: Annotated[
         float | None,
         typer.Option(help="Online: share of each batch from the store's transitions (default: by size)."),
@@ -103,6 +109,7 @@ def train(
                 eps_start=eps_start,
                 eps_decay_steps=eps_decay_steps,
                 init_checkpoint=init_checkpoint,
+                write_back=write_back,
                 encoder_weights=encoder_weights,
                 checkpoint_every=checkpoint_every,
                 log_every=log_every,

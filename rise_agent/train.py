@@ -49,6 +49,7 @@ class TrainConfig:
     eps_disable_after: int | None = 25_000_000  # BTR turns ε-greedy off at 100M frames
     batch_size: int = 256
     cql_alpha: float | None = None  # None: 1.0 offline, 0.0 online
+    write_back: bool = False  # online: append the played episodes (and their embeddings) to the store
     init_checkpoint: str | None = None  # start from a trained network (e.g. offline pretraining)
     encoder_weights: str | None = None  # weights file of the store's encoder, if not where encode found it
     checkpoint_every: int = 5_000  # gradient steps
@@ -268,6 +269,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         return out
 
     evaluation: dict = {}
+    writeback = None
     try:
         if not config.online:
             bar = tqdm(
@@ -297,7 +299,17 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                 device=device,
             )
             step = env.reset(seed=config.seed + counters["env_steps"])
-            replay.add_first(step.obs, actor.observe(step))
+            emb = actor.observe(step)
+            replay.add_first(step.obs, emb)
+            if config.write_back:
+                if store is None:
+                    raise ValueError("--write-back needs --store (the store the episodes are appended to)")
+                from rise_agent.writeback import StoreWriteBack
+
+                writeback = StoreWriteBack(
+                    store.path, emb_name, config.num_envs, json.loads(_config_json(config))
+                )
+                writeback.first(step, emb)
             returns = np.zeros(config.num_envs)
             lengths = np.zeros(config.num_envs, int)
             owed = 0.0
@@ -318,7 +330,10 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                 )
                 actions = actor.act(eps, rng)
                 step = env.step(actions)
-                replay.add(actions, step, actor.observe(step))
+                emb = actor.observe(step)
+                replay.add(actions, step, emb)
+                if writeback is not None:
+                    writeback.add(actions, step, emb)
                 counters["env_steps"] += config.num_envs
                 bar.update(config.num_envs)
                 live = ~step.is_first
@@ -352,6 +367,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     except KeyboardInterrupt:
         print("interrupted: writing a checkpoint; continue with --resume", flush=True)
     finally:
+        if writeback is not None:
+            writeback.close()
         counters["wall"] = time.time() - t0
         checkpoint()
         logger.close()

@@ -154,3 +154,29 @@ def test_train_from_packed_store_with_small_screen(tmp_path):
     _ok(runner.invoke(app, ["train", "--store", zipped, "--run-dir", str(run), "--updates", "2", *SMALL]))
     ck = load_checkpoint(run / "checkpoint.pt", "cpu")
     assert json.loads(ck["network_config"])["frame_hw"] == [42, 42]
+
+
+def test_online_write_back_appends_episodes_with_embeddings(tmp_path):
+    import numpy as np
+    import torch
+
+    from rise_data.check import check_store
+    from rise_data.encoders import make_encoder
+    from rise_data.store import open_store
+
+    path = str(tmp_path / "wb.zarr")
+    collect(
+        CollectConfig("rise/CueMemory-v0", path, episodes=2, envs=1, env_options={"delay": 4}, progress=False)
+    )
+    encode(EncodeConfig(store=path, encoder="downsample", progress=False))
+    before = open_store(path).rows
+    args = ["--online", "--env-steps", "40", "--num-envs", "2", "--learning-starts", "0", "--replay-ratio", "8",
+            "--replay-capacity", "256", "--write-back"]  # fmt: skip
+    _ok(runner.invoke(app, ["train", "--store", path, "--run-dir", str(tmp_path / "run"), *args, *SMALL]))
+    s = open_store(path)
+    assert s.rows > before and check_store(path) == []
+    assert s.embedding_meta("downsample")["rows_done"] == s.rows
+    new = s.embedding("downsample")[before:]
+    ref = make_encoder("downsample")(torch.from_numpy(s.read("frame", before))).numpy().astype(np.float16)
+    np.testing.assert_allclose(new.astype(np.float32), ref.astype(np.float32), atol=2e-3)
+    assert s.meta["history"][-1]["command"].startswith("rise-agent train --online")
