@@ -22,7 +22,16 @@ import torch
 from tqdm import tqdm
 
 from rise_data.encoders import Encoder, make_encoder
-from rise_data.store import ATTR, Store, StoreError, StoreLayout, config_to_json, now_iso, open_store
+from rise_data.store import (
+    ATTR,
+    Store,
+    StoreError,
+    StoreLayout,
+    config_to_json,
+    now_iso,
+    open_store,
+    write_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,7 @@ def _write_loop(results: queue.Queue, store: Store, name: str, out_chunk: int, t
             if buf and (item is None or full):
                 data = np.concatenate(buf)
                 cut = n if (item is None or end == total) else (end // out_chunk) * out_chunk - buf_start
-                arr[buf_start : buf_start + cut] = data[:cut]
+                write_rows(arr, buf_start, data[:cut], store.path)  # whole chunks straight to files
                 meta = dict(arr.attrs)[ATTR]
                 arr.attrs[ATTR] = {**meta, "rows_done": buf_start + cut}
                 rest = data[cut:]
