@@ -63,6 +63,22 @@ class StoreBuilder:
         if meta:
             self.store._write_meta(**meta)
 
+    @classmethod
+    def from_export(
+        cls, path: str, meta: dict, frame_shape: tuple[int, ...] | None, embeddings: dict[str, dict]
+    ) -> StoreBuilder:
+        """A store for data exported by rise (HDF5 or Minari): the exported root attributes ``meta`` carry
+        over the env, layout, history, and the card and statistics."""
+        carry = {k: meta[k] for k in ("card", "stats") if k in meta}
+        return cls(
+            path,
+            meta["env"],
+            frame_shape,
+            StoreLayout(**meta.get("layout", {})),
+            embeddings,
+            {**carry, "history": list(meta.get("history", []))},
+        )
+
     def add(self, episodes: list[Episode], embeddings: dict[str, np.ndarray] | None = None) -> None:
         """Append whole episodes (committed), then their embeddings rows (``rows_done`` advances after)."""
         if not episodes:

@@ -25,7 +25,6 @@ from rise_data.store import (
     EPISODE_ARRAYS,
     RowHasher,
     StoreError,
-    StoreLayout,
     block_rows,
     config_to_json,
     now_iso,
@@ -147,16 +146,7 @@ def import_hdf5(config: ImportConfig) -> dict:
             for name in f["embeddings"]:
                 embeddings[name] = json.loads(f[f"embeddings/{name}"].attrs["rise"])
         frame_shape = tuple(f["frame"].shape[1:]) if "frame" in f else None
-        carry = {k: meta[k] for k in ("card", "stats") if k in meta}
-        history = [*meta.get("history", [])]
-        builder = StoreBuilder(
-            config.store,
-            meta["env"],
-            frame_shape,
-            StoreLayout(**meta.get("layout", {})),
-            embeddings,
-            {**carry, "history": history},
-        )
+        builder = StoreBuilder.from_export(config.store, meta, frame_shape, embeddings)
         ep = {k: f[f"episodes/{k}"][:] for k in EPISODE_ARRAYS}
         names = list(embeddings)
         per_row = row_bytes(

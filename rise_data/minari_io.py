@@ -251,15 +251,7 @@ def _import_rise_export(ds, meta: dict, config: ImportConfig):
     embeddings = dict(meta.get("embeddings") or {})
     space = ds.observation_space
     frame_shape = tuple(space["frame"].shape) if "frame" in space.spaces else None
-    carry = {k: meta[k] for k in ("card", "stats") if k in meta}
-    builder = StoreBuilder(
-        config.store,
-        meta["env"],
-        frame_shape,
-        StoreLayout(**meta.get("layout", {})),
-        embeddings,
-        {**carry, "history": list(meta.get("history", []))},
-    )
+    builder = StoreBuilder.from_export(config.store, meta, frame_shape, embeddings)
     with _quiet():
         episode_meta = list(ds.storage.get_episode_metadata(range(ds.total_episodes)))
     per_row = _minari_row_bytes(space)
