@@ -22,6 +22,7 @@ from torch import nn
 
 from rise_agent.learner import Learner, LearnerConfig
 from rise_agent.network import DuelingHead, ImpalaCNN, NetworkConfig
+from rise_data.encode import resolve_device
 
 
 def batch(b: int, k: int, d: int, n_actions: int, device) -> SimpleNamespace:
@@ -103,11 +104,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--device", default="auto")
     args = p.parse_args()
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    device = resolve_device(args.device)
     torch.manual_seed(0)
     results = {}
     for name, k in (("BTR (K=0)", 0), (f"RISE (K={args.k})", args.k)):

@@ -195,13 +195,9 @@ def evaluate_cmd(
     from rise_agent.evaluate import evaluate, load_agent
 
     with user_errors():
-        import torch
+        from rise_data.encode import resolve_device
 
-        dev = torch.device(
-            "cuda"
-            if device == "auto" and torch.cuda.is_available()
-            else ("cpu" if device == "auto" else device)
-        )
+        dev = resolve_device(device)
         net, encoder, meta = load_agent(checkpoint, dev, encoder_weights=encoder_weights)
         out = evaluate(
             net,

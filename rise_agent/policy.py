@@ -14,6 +14,7 @@ import torch
 
 from rise_agent.actor import Actor
 from rise_agent.evaluate import load_agent
+from rise_data.encode import resolve_device
 from rise_data.encoders import sha256_file
 from rise_data.envs import Step
 from rise_data.policies import PolicyError
@@ -53,7 +54,7 @@ def from_checkpoint(env: dict, num_envs: int, seed: int, checkpoint: str | None)
     if not checkpoint:
         raise PolicyError("--policy checkpoint needs --checkpoint PATH (a checkpoint.pt of rise-agent train)")
     path = Path(checkpoint).resolve()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     network, encoder, meta = load_agent(path, device)
     trained_on = meta["env"].get("id")
     if trained_on != env["id"]:

@@ -25,6 +25,7 @@ from rise_agent.checkpoint import capture_rng, load_checkpoint, restore_rng, sav
 from rise_agent.learner import Learner, LearnerConfig
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay, ReplayConfig
+from rise_data.encode import resolve_device
 from rise_data.envs import env_spec, make_env
 from rise_data.store import open_store
 
@@ -63,12 +64,6 @@ class TrainConfig:
     network: NetworkConfig = field(default_factory=lambda: NetworkConfig(n_actions=1))
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
-
-
-def _device(name: str) -> torch.device:
-    return torch.device(
-        "cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name)
-    )
 
 
 def _pick_embedding(store, name: str | None, k: int) -> str | None:
@@ -156,7 +151,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         raise ValueError("offline training needs --store STORE and --updates N")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(_config_json(config))
-    device = _device(config.device)
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
 
