@@ -31,6 +31,7 @@ from rise_data import __version__
 FORMAT_NAME = "rise-store"
 FORMAT_VERSION = 1
 ATTR = "rise"  # every rise attribute lives under this one key, so other tools' attributes never collide
+LOCK_DIR = ".rise"  # local state of a store folder (writer locks), not part of the Zarr hierarchy
 
 # name -> dtype of the scalar per-step arrays (one value per row)
 STEP_SCALARS: dict[str, str] = {
@@ -513,9 +514,9 @@ def create_store(
     """Create an empty store for one env spec; ``frame_shape=None`` stores no RGB frames."""
     layout = layout or StoreLayout()
     path = str(path)
-    if Path(path).exists() and any(Path(path).iterdir()):
+    if not is_empty_folder(path):
         raise StoreError(f"{path} exists and is not empty; choose a new path or append to a rise store there")
-    group = zarr.open_group(path, mode="w-", zarr_format=3)
+    group = zarr.open_group(path, mode="a", zarr_format=3)  # "w-" would refuse the writer lock in LOCK_DIR
     zstd = ZstdCodec(level=layout.zstd_level)
 
     def image(name: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> None:
@@ -566,6 +567,14 @@ def create_store(
         "history": [],
     }
     return Store(group, path, "a")
+
+
+def is_empty_folder(path: str | os.PathLike) -> bool:
+    """True if ``path`` does not exist or is a folder holding nothing but rise's own ``LOCK_DIR``."""
+    p = Path(path)
+    if not p.exists():
+        return True
+    return p.is_dir() and all(c.name == LOCK_DIR for c in p.iterdir())
 
 
 def store_kind(path: str | os.PathLike) -> str:

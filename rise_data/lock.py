@@ -1,0 +1,144 @@
+"""One writer per store: an exclusive OS lock held for the life of a writing command.
+
+``store_lock(path, command)`` takes ``fcntl.flock`` on ``<store>/.rise/locks/<name>.lock``. The kernel
+drops the lock when the holder's file descriptor closes, so a killed writer (SIGKILL, OOM, power off)
+never leaves a stale lock behind: nothing to clean up, no timeouts. The holder writes who it is (pid,
+host, command, since) into the lock file, so a second writer is refused with one line naming the holder.
+
+Names: ``writer`` guards the rows (collect, write-back, edit, import, ...); ``encode-<embedding>`` guards
+one embeddings array, so two encoders of different names may run while nobody appends rows.
+
+Where no lock is possible: ``s3://`` and other URLs (object stores have no advisory locks; rise warns once
+per process and proceeds, so the user must keep to one writer), and packed ``*.zip`` stores (read-only, so
+nothing to guard). On NFS, Linux emulates ``flock`` with byte-range locks; other network filesystems may
+not honour it. See docs/store-format.md, "Writers and locks".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+import re
+import socket
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from rise_data.store import LOCK_DIR, StoreError, store_kind
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_warned_remote: set[str] = set()
+
+
+class LockHeld(StoreError):
+    """Another process holds the store's lock; the message names it and says what to do."""
+
+
+def lock_path(store: str | os.PathLike, name: str = "writer") -> Path:
+    """The lock file of ``name`` inside a store folder: ``<store>/.rise/locks/<name>.lock``."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            f"lock name {name!r} must be letters, digits, '.', '_' or '-' (e.g. writer, encode-resnet18)"
+        )
+    return Path(store) / LOCK_DIR / "locks" / f"{name}.lock"
+
+
+def holder(store: str | os.PathLike, name: str = "writer") -> dict | None:
+    """Who holds the lock now (``{"pid", "host", "command", "since"}``), or None when it is free."""
+    path = lock_path(store, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_info(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def store_lock(path: str | os.PathLike, command: str, *, name: str = "writer") -> Iterator[Path | None]:
+    """Hold the store's exclusive ``name`` lock for the ``with`` block; yields the lock file (None: no lock).
+
+    Raises :class:`LockHeld` at once (no waiting) when another process, or another ``store_lock`` of this
+    process, holds it. Creates the store folder if it does not exist yet, so a writer creating a store is
+    guarded from its first file on. Not re-entrant.
+    """
+    path = str(path)
+    kind = store_kind(path)
+    if kind != "directory":
+        if kind == "url" and path not in _warned_remote:
+            _warned_remote.add(path)
+            warnings.warn(
+                f"{path}: remote stores cannot be locked; make sure no other process writes it", stacklevel=3
+            )
+        yield None
+        return
+    fd, file = _open_lock_file(path, name)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(_held_message(path, name, _read_info(fd))) from None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        try:
+            yield file
+        finally:
+            os.ftruncate(fd, 0)  # a free lock names nobody; flock itself is released by close below
+    finally:
+        os.close(fd)
+
+
+def _open_lock_file(store: str, name: str) -> tuple[int, Path]:
+    file = lock_path(store, name)
+    root = Path(store)
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{store} is a file, not a store folder; give a folder path")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        # no O_TRUNC: the file may name the current holder, and we do not hold the lock yet
+        return os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), file
+    except OSError as e:
+        why = "permission denied" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else e.strerror
+        raise StoreError(
+            f"cannot create the writer lock {file}: {why}; writing needs a writable store folder "
+            "(copy the store somewhere writable)"
+        ) from None
+
+
+def _read_info(fd: int) -> dict | None:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "null")
+    except (OSError, ValueError):
+        return None  # the holder is between taking the lock and writing its name
+    return info if isinstance(info, dict) else None
+
+
+def _held_message(store: str, name: str, info: dict | None) -> str:
+    what = "written" if name == "writer" else f"written ({name})"
+    if info is None:
+        who = "another process (it is just starting)"
+    else:
+        host = info.get("host")
+        where = "" if host == socket.gethostname() else f" on host {host}"
+        who = f"pid {info.get('pid')}{where} ({info.get('command')}, since {info.get('since')})"
+    return (
+        f"{store} is being {what} by {who}; wait for it to finish or stop it, then retry "
+        "(a killed writer releases the lock by itself)"
+    )

@@ -1,0 +1,100 @@
+"""The writer lock: exclusive across processes, names its holder, released by the OS when the holder dies."""
+
+import os
+import signal
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from rise_data import lock as lock_mod
+from rise_data.lock import LockHeld, holder, lock_path, store_lock
+from rise_data.store import StoreError, is_empty_folder
+
+HOLD = """
+import sys, time
+from rise_data.lock import store_lock
+with store_lock(sys.argv[1], "holder-test", name=sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _hold(path, name="writer"):
+    """A real second process holding the lock; returns once it holds it."""
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(path), name], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_second_process_refused_with_holder_then_sigkill_releases(tmp_path):
+    store = tmp_path / "s.zarr"
+    p = _hold(store)
+    try:
+        info = holder(store)
+        assert info["pid"] == p.pid and info["command"] == "holder-test"
+        with pytest.raises(LockHeld) as e, store_lock(store, "second"):
+            pass
+        msg = str(e.value)
+        assert "\n" not in msg and f"pid {p.pid}" in msg and "holder-test" in msg and "retry" in msg
+        assert isinstance(e.value, StoreError)
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    assert holder(store) is None  # the kernel dropped the dead holder's lock: no stale file to clean
+    with store_lock(store, "after-kill") as f:
+        assert f == lock_path(store) and holder(store)["command"] == "after-kill"
+    assert holder(store) is None
+
+
+def test_names_are_independent_and_one_process_cannot_take_one_twice(tmp_path):
+    store = tmp_path / "s.zarr"
+    # the rows writer and one embedding's encoder are separate locks
+    with (
+        store_lock(store, "a", name="encode-resnet18"),
+        store_lock(store, "b"),
+        pytest.raises(LockHeld, match=f"pid {os.getpid()}"),
+        store_lock(store, "c"),
+    ):
+        pass
+    with pytest.raises(ValueError, match="lock name"):
+        lock_path(store, "../escape")
+
+
+def test_lock_folder_does_not_make_the_store_folder_non_empty(tmp_path):
+    store = tmp_path / "new.zarr"
+    with store_lock(store, "create"):
+        assert (store / ".rise" / "locks" / "writer.lock").is_file()
+        assert is_empty_folder(store)
+    (store / "other").write_text("x")
+    assert not is_empty_folder(store)
+
+
+def test_file_and_read_only_folder_are_one_line_errors(tmp_path):
+    f = tmp_path / "file.zarr"
+    f.write_text("x")
+    with pytest.raises(StoreError, match="is a file"), store_lock(f, "x"):
+        pass
+    ro = tmp_path / "ro.zarr"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that can write read-only folders (root)")
+        with pytest.raises(StoreError, match="writable store folder"), store_lock(ro, "x"):
+            pass
+    finally:
+        ro.chmod(0o755)
+
+
+def test_remote_warns_once_zip_has_nothing_to_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(lock_mod, "_warned_remote", set())
+    with pytest.warns(UserWarning, match="cannot be locked"), store_lock("s3://bucket/a.zarr", "x") as f:
+        assert f is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with store_lock("s3://bucket/a.zarr", "x"):
+            pass
+        with store_lock(tmp_path / "packed.zip", "x") as f:
+            assert f is None
