@@ -55,6 +55,60 @@ class StoreError(ValueError):
     """A store cannot be opened or written as asked; the message says what to do."""
 
 
+class CorruptStoreError(StoreError):
+    """The data on disk is damaged (a chunk that does not decode, a truncated ``zarr.json``): exit code 1."""
+
+
+RESTORE_HINT = "run: rise-data check {path}, then restore the store from its pack or a copy"
+
+
+class CheckedArray(zarr.Array):
+    """A zarr array whose reads name the array and chunk that fails to decode, in one line.
+
+    zarr reports a damaged chunk as e.g. ``RuntimeError: Zstd decompression error`` naming no array;
+    every reader of a :class:`Store` gets its arrays through :meth:`Store.array`, so wrapping here once
+    gives all of them (encode, train, export, ...) the same error.
+    """
+
+    store_path: str = "?"
+
+    @classmethod
+    def wrap(cls, arr: zarr.Array, store_path: str) -> CheckedArray:
+        out = cls(arr._async_array)
+        out.store_path = store_path
+        return out
+
+    def __getitem__(self, selection: Any) -> Any:
+        try:
+            return super().__getitem__(selection)
+        except (IndexError, TypeError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            bad = first_bad_chunk(self, selection)
+            if bad is None:
+                raise  # not a chunk of this array: a bug or the backend's own error, kept as it is
+            raise CorruptStoreError(
+                f"{self.store_path}: array '{self.path}' chunk {bad} (rows {bad * self.chunks[0]}-"
+                f"{min((bad + 1) * self.chunks[0], self.shape[0]) - 1}) cannot be read ({type(e).__name__}: "
+                f"{e}); {RESTORE_HINT.format(path=self.store_path)}"
+            ) from None
+
+
+def first_bad_chunk(arr: zarr.Array, selection: Any) -> int | None:
+    """The first row chunk under ``selection`` (axis 0) that fails to read on its own, or None."""
+    sel = selection[0] if isinstance(selection, tuple) and selection else selection
+    start, stop = (0, arr.shape[0]) if not isinstance(sel, slice) else sel.indices(arr.shape[0])[:2]
+    if isinstance(sel, (int, np.integer)):
+        start, stop = int(sel) % max(arr.shape[0], 1), int(sel) % max(arr.shape[0], 1) + 1
+    c = arr.chunks[0]
+    for i in range(start // c, -(-stop // c)):
+        try:
+            zarr.Array.__getitem__(arr, slice(i * c, min((i + 1) * c, arr.shape[0])))
+        except Exception:
+            return i
+    return None
+
+
 @dataclass(frozen=True)
 class StoreLayout:
     """Chunking and compression of a new store (see docs/store-format.md for the measurements)."""
@@ -143,10 +197,17 @@ class Store:
         return "frame" in self.group
 
     def array(self, name: str) -> zarr.Array:
+        """Array ``name``; its reads report a damaged chunk by array and chunk (:class:`CheckedArray`)."""
         try:
-            return self.group[name]
+            arr = self.group[name]
         except KeyError:
             raise StoreError(f"{self.path} has no array '{name}'") from None
+        except Exception as e:  # its zarr.json is truncated or not zarr metadata
+            raise CorruptStoreError(
+                f"{_meta_file(self.path, name)} is damaged ({type(e).__name__}: {e}); "
+                + RESTORE_HINT.format(path=self.path)
+            ) from None
+        return CheckedArray.wrap(arr, self.path) if isinstance(arr, zarr.Array) else arr
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Committed rows [start, stop) of a step array (or an episode array, bounded by episodes)."""
@@ -160,7 +221,13 @@ class Store:
     def embedding_names(self) -> list[str]:
         if "embeddings" not in self.group:
             return []
-        return sorted(name for name, _ in self.group["embeddings"].arrays())
+        try:
+            return sorted(name for name, _ in self.group["embeddings"].arrays())
+        except Exception as e:  # an embeddings array's zarr.json is truncated: name the folder
+            raise CorruptStoreError(
+                f"{_meta_file(self.path, 'embeddings')}/*/zarr.json: an embeddings array's metadata is damaged "
+                f"({type(e).__name__}: {e}); " + RESTORE_HINT.format(path=self.path)
+            ) from None
 
     def embedding(self, name: str) -> zarr.Array:
         if name not in self.embedding_names():
@@ -168,7 +235,7 @@ class Store:
             raise StoreError(
                 f"{self.path} has no embeddings '{name}' (present: {have}); run: rise-data encode {self.path} --encoder NAME"
             )
-        return self.group[f"embeddings/{name}"]
+        return self.array(f"embeddings/{name}")
 
     def embedding_meta(self, name: str) -> dict:
         return dict(self.embedding(name).attrs)[ATTR]
@@ -490,6 +557,10 @@ def _rows(parts: list) -> Rows:
     return Rows(out)
 
 
+def _meta_file(path: str, name: str) -> str:
+    return f"{path.rstrip('/')}/{name}/zarr.json"
+
+
 def _remove_partial_files(path: str) -> None:
     """Delete the ``*.partial`` temp files an interrupted zarr LocalStore write can leave behind."""
     if "://" in str(path):
@@ -628,9 +699,15 @@ def open_store(path: str | os.PathLike, mode: str = "r", storage_options: dict |
         return _open_readonly(path, kind, mode, storage_options)
     if not Path(path).exists():
         raise StoreError(f"{path} does not exist; create it with: rise-data collect ENV_ID {path}")
+    if not Path(path).is_dir():
+        raise StoreError(f"{path} is a file, not a store directory; give a store directory (or a packed .zip)")
     try:
         group = zarr.open_group(path, mode="r" if mode == "r" else "r+", zarr_format=3)
-    except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError) as e:
+    except json.JSONDecodeError as e:
+        raise CorruptStoreError(
+            f"{Path(path) / 'zarr.json'} is damaged (truncated? {e}); restore the store from its pack or a copy"
+        ) from None
+    except (FileNotFoundError, ValueError, KeyError) as e:
         raise StoreError(f"{path} is not a readable Zarr v3 group ({type(e).__name__}: {e})") from None
     return Store(group, path, mode)
 
@@ -735,7 +812,7 @@ def compute_checksums(store: Store, names: list[str] | None = None) -> dict:
     """Checksums of ``names`` (default: every array) over the committed rows, streaming ~64 MB at a time."""
     hasher = RowHasher()
     for name in store.checksum_names() if names is None else names:
-        arr = store.group[name]
+        arr = store.array(name)
         bound = store.checksum_rows(name)
         step = block_rows(arr)
         hasher.update(name, arr[0:0], tag=store.checksum_tag(name))
