@@ -700,7 +700,9 @@ def open_store(path: str | os.PathLike, mode: str = "r", storage_options: dict |
     if not Path(path).exists():
         raise StoreError(f"{path} does not exist; create it with: rise-data collect ENV_ID {path}")
     if not Path(path).is_dir():
-        raise StoreError(f"{path} is a file, not a store directory; give a store directory (or a packed .zip)")
+        raise StoreError(
+            f"{path} is a file, not a store directory; give a store directory (or a packed .zip)"
+        )
     try:
         group = zarr.open_group(path, mode="r" if mode == "r" else "r+", zarr_format=3)
     except json.JSONDecodeError as e:
