@@ -3,18 +3,26 @@
 Each check asserts one contract of docs/store-format.md and reports a problem that names what broke.
 Errors make the store unusable; warnings (an interrupted write's leftovers, embeddings not finished)
 leave the committed data valid, so a store killed at any moment still passes.
+
+By default every chunk of every array's committed rows is decoded, streaming about 64 MB at a time
+(bounded memory, a progress bar); arrays the store's seal covers have their sha256 verified in the
+same pass, and embeddings are checked finite. ``fast`` checks the structure only: metadata, the
+episode index and the per-step scalars, without decoding images or embeddings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import asdict, dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from rise_data.store import (
     ATTR,
     EPISODE_ARRAYS,
     STEP_SCALARS,
+    CorruptStoreError,
     RowHasher,
     Store,
     StoreError,
@@ -46,20 +54,19 @@ class Problem:
         return f"{self.severity}: {self.where}: {self.message}"
 
 
-def check_store(path: str, deep: bool = False) -> list[Problem]:
-    """All problems found in the store at ``path`` (empty list: valid)."""
+def check_store(path: str, fast: bool = False, progress: bool = False) -> list[Problem]:
+    """All problems found in the store at ``path`` (empty list: valid); ``fast``: structure only."""
     try:
         store = open_store(path)
     except StoreError as e:
         return [Problem("error", str(path), str(e))]
     problems: list[Problem] = []
-    for fn in (_check_arrays, _check_episodes, _check_embeddings, _check_integrity):
+    checks = [_check_arrays, _check_episodes, _check_embeddings, _check_integrity]
+    for fn in checks if fast else [*checks, _check_chunks]:
         try:
-            problems += fn(store, deep)
-        except Exception as e:  # a corrupt chunk or metadata file: report, keep checking the rest
-            problems.append(
-                Problem("error", fn.__name__.removeprefix("_check_"), f"unreadable: {type(e).__name__}: {e}")
-            )
+            problems += fn(store, progress)
+        except StoreError as e:  # a damaged chunk or metadata file: report, keep checking the rest
+            problems.append(Problem("error", fn.__name__.removeprefix("_check_"), str(e)))
     for p in partial_files(store.path):
         problems.append(
             Problem(
@@ -71,7 +78,24 @@ def check_store(path: str, deep: bool = False) -> list[Problem]:
     return problems
 
 
-def _check_arrays(store: Store, deep: bool) -> list[Problem]:
+def report(path: str, problems: list[Problem], fast: bool) -> dict:
+    """The machine-readable result of a check (``rise-data check --json``)."""
+    errors = sum(p.severity == "error" for p in problems)
+    sealed = False
+    with contextlib.suppress(StoreError):
+        sealed = bool(open_store(path).checksums)
+    return {
+        "store": str(path),
+        "valid": errors == 0,
+        "mode": "fast" if fast else "full",
+        "sealed": sealed,
+        "errors": errors,
+        "warnings": len(problems) - errors,
+        "problems": [asdict(p) for p in problems],
+    }
+
+
+def _check_arrays(store: Store, _progress: bool) -> list[Problem]:
     out: list[Problem] = []
     env = store.env
     expected = {name: (dtype, ()) for name, dtype in STEP_SCALARS.items()}
@@ -79,10 +103,13 @@ def _check_arrays(store: Store, deep: bool) -> list[Problem]:
     if store.has_frames:
         expected["frame"] = ("uint8", tuple(env["frame_shape"]))
     for name, (dtype, row_shape) in expected.items():
-        if name not in store.group:
+        try:
+            arr = store.array(name)
+        except CorruptStoreError:
+            raise
+        except StoreError:
             out.append(Problem("error", name, "array missing"))
             continue
-        arr = store.group[name]
         if str(arr.dtype) != dtype:
             out.append(Problem("error", name, f"dtype {arr.dtype}, expected {dtype}"))
         if tuple(arr.shape[1:]) != row_shape:
@@ -97,13 +124,10 @@ def _check_arrays(store: Store, deep: bool) -> list[Problem]:
                     f"{arr.shape[0] - store.rows} uncommitted rows after an interrupted write (ignored; trimmed on next append)",
                 )
             )
-        if deep and name in ("obs", "frame") and not _verified_by_checksum(store, name):
-            for s in range(0, store.rows, arr.chunks[0] * 16):
-                store.read(name, s, s + arr.chunks[0] * 16)  # decompresses every chunk: raises on corruption
     return out
 
 
-def _check_episodes(store: Store, deep: bool) -> list[Problem]:
+def _check_episodes(store: Store, _progress: bool) -> list[Problem]:
     out: list[Problem] = []
     n, ep = store.rows, store.episodes()
     for name in EPISODE_ARRAYS:
@@ -198,11 +222,11 @@ def _check_episodes(store: Store, deep: bool) -> list[Problem]:
     return out
 
 
-def _check_embeddings(store: Store, deep: bool) -> list[Problem]:
+def _check_embeddings(store: Store, _progress: bool) -> list[Problem]:
     out: list[Problem] = []
     for name in store.embedding_names():
         where = f"embeddings/{name}"
-        arr = store.group[where]
+        arr = store.array(where)
         meta = dict(arr.attrs).get(ATTR)
         if not isinstance(meta, dict):
             out.append(Problem("error", where, "no provenance attribute"))
@@ -230,27 +254,11 @@ def _check_embeddings(store: Store, deep: bool) -> list[Problem]:
                     f"incomplete: {done} of {store.rows} rows encoded; finish with: rise-data encode {store.path} --encoder {meta['encoder']} --name {name}",
                 )
             )
-        step = arr.chunks[0] * 8
-        for s in range(0, min(done, store.rows), step):
-            block = arr[s : min(s + step, done)]
-            if not np.all(np.isfinite(block)):
-                row = s + int(np.argmax(~np.isfinite(block).all(axis=1)))
-                out.append(Problem("error", where, f"non-finite values at row {row}"))
-                break
     return out
 
 
-def _verified_by_checksum(store: Store, name: str) -> bool:
-    """A recorded checksum over every committed row: the deep check's hash pass decodes every chunk."""
-    return store.checksums.get(name, {}).get("rows") == store.rows
-
-
-def _check_integrity(store: Store, deep: bool) -> list[Problem]:
-    """Card identity and statistics still describe the data; with ``deep``, every recorded sha256 verifies.
-
-    Checksums cover a prefix of rows (``rows`` in each entry): appends leave them valid for that prefix,
-    so a store collected further since sealing verifies what was sealed and is told to reseal the rest.
-    """
+def _check_integrity(store: Store, _progress: bool) -> list[Problem]:
+    """Card identity and statistics still describe the data (their recorded row counts)."""
     out: list[Problem] = []
     meta = store.meta
     card = meta.get("card") or {}
@@ -277,70 +285,128 @@ def _check_integrity(store: Store, deep: bool) -> list[Problem]:
                 f"statistics cover {stats.get('rows')} of {store.rows} rows; recompute: rise-data stats {store.path}",
             )
         )
-    if not deep:
-        return out
+    return out
+
+
+# -- the streaming pass: every chunk decoded, sealed arrays hashed, embeddings finite --------------
+def _checksum_plan(store: Store) -> tuple[list[Problem], dict[str, int]]:
+    """Which arrays' recorded sha256 can be verified, over how many rows; problems with the seal itself.
+
+    Checksums cover a prefix of rows (``rows`` in each entry): appends leave them valid for that prefix,
+    so a store collected further since sealing verifies what was sealed and is told to reseal the rest.
+    """
+    out: list[Problem] = []
+    plan: dict[str, int] = {}
     recorded = store.checksums
     if not recorded:
-        out.append(
-            Problem(
-                "warning", "checksums", f"none recorded; seal the store with: rise-data seal {store.path}"
-            )
-        )
-        return out
+        return out, plan  # never sealed: nothing to verify (rise-data seal records checksums)
     names = store.checksum_names()
-    verified = {}
+    reseal = f"reseal: rise-data seal {store.path}"
     for name in names:
         rec = recorded.get(name)
         if rec is None:
-            out.append(
-                Problem(
-                    "warning", name, f"no checksum (added after sealing); reseal: rise-data seal {store.path}"
-                )
-            )
-            continue
-        if rec.get("created") != store.checksum_tag(name):
-            out.append(
-                Problem("warning", name, f"re-encoded after sealing; reseal: rise-data seal {store.path}")
-            )
-            continue
-        bound, n = store.checksum_rows(name), int(rec["rows"])
-        if n > bound:
-            out.append(Problem("error", name, f"checksum covers {n} rows but only {bound} are committed"))
-            continue
-        arr, hasher, step = store.group[name], RowHasher(), block_rows(store.group[name])
-        hasher.update(name, arr[0:0])
-        for s in range(0, n, step):
-            hasher.update(name, arr[s : min(s + step, n)])
-        if hasher.digests()[name]["sha256"] != rec["sha256"]:
+            out.append(Problem("warning", name, f"no checksum (added after sealing); {reseal}"))
+        elif rec.get("created") != store.checksum_tag(name):
+            out.append(Problem("warning", name, f"re-encoded after sealing; {reseal}"))
+        elif int(rec["rows"]) > store.checksum_rows(name):
             out.append(
                 Problem(
                     "error",
                     name,
-                    f"sha256 of rows [0, {n}) does not match the recorded one: the data changed after sealing or is corrupt",
+                    f"checksum covers {rec['rows']} rows but only {store.checksum_rows(name)} are committed",
                 )
             )
-            continue
-        verified[name] = rec
-        if n < bound:
-            out.append(
-                Problem(
-                    "warning",
-                    name,
-                    f"checksum covers {n} of {bound} rows (data added after sealing); reseal: rise-data seal {store.path}",
+        else:
+            plan[name] = int(rec["rows"])
+            if plan[name] < store.checksum_rows(name):
+                out.append(
+                    Problem(
+                        "warning",
+                        name,
+                        f"checksum covers {plan[name]} of {store.checksum_rows(name)} rows (data added after "
+                        f"sealing); {reseal}",
+                    )
                 )
-            )
     for name in sorted(set(recorded) - set(names)):
         if not name.startswith("embeddings/"):  # a deleted embeddings array is not damage
             out.append(Problem("error", name, "has a recorded checksum but the array is missing"))
-    data = [n for n in names if not n.startswith("embeddings/")]
+    return out, plan
+
+
+def _decode_rows(store: Store, name: str) -> int:
+    """Rows of ``name`` whose chunks the full check decodes: every committed row (episodes: entries)."""
+    return store.num_episodes if name.startswith("episodes/") else store.rows
+
+
+def _check_chunks(store: Store, progress: bool) -> list[Problem]:
+    """Decode every chunk of every array (~64 MB per read), verifying recorded sha256 in the same pass."""
+    out, plan = _checksum_plan(store)
+    names = store.checksum_names()
+    sizes = {n: _decode_rows(store, n) * _row_bytes(store, n) for n in names}
+    verified: dict[str, dict] = {}
+    with tqdm(
+        total=sum(sizes.values()), unit="B", unit_scale=True, desc="check", disable=not progress
+    ) as bar:
+        for name in names:
+            problem, digest = _stream_array(store, name, plan.get(name), bar)
+            if problem is not None:
+                out.append(problem)
+            elif digest is not None and digest != store.checksums[name]["sha256"]:
+                n = plan[name]
+                out.append(
+                    Problem(
+                        "error",
+                        name,
+                        f"sha256 of rows [0, {n}) does not match the recorded one: the data changed after "
+                        f"sealing or is corrupt; restore the store from its pack or a copy",
+                    )
+                )
+            elif digest is not None:
+                verified[name] = store.checksums[name]
+    return out + _check_card_fingerprint(store, verified)
+
+
+def _row_bytes(store: Store, name: str) -> int:
+    arr = store.array(name)
+    return int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize
+
+
+def _stream_array(
+    store: Store, name: str, hash_rows: int | None, bar: tqdm
+) -> tuple[Problem | None, str | None]:
+    """Read ``name``'s committed rows block by block: (the first problem, sha256 of rows [0, hash_rows))."""
+    arr = store.array(name)
+    bound, step = _decode_rows(store, name), block_rows(arr)
+    finite = name.startswith("embeddings/") and np.issubdtype(arr.dtype, np.floating)
+    done = min(store.checksum_rows(name), bound) if finite else 0
+    hasher = RowHasher()
+    hasher.update(name, arr[0:0])
+    for s in range(0, bound, step):
+        try:
+            block = arr[s : min(s + step, bound)]
+        except CorruptStoreError as e:
+            return Problem("error", name, str(e)), None
+        if hash_rows is not None and s < hash_rows:
+            hasher.update(name, block[: hash_rows - s])
+        if s < done and not np.all(np.isfinite(block[: done - s])):
+            bad = ~np.isfinite(block[: done - s]).reshape(len(block[: done - s]), -1).all(axis=1)
+            return Problem("error", name, f"non-finite values at row {s + int(np.argmax(bad))}"), None
+        bar.update(len(block) * _row_bytes(store, name))
+    return None, (hasher.digests()[name]["sha256"] if hash_rows is not None else None)
+
+
+def _check_card_fingerprint(store: Store, verified: dict[str, dict]) -> list[Problem]:
+    """A card's id names the data it was given to: refuse a store whose verified data is other data."""
+    card = store.meta.get("card") or {}
+    content = card.get("content") or {}
+    data = [n for n in store.checksum_names() if not n.startswith("embeddings/")]
     covered = bool(content.get("data_sha256")) and all(
         n in verified
         and verified[n]["rows"] == (content["episodes"] if n.startswith("episodes/") else content["rows"])
         for n in data
     )
-    fingerprint = data_fingerprint({n: verified[n] for n in data}) if covered else None
-    if content.get("data_sha256") and covered and fingerprint != content["data_sha256"]:
-        out.append(
+    if covered and data_fingerprint({n: verified[n] for n in data}) != content["data_sha256"]:
+        return [
             Problem("error", "card", f"'{card.get('id')}' was assigned to other data than the store holds")
-        )
-    return out
+        ]
+    return []

@@ -170,21 +170,44 @@ def info(
 
 @app.command()
 def check(
-    store: Annotated[str, typer.Argument(help="Store path.")],
-    deep: Annotated[bool, typer.Option("--deep", help="Also decompress every image chunk.")] = False,
+    store: Annotated[str, typer.Argument(help="Store directory, packed .zip or URL.")],
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Structure only: do not decode image and embedding chunks.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    deep: Annotated[
+        bool, typer.Option("--deep", hidden=True, help="The default now; kept for scripts.")
+    ] = False,
 ) -> None:
-    """Validate a store; exit code 1 if it has errors."""
-    from rise_data.check import check_store
+    """Validate a store: metadata, episode index, every chunk decoded and, if sealed, checksums verified.
 
-    problems = check_store(store, deep=deep)
-    for p in problems:
-        typer.echo(str(p), err=p.severity == "error")
-    errors = sum(p.severity == "error" for p in problems)
-    warns = len(problems) - errors
-    if errors:
-        typer.echo(f"{store}: INVALID ({errors} errors, {warns} warnings)", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"{store}: ok" + (f" ({warns} warnings)" if warns else ""))
+    Exit code 0: valid (warnings allowed); 1: invalid data; 2: usage error; 3: a bug in rise.
+    """
+    from rise_data._cli import EXIT_INVALID
+    from rise_data.check import check_store, report
+
+    with _user_errors():
+        problems = check_store(store, fast=fast, progress=not (quiet or as_json))
+        result = report(store, problems, fast)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        for p in problems:
+            if p.severity == "error" or not quiet:
+                typer.echo(str(p), err=p.severity == "error")
+        if result["errors"]:
+            typer.echo(
+                f"{store}: INVALID ({result['errors']} errors, {result['warnings']} warnings)", err=True
+            )
+        elif not quiet:
+            seal = "checksums verified" if result["sealed"] and not fast else "not sealed"
+            if fast:
+                seal = "structure only (--fast)"
+            warns = f", {result['warnings']} warnings" if result["warnings"] else ""
+            typer.echo(f"{store}: ok ({seal}{warns})")
+    if result["errors"]:
+        raise typer.Exit(EXIT_INVALID)
 
 
 # -- sharing: identity and cards, packing, integrity, statistics, export/import, editing ----------

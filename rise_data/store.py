@@ -194,7 +194,17 @@ class Store:
 
     @property
     def has_frames(self) -> bool:
-        return "frame" in self.group
+        return self.has_array("frame")
+
+    def has_array(self, name: str) -> bool:
+        """Whether array ``name`` exists (a damaged ``zarr.json`` raises :class:`CorruptStoreError`)."""
+        try:
+            return name in self.group
+        except Exception as e:  # zarr parses the metadata to answer
+            raise CorruptStoreError(
+                f"{_meta_file(self.path, name)} is damaged ({type(e).__name__}: {e}); "
+                + RESTORE_HINT.format(path=self.path)
+            ) from None
 
     def array(self, name: str) -> zarr.Array:
         """Array ``name``; its reads report a damaged chunk by array and chunk (:class:`CheckedArray`)."""
@@ -275,8 +285,8 @@ class Store:
 
     def _step_arrays(self) -> Iterator[tuple[str, zarr.Array]]:
         for name in ("obs", "frame", *STEP_SCALARS):
-            if name in self.group:
-                yield name, self.group[name]
+            if self.has_array(name):
+                yield name, self.array(name)
 
     def append_episodes(self, episodes: list[Episode]) -> tuple[int, int]:
         """Append whole episodes and commit them; returns the (first, last+1) rows written."""
