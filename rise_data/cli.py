@@ -37,7 +37,13 @@ def _parse_options(items: list[str]) -> dict:
 
 @app.command()
 def collect(
-    env_id: Annotated[str, typer.Argument(help="Gymnasium id with image observations, e.g. ALE/Pong-v5.")],
+    env_id: Annotated[
+        str,
+        typer.Argument(
+            help="Env with image observations: ALE/Pong-v5, a gymnasium id, module:EnvId "
+            "(minigrid:MiniGrid-MemoryS7-v0) or a factory module:function."
+        ),
+    ],
     store: Annotated[
         str, typer.Argument(help="Store path (created, or appended to if it holds the same env).")
     ],
@@ -64,6 +70,13 @@ def collect(
             help="Env/preprocessing override KEY=VALUE (repeatable), e.g. repeat_action_probability=0.0."
         ),
     ] = [],  # noqa: B006
+    wrapper: Annotated[
+        list[str],
+        typer.Option(
+            help="Gymnasium wrapper NAME[=ARG] (repeatable, applied in order), e.g. render, frame_skip=4, "
+            "resize=64x64, image_key=screen; see docs/envs.md."
+        ),
+    ] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Collect trajectories from an environment into a store."""
@@ -85,6 +98,7 @@ def collect(
             frames=frames,
             screen_size=screen_size,
             env_options=_parse_options(env_option),
+            wrappers=list(wrapper),
             progress=not quiet,
         )
         _print_config(config)

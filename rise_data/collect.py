@@ -48,6 +48,7 @@ class CollectConfig:
     frames: bool = True  # store the RGB frames the frozen encoder reads
     screen_size: int = 84
     env_options: dict = field(default_factory=dict)
+    wrappers: list[str] = field(default_factory=list)  # gymnasium wrappers in order (envs.WRAPPERS)
     flush_rows: int = 2048  # hand finished episodes to the writer once this many rows are ready
     layout: StoreLayout = field(default_factory=StoreLayout)
     progress: bool = True
@@ -195,7 +196,9 @@ def collect(config: CollectConfig) -> dict:
         raise ValueError("give exactly one of --steps or --episodes")
     if (config.steps or config.episodes) <= 0 or config.envs <= 0:
         raise ValueError("--steps/--episodes and --envs must be positive")
-    spec = env_spec(config.env_id, screen_size=config.screen_size, **config.env_options)
+    spec = env_spec(
+        config.env_id, screen_size=config.screen_size, wrappers=config.wrappers, **config.env_options
+    )
     if config.frames and spec["frame_shape"] is None:
         raise ValueError(f"{config.env_id} has no RGB frames to store; pass --no-frames")
     store = open_or_create(config, spec)
