@@ -109,7 +109,9 @@ def main() -> None:
     results = {}
     for name, k in (("BTR (K=0)", 0), (f"RISE (K={args.k})", args.k)):
         cfg = NetworkConfig(n_actions=args.n_actions, context_len=k, embed_dim=args.embed_dim)
-        learner = Learner(cfg, LearnerConfig(), device)
+        # same precision as the R2D2 comparison below (bf16 autocast on CUDA, fp32 on CPU)
+        precision = "bf16" if device.type == "cuda" else "fp32"
+        learner = Learner(cfg, LearnerConfig(precision=precision), device)
         b = batch(args.batch, k, args.embed_dim, args.n_actions, device)
         results[name] = timeit(lambda learner=learner, b=b: learner.step(b), device, args.seconds)
     cfg = NetworkConfig(n_actions=args.n_actions, context_len=0)

@@ -3,18 +3,20 @@
 Per step (BTR's ``learn_call``, arXiv 2411.03820 App. E.2, with RISE's context inputs):
 
 1. Fresh parameter noise on the online and the target network.
-2. Target (no grad): the target network encodes s' (``next_frames``/``next_context``) and, for
-   Munchausen, s_t in one batched pass; ``munchausen_iqn_target`` builds the N' target quantiles from
-   Z_target(s') and the bonus ``alpha * clip(tau log pi(a_t|s_t), l0, 0)`` with pi the softmax of the
-   *target* network's Q(s_t) -- standard M-IQN (Vieillard et al. 2020). BTR's ICML code uses the online
-   net there; the target net keeps the bonus a function of the frozen snapshot, like the rest of the
-   target, and lets s_t and s' share one target pass.
-3. Online: encode s_t once; its N quantiles give both the quantile Huber loss of a_t and the mean-over-tau
-   Q(s_t, .) for the CQL(H) term. ``loss = mean(w * huber) + cql_alpha * mean(cql)``.
+2. Online: encode s_t once; its N quantiles give the quantile Huber loss of a_t, the mean-over-tau
+   Q(s_t, .) for the CQL(H) term and, detached, the Munchausen policy pi(.|s_t) -- as BTR's code does
+   (VIPTankz/Wii-RL BTR.py:1019-1049 reuses the online forward; the ICLR code, Agent.py:567, makes a
+   second online pass). ``munchausen_policy="target"`` is standard M-IQN (Vieillard et al. 2020).
+3. Target (no grad): the target network encodes s'; ``munchausen_iqn_target`` builds the N' target
+   quantiles from Z_target(s') and the bonus ``alpha * clip(tau log pi(a_t|s_t), l0, 0)``.
+   ``loss = mean(w * huber) + cql_alpha * mean(cql)``.
 4. Adam step with the gradient norm clipped to 10; the target is a hard copy every ``target_update``
-   steps.
+   gradient steps.
 
-Priorities for PER are BTR's ``sum_i mean_j |target_j - pred_i|`` (the replay adds eps and ^alpha).
+``precision="bf16"`` runs both forward passes under bf16 autocast (on CUDA or CPU); the losses, the
+backward's loss scalar, the optimiser and the weights stay float32. Priorities for PER are BTR's
+``sum_i mean_j |target_j - pred_i|`` (the replay adds eps and ^alpha). docs/deviations.md lists every
+place this differs from BTR's published code.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -36,7 +39,10 @@ from rise_agent.losses import (
 )
 from rise_agent.network import NetworkConfig, RiseNetwork, make_network
 
-__all__ = ["METRICS", "Learner", "LearnerConfig"]
+__all__ = ["METRICS", "Learner", "LearnerConfig", "MunchausenPolicy", "Precision"]
+
+Precision = Literal["fp32", "bf16"]
+MunchausenPolicy = Literal["online", "target"]
 
 # loss: total loss; td: mean PER priority signal (sum_i mean_j |TD|); cql: the weighted CQL term in the
 # loss (0 when off); q_mean: mean online Q(s_t, .); grad_norm: before clipping; gate_mean / gate_sat:
@@ -48,25 +54,28 @@ GATE_LOW, GATE_HIGH = 0.05, 0.95  # a gate value outside [0.05, 0.95] counts as 
 
 @dataclass(frozen=True)
 class LearnerConfig:
-    """Optimiser and loss settings; defaults are BTR's (Table D6)."""
+    """Optimiser and loss settings; defaults are BTR's published code (docs/deviations.md cites each)."""
 
     lr: float = 1e-4
-    adam_eps: float = 1.95e-5  # 0.005 / batch size 256
+    adam_eps: float = 0.005 / 256  # BTR: 0.005 / batch size (Agent.py:256), batch 256
     # Adam epsilon of the RISE context stream (LSTM + gate). Its per-element gradients are ~1e-6 (they
     # reach it only through the multiplicative gate), far below BTR's 1.95e-5, which then damps its
     # steps ~10x: in the memory probe it never learned the cue with BTR's epsilon and did with 1e-8.
     context_adam_eps: float = 1e-8
     grad_clip: float = 10.0
     n_tau: int = 8  # online quantile samples
-    n_tau_target: int = 8  # target quantile samples (also used for the Munchausen policy at s_t)
+    n_tau_target: int = 8  # target quantile samples
     kappa: float = 1.0  # Huber threshold
     munchausen: bool = True
     m_tau: float = 0.03  # entropy temperature
     m_alpha: float = 0.9  # Munchausen scaling
     m_l0: float = -1.0  # lower clip of the log-policy bonus
+    munchausen_policy: MunchausenPolicy = (
+        "online"  # network whose Q(s_t) defines pi in the bonus (BTR: online)
+    )
     target_update: int = 500  # gradient steps between hard target copies
     cql_alpha: float = 0.0  # conservative regulariser weight (the trainer turns it on offline)
-    amp: bool = True  # bf16 autocast on CUDA only
+    precision: Precision = "fp32"  # "bf16": autocast the forward passes (no A/B shows it learns the same)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.adam_eps <= 0 or self.grad_clip <= 0 or self.kappa <= 0:
@@ -75,6 +84,10 @@ class LearnerConfig:
             raise ValueError("n_tau, n_tau_target and target_update must be >= 1")
         if self.m_tau <= 0 or self.m_l0 > 0 or self.cql_alpha < 0:
             raise ValueError("m_tau must be > 0, m_l0 <= 0 and cql_alpha >= 0")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.munchausen_policy not in ("online", "target"):
+            raise ValueError(f"munchausen_policy must be online or target, got {self.munchausen_policy!r}")
 
 
 def param_groups(net: nn.Module, config: LearnerConfig) -> list[dict]:
@@ -114,7 +127,7 @@ class Learner:
         self._copy_target()
         self.optimizer = torch.optim.Adam(param_groups(self.online, config), lr=config.lr)
         self.updates = 0
-        self._amp = config.amp and self.device.type == "cuda"
+        self._bf16 = config.precision == "bf16"
         self._gate: Tensor | None = None
         self._capture_gate = False
         if self.online.combine_proj is not None and net_config.combine == "multiply":
@@ -133,8 +146,8 @@ class Learner:
             m.eval()
 
     def _autocast(self):
-        if self._amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self._bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _inputs(self, batch, prefix: str = "") -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -155,24 +168,26 @@ class Learner:
     # -- target ------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def targets(self, batch, taus: Tensor | None = None) -> Tensor:
-        """Target quantiles (B, n_tau_target), float32, with the target network's current noise.
+    def targets(self, batch, q_policy: Tensor | None = None, taus: Tensor | None = None) -> Tensor:
+        """Target quantiles (B, n_tau_target), float32, with the networks' current noise.
 
-        Munchausen: ``taus`` (2B, N') for the stacked states [s'; s_t] (row b: s' of sample b, row B+b:
-        s_t of sample b); plain IQN: (B, N') for s'. Sampled when None.
+        ``q_policy`` (B, A): the Q(s_t, .) whose softmax is the Munchausen policy; ``step`` passes the
+        online forward's. When None it is computed here by the network ``munchausen_policy`` names:
+        "online" in a separate no-grad pass, "target" stacked with s' in one pass. ``taus``: (B, N')
+        for s', or (2B, N') for the stacked [s'; s_t] (row B+b: s_t of sample b); sampled when None.
         """
         c = self.config
         nf, nc, nm = self._inputs(batch, "next_")
         b = nf.shape[0]
         returns = batch.returns.to(self.device, torch.float32)
         discount = batch.discount.to(self.device, torch.float32)
-        if c.munchausen:
+        stack = c.munchausen and q_policy is None and c.munchausen_policy == "target"
+        frames, context, mask = nf, nc, nm
+        if stack:
             f, ctx, m = self._inputs(batch)
             frames = torch.cat([nf, f])
             context = torch.cat([nc, ctx]) if nc is not None else None
             mask = torch.cat([nm, m]) if nm is not None else None
-        else:
-            frames, context, mask = nf, nc, nm
         with self._autocast():
             z = self.target.encode(frames, context, mask)
             quantiles, _ = self.target.quantiles(z, c.n_tau_target, taus)
@@ -180,9 +195,15 @@ class Learner:
         if not c.munchausen:
             # without Munchausen BTR bootstraps from the target's own greedy action (no double DQN)
             return iqn_target(quantiles, returns, discount)
+        if stack:
+            quantiles, q_policy = quantiles[:b], quantiles[b:].mean(dim=1)
+        elif q_policy is None:
+            f, ctx, m = self._inputs(batch)
+            with self._autocast():
+                q_policy = self.online.q_values(f, ctx, m, c.n_tau).float()
         return munchausen_iqn_target(
-            quantiles[:b],
-            quantiles[b:].mean(dim=1),
+            quantiles,
+            q_policy.float(),
             batch.action.to(self.device),
             returns,
             discount,
@@ -198,8 +219,6 @@ class Learner:
         c = self.config
         self.online.reset_noise()
         self.target.reset_noise()
-        target = self.targets(batch)
-
         frames, context, mask = self._inputs(batch)
         action = batch.action.to(self.device).long()
         weights = batch.weights.to(self.device, torch.float32)
@@ -211,10 +230,12 @@ class Learner:
         finally:
             self._capture_gate = False
         quantiles = quantiles.float()  # (B, N, A)
+        q = quantiles.mean(dim=1)  # (B, A)
+        online_policy = c.munchausen and c.munchausen_policy == "online"
+        target = self.targets(batch, q.detach() if online_policy else None)
         idx = action.view(-1, 1, 1).expand(-1, quantiles.shape[1], 1)
         pred = quantiles.gather(2, idx).squeeze(2)  # (B, N)
         td_loss = (weights * quantile_huber_loss(pred, target, taus, c.kappa)).mean()
-        q = quantiles.mean(dim=1)  # (B, A)
         if c.cql_alpha > 0:
             cql = c.cql_alpha * cql_regulariser(q, action).mean()
             loss = td_loss + cql
