@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rise_data._cli import new_app, user_errors
+from rise_data._cli import echo, new_app, user_errors
 
 app = new_app(
     "rise-data", "Datasets for RISE: Zarr v3 stores of trajectories, frames and frozen-encoder embeddings."
@@ -339,16 +339,27 @@ def pack(
     store: Annotated[str, typer.Argument(help="Store directory.")],
     output: Annotated[str, typer.Argument(help="The .zip file to write (once; stored entries).")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
-    """Pack a store directory into one .zip that every read-only command (and open_store) reads in place."""
+    """Pack a store directory into one .zip that every read-only command (and open_store) reads in place.
+
+    Only the store's own files go in (no locks, temp files or other files; a store holding a symbolic
+    link is refused).
+    """
     from rise_data.pack import PackConfig
     from rise_data.pack import pack as run
 
     with _user_errors():
-        out = run(PackConfig(store=store, output=output, force=force))
-    typer.echo(
+        out = run(PackConfig(store=store, output=output, force=force, progress=not quiet))
+    if out["left_out"]:
+        shown = ", ".join(out["left_out"][:5]) + (" ..." if len(out["left_out"]) > 5 else "")
+        echo(
+            f"left out {len(out['left_out'])} files that are not part of the store: {shown}", quiet, err=True
+        )
+    echo(
         f"{out['output']}: {out['rows']} rows, {out['episodes']} episodes, {out['bytes'] / 1e6:.1f} MB "
-        f"in {out['seconds']:.1f} s (sealed)"
+        f"in {out['seconds']:.1f} s (sealed)",
+        quiet,
     )
 
 

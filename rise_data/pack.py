@@ -5,8 +5,11 @@ zstd already, and an uncompressed member can be read at an offset, so zarr's ``Z
 ``zip::s3://...``) reads chunks straight from the file. Zarr's ZipStore cannot be appended to safely,
 so a packed store is read-only; to change it, import/copy it to a directory.
 
-Packing keeps only committed data (arrays are cut to the commit point and chunks wholly past it are
-left out; ``*.partial`` files are skipped), seals the packed copy (per-array sha256 computed from the
+Packing keeps only the store's own keys: the root and group ``zarr.json``, each array's ``zarr.json``
+and its chunk files. Nothing else goes in: not rise's local state (``.rise/``: writer locks), not
+``*.partial`` temp files, not files a user left in the folder, and never a symbolic link's target (a
+store holding a link is refused: a link can point anywhere, e.g. ``/etc``). Packing keeps only
+committed data (arrays are cut to the commit point and chunks wholly past it are left out), seals the packed copy (per-array sha256 computed from the
 source while packing; a source whose recorded checksums disagree is refused as corrupt) and writes the
 root ``zarr.json`` last. The file is written to ``OUT.partial`` and renamed, so ``OUT`` is complete or
 absent.
@@ -21,8 +24,21 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from rise_data import __version__
-from rise_data.store import ATTR, EPISODE_ARRAYS, Store, StoreError, compute_checksums, now_iso, open_store
+from rise_data.store import (
+    ATTR,
+    EPISODE_ARRAYS,
+    LOCK_DIR,
+    Store,
+    StoreError,
+    compute_checksums,
+    now_iso,
+    open_store,
+)
+
+LOCAL_STATE = LOCK_DIR  # rise's per-folder state (writer locks): never packed
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,7 @@ class PackConfig:
     store: str
     output: str
     force: bool = False  # replace an existing output file
+    progress: bool = False
 
 
 def verify_against_recorded(store: Store, digests: dict) -> None:
@@ -78,12 +95,55 @@ def pack(config: PackConfig) -> dict:
         )
     if out.exists() and not config.force:
         raise StoreError(f"{out} exists; a packed store is written once (pass --force to replace it)")
-    errors = [p for p in check_store(config.store) if p.severity == "error"]
+    bounds = _array_bounds(store)
+    arrays = {name: _cut_metadata(_read_json(src / name / "zarr.json"), b) for name, b in bounds.items()}
+    own, left_out = store_files(src, bounds, {name: k for name, (_, k) in arrays.items()})  # refuses links
+    errors = [p for p in check_store(config.store, fast=True) if p.severity == "error"]
     if errors:
         raise StoreError(f"{config.store} is not valid ({errors[0]}); fix it before packing")
     t0 = time.perf_counter()
     digests = compute_checksums(store)
     verify_against_recorded(store, digests)
+    root = _read_json(src / "zarr.json")
+    root.setdefault("attributes", {})[ATTR] = _packed_meta(store, config, digests)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
+            for name, (arr_meta, _) in arrays.items():
+                z.writestr(f"{name}/zarr.json", json.dumps(arr_meta, indent=2))
+            sizes = [path.stat().st_size for _, path in own]
+            with tqdm(
+                total=sum(sizes), unit="B", unit_scale=True, desc="pack", disable=not config.progress
+            ) as bar:
+                for (rel, path), size in zip(own, sizes, strict=True):
+                    z.write(path, rel)
+                    bar.update(size)
+            z.writestr("zarr.json", json.dumps(root, indent=2))  # the root (commit point, checksums) last
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {
+        "output": str(out),
+        "bytes": out.stat().st_size,
+        "files": len(arrays) + len(own) + 1,
+        "rows": store.rows,
+        "episodes": store.num_episodes,
+        "left_out": left_out,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _read_json(path: Path) -> dict:
+    if path.is_symlink():
+        raise StoreError(
+            f"{path} is a symbolic link; a store holds only its own files, so pack refuses links"
+        )
+    return json.loads(path.read_text())
+
+
+def _packed_meta(store: Store, config: PackConfig, digests: dict) -> dict:
+    """The packed copy's root attribute: the source's, sealed with ``digests``, plus a history entry."""
     meta = dict(store.meta)
     meta["checksums"] = {"algorithm": "sha256", "time": now_iso(), "arrays": digests}
     entry = {
@@ -95,40 +155,45 @@ def pack(config: PackConfig) -> dict:
         "episodes": store.num_episodes,
     }
     meta["history"] = [*meta.get("history", []), entry]
-    bounds = _array_bounds(store)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    files = 0
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
-        keep: dict[str, int | None] = {}
-        for name, bound in bounds.items():  # array metadata first: decides which chunks to keep
-            meta_path = src / name / "zarr.json"
-            arr_meta, keep[name] = _cut_metadata(json.loads(meta_path.read_text()), bound)
-            z.writestr(f"{name}/zarr.json", json.dumps(arr_meta, indent=2))
-            files += 1
-        for path in sorted(src.rglob("*")):
-            rel = path.relative_to(src).as_posix()
-            if not path.is_file() or rel == "zarr.json" or ".partial" in path.name:
-                continue
-            if rel.endswith("/zarr.json") and rel[: -len("/zarr.json")] in bounds:
-                continue  # written above
-            if not _keep_chunk(rel, keep):
-                continue
-            z.write(path, rel)
-            files += 1
-        root = json.loads((src / "zarr.json").read_text())
-        root.setdefault("attributes", {})[ATTR] = meta
-        z.writestr("zarr.json", json.dumps(root, indent=2))  # the root (commit point, checksums) last
-        files += 1
-    os.replace(tmp, out)
-    return {
-        "output": str(out),
-        "bytes": out.stat().st_size,
-        "files": files,
-        "rows": store.rows,
-        "episodes": store.num_episodes,
-        "seconds": time.perf_counter() - t0,
-    }
+    return meta
+
+
+def store_files(src: Path, bounds: dict[str, int], keep: dict[str, int | None]) -> tuple[list, list[str]]:
+    """The store's own files to pack (``[(key, path)]``, sorted) and the other files left out.
+
+    Walks without following links and refuses any link: its target may lie outside the store folder.
+    Array metadata and the root ``zarr.json`` are not listed: :func:`pack` writes those itself.
+    """
+    own, left_out = [], []
+    groups = {"episodes", "embeddings", *(name.rsplit("/", 1)[0] for name in bounds if "/" in name)}
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(src).as_posix()
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d != LOCAL_STATE]  # writer locks: not part of the data
+        for name in sorted(dirnames + filenames):
+            if (here / name).is_symlink():
+                raise StoreError(
+                    f"{here / name} is a symbolic link; a store holds only its own files, so pack refuses "
+                    "links (replace it with the file it points to, or remove it)"
+                )
+        for name in filenames:
+            rel = (here / name).relative_to(src).as_posix()
+            if rel == "zarr.json" or rel.removesuffix("/zarr.json") in bounds:
+                continue  # the root and array metadata: pack writes those itself
+            if _is_store_key(rel, bounds, groups):
+                if _keep_chunk(rel, keep):
+                    own.append((rel, here / name))
+            elif ".partial" not in name:
+                left_out.append(rel)
+    return sorted(own), sorted(left_out)
+
+
+def _is_store_key(rel: str, bounds: dict[str, int], groups: set[str]) -> bool:
+    """A chunk file of a known array, or a group's ``zarr.json``."""
+    if rel.endswith("/zarr.json"):
+        return rel.removesuffix("/zarr.json") in groups
+    return any(rel.startswith(f"{name}/c") for name in bounds)  # chunk keys: c/0/0 (or c.0.0)
 
 
 def _keep_chunk(rel: str, keep: dict[str, int | None]) -> bool:

@@ -735,6 +735,8 @@ def _open_readonly(path: str, kind: str, mode: str, storage_options: dict | None
     if kind == "zip" and not Path(path).is_file():
         raise StoreError(f"{path} does not exist; make it with: rise-data pack STORE {path}")
     opts = storage_options_for(path) if storage_options is None else storage_options
+    if kind == "zip":
+        check_zip_members(path)
     try:
         if kind == "zip":
             backend = ZipStore(path, mode="r")
@@ -744,8 +746,59 @@ def _open_readonly(path: str, kind: str, mode: str, storage_options: dict | None
             backend = FsspecStore.from_url(path, read_only=True, storage_options=opts)
         group = zarr.open_group(store=backend, mode="r", zarr_format=3)
     except Exception as e:  # any backend's error (missing key, credentials, network): one line
+        missing = _missing_bucket(path, opts) if kind == "url" else None
+        if missing:
+            raise StoreError(missing) from None
         raise StoreError(f"{path} is not a readable Zarr v3 group ({type(e).__name__}: {e})") from None
     return Store(group, path, "r")
+
+
+def _missing_bucket(url: str, opts: dict) -> str | None:
+    """A one-line reason when a URL's bucket (or store prefix) does not exist; None if it does or cannot tell."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **opts)
+        bucket = root.split("/", 1)[0]
+        if not fs.exists(bucket):
+            return (
+                f"{url}: bucket '{bucket}' does not exist (or is not visible with these credentials); check the "
+                "bucket name, AWS_ENDPOINT_URL and the credentials"
+            )
+        if not fs.exists(root.rstrip("/") + "/zarr.json"):
+            return f"{url}: no store at this path (no zarr.json under it); check the path after the bucket name"
+    except Exception:  # the backend cannot answer (network, permissions): keep the original error
+        return None
+    return None
+
+
+def check_zip_members(path: str) -> None:
+    """Refuse a zip whose member names could escape a folder or are links: a packed store holds neither.
+
+    Reading never extracts members, but a zip that holds such names was not written by ``rise-data pack``
+    and may be unpacked by other tools; refusing it keeps every reader on the safe side.
+    """
+    import stat
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (OSError, zipfile.BadZipFile) as e:
+        raise CorruptStoreError(f"{path} is not a readable zip file ({e}); re-pack or re-download it") from None
+    for info in infos:
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith("/") or "\\" in name or ".." in parts or (len(name) > 1 and name[1] == ":"):
+            raise CorruptStoreError(
+                f"{path} holds member '{name}', whose name escapes the store folder; rise-data pack never "
+                "writes such names: do not use or unpack this file"
+            )
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise CorruptStoreError(
+                f"{path} holds member '{name}', a symbolic link; rise-data pack never writes links: do not "
+                "use or unpack this file"
+            )
 
 
 def _url_zip_store(url: str, opts: dict):
