@@ -56,26 +56,24 @@ GATE_LOW, GATE_HIGH = 0.05, 0.95  # a gate value outside [0.05, 0.95] counts as 
 class LearnerConfig:
     """Optimiser and loss settings; defaults are BTR's published code (docs/deviations.md cites each)."""
 
-    lr: float = 1e-4
-    adam_eps: float = 0.005 / 256  # BTR: 0.005 / batch size (Agent.py:256), batch 256
+    lr: float = 1e-4  # Adam learning rate
+    adam_eps: float = 0.005 / 256  # Adam epsilon of BTR's parameters (BTR: 0.005 / batch size)
     # Adam epsilon of the RISE context stream (LSTM + gate). Its per-element gradients are ~1e-6 (they
     # reach it only through the multiplicative gate), far below BTR's 1.95e-5, which then damps its
     # steps ~10x: in the memory probe it never learned the cue with BTR's epsilon and did with 1e-8.
-    context_adam_eps: float = 1e-8
-    grad_clip: float = 10.0
+    context_adam_eps: float = 1e-8  # Adam epsilon of the RISE context stream and its gate
+    grad_clip: float = 10.0  # max global gradient norm
     n_tau: int = 8  # online quantile samples
     n_tau_target: int = 8  # target quantile samples
     kappa: float = 1.0  # Huber threshold
-    munchausen: bool = True
+    munchausen: bool = True  # Munchausen-IQN target (off: plain IQN)
     m_tau: float = 0.03  # entropy temperature
     m_alpha: float = 0.9  # Munchausen scaling
     m_l0: float = -1.0  # lower clip of the log-policy bonus
-    munchausen_policy: MunchausenPolicy = (
-        "online"  # network whose Q(s_t) defines pi in the bonus (BTR: online)
-    )
+    munchausen_policy: MunchausenPolicy = "online"  # network whose Q(s_t) gives the bonus's policy
     target_update: int = 500  # gradient steps between hard target copies
     cql_alpha: float = 0.0  # conservative regulariser weight (the trainer turns it on offline)
-    precision: Precision = "fp32"  # "bf16": autocast the forward passes (no A/B shows it learns the same)
+    precision: Precision = "fp32"  # learner forward passes: bf16 autocast or fp32 (BTR's)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.adam_eps <= 0 or self.grad_clip <= 0 or self.kappa <= 0:
