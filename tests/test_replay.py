@@ -222,7 +222,7 @@ def test_obs_cache_built_once_reused_and_rebuilt_after_growth(tmp_path, monkeypa
     mtime = os.stat(f1).st_mtime_ns
     rp2 = Replay.from_store(path, "downsample", cfg, cache_dir=cache)
     assert os.stat(f1).st_mtime_ns == mtime and list(cache.iterdir()) == [f1]
-    assert isinstance(rp2._offline.obs, np.memmap)
+    assert isinstance(rp2.store.obs, np.memmap)
 
     # the store grows: embeddings are incomplete (refused), the cache is rebuilt under a new name
     collect(CollectConfig(CUE, path, episodes=2, envs=2, seed=1, progress=False))
@@ -278,7 +278,7 @@ class Driver:
     # -- the naive view of the ring --------------------------------------------------------------
     def locate(self, index: int) -> tuple[int, int]:
         """(env, unwrapped row) of a global online index: the live row in that slot."""
-        on = self.rp._online
+        on = self.rp.ring
         local = index - on.base
         e, slot = divmod(local, on.seg)
         w = len(self.logs[e].obs)
@@ -289,7 +289,7 @@ class Driver:
 
     def valid(self) -> set[int]:
         """Global indices whose transition is complete and reads only rows still in the ring."""
-        on, cfg = self.rp._online, self.rp.config
+        on, cfg = self.rp.ring, self.rp.config
         out = set()
         for e, log in enumerate(self.logs):
             w = len(log.obs)
@@ -312,9 +312,9 @@ class Driver:
         """The non-zero leaves are exactly the valid transitions; a len-sized sample (every valid row
         exactly once when uniform) equals the naive reconstruction field by field."""
         want = self.valid()
-        on = self.rp._online
+        on = self.rp.ring
         assert len(self.rp) == len(want)
-        assert set((np.flatnonzero(on.tree.values > 0) + on.base).tolist()) == want
+        assert set((np.flatnonzero(on.sampler.weights() > 0) + on.base).tolist()) == want
         if not want:
             return
         batch = self.rp.sample(len(want), rng)
@@ -510,26 +510,26 @@ def test_per_online_new_rows_get_max_priority_and_overwritten_rows_stay_out():
     b = rp.sample(16, rng)
     rp.update_priorities(b.index, np.full(16, 99.0))
     top = (99.0 + cfg.per_eps) ** 0.5
-    np.testing.assert_allclose(rp._online.tree[b.index - rp._online.base], top)
+    np.testing.assert_allclose(rp.ring.sampler.tree[b.index - rp.ring.base], top)
     d.step(np.zeros(2), next(steps))
     newest = [
-        rp._online.slot(np.array([e]), np.array([len(log.obs) - 1 - cfg.n_step]))[0]
+        rp.ring.slot(np.array([e]), np.array([len(log.obs) - 1 - cfg.n_step]))[0]
         for e, log in enumerate(d.logs)
     ]
-    ok = [r for r in newest if rp._online.ok[r]]
-    assert ok and np.allclose(rp._online.tree[np.array(ok)], top)
+    ok = [r for r in newest if rp.ring.ok[r]]
+    assert ok and np.allclose(rp.ring.sampler.tree[np.array(ok)], top)
     # a sampled row is overwritten before its priority comes back: it must stay unsampleable
     old = rp.sample(16, rng)
     e, u = d.locate(int(old.index[0]))
-    k = (u - (len(d.logs[e].obs) - 1)) % rp._online.seg or rp._online.seg
+    k = (u - (len(d.logs[e].obs) - 1)) % rp.ring.seg or rp.ring.seg
     for _ in range(k):  # until env e's newest row sits in that slot
         d.step(np.zeros(2), next(steps))
     assert int(old.index[0]) not in d.valid()
     gone = np.array(sorted(set(old.index.tolist()) - d.valid()))
     rp.update_priorities(old.index, np.ones(16))
     assert (
-        np.all(rp._online.tree[gone - rp._online.base] == 0)
-        and not rp._online.ok[gone - rp._online.base].any()
+        np.all(rp.ring.sampler.tree[gone - rp.ring.base] == 0)
+        and not rp.ring.ok[gone - rp.ring.base].any()
     )
     d.check_all(
         rng

@@ -1,0 +1,106 @@
+"""Replay.sample at batch 256, K=80: a git revision's replay vs the working tree's, same data, one run.
+
+Both replays get the same online steps (E envs, random 84x84 frames, 512-d fp16 embeddings, episodes of
+random length) until the ring is full, then ``sample`` is timed on CPU (median of ``--reps`` calls, after
+warm-up). The working tree is also timed with its ring in memory-mapped files (``ring_dir``) when its
+ReplayConfig has that field. Printed: ms per call and the ratio to the revision's.
+Usage: python benchmarks/replay_sample.py [--rev ed5ce4f] [--envs 16] [--rows-per-env 2048] [--reps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rise_data.envs import Step
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_revision(rev: str):
+    """rise_agent/replay.py as it was at ``rev`` (a single module then), imported under another name."""
+    src = subprocess.run(
+        ["git", "show", f"{rev}:rise_agent/replay.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "replay_before.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("replay_before", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["replay_before"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def fill(replay, envs: int, steps: int, dim: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    replay.add_first(rng.integers(0, 256, (envs, 84, 84), dtype=np.uint8), torch.randn(envs, dim).half())
+    left = rng.integers(50, 400, envs)
+    done = np.zeros(envs, bool)
+    for _ in range(steps):
+        first = done
+        left = np.where(first, rng.integers(50, 400, envs), left - 1)
+        term = (left == 0) & ~first
+        obs = rng.integers(0, 256, (envs, 84, 84), dtype=np.uint8)
+        step = Step(obs, None, rng.normal(size=envs).astype(np.float32), term, np.zeros(envs, bool), first)
+        replay.add(rng.integers(0, 6, envs), step, torch.randn(envs, dim).half())
+        done = term
+
+
+def time_sample(replay, batch: int, reps: int) -> float:
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        replay.sample(batch, rng)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        b = replay.sample(batch, rng)
+        times.append(time.perf_counter() - t)
+        replay.update_priorities(b.index, rng.random(batch))
+    return 1000 * float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rev", default="ed5ce4f")
+    ap.add_argument("--envs", type=int, default=16)
+    ap.add_argument("--rows-per-env", type=int, default=2048)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--k", type=int, default=80)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--reps", type=int, default=30)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    import rise_agent.replay as now
+
+    before = load_revision(args.rev)
+    kw = dict(capacity=args.envs * args.rows_per_env, context_len=args.k)
+    steps = args.rows_per_env + 100  # the ring wraps once
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = [(f"{args.rev} (RAM)", before, {}), ("working tree (RAM)", now, {})]
+        if "ring_dir" in {f.name for f in dataclasses.fields(now.ReplayConfig)}:
+            variants.append(("working tree (ring files)", now, {"ring_dir": tmp}))
+        for name, mod, extra in variants:
+            rp = mod.Replay(mod.ReplayConfig(**kw, **extra), (84, 84), args.dim, args.envs)
+            fill(rp, args.envs, steps, args.dim, seed=1)
+            results[name] = time_sample(rp, args.batch, args.reps)
+            del rp
+    print(
+        f"Replay.sample, batch {args.batch}, K={args.k}, D={args.dim}, {args.envs} envs x {args.rows_per_env}"
+    )
+    ref = next(iter(results.values()))
+    for name, ms in results.items():
+        print(f"  {name:28s} {ms:8.2f} ms/call   ratio {ms / ref:5.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""The replay: a store source and/or an online ring, one sampler each, mixed into batches by a Mixer."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rise_agent.replay.config import Batch, ReplayConfig
+from rise_agent.replay.mixer import Mixer
+from rise_agent.replay.ring import OnlineRing
+from rise_agent.replay.sources import Source, StoreSource
+from rise_agent.returns import context_window, frame_stack_indices
+
+__all__ = ["Replay"]
+
+
+class Replay:
+    """Store transitions + online ring, sampled by exact shares (see :mod:`rise_agent.replay`)."""
+
+    def __init__(
+        self,
+        config: ReplayConfig,
+        obs_shape: tuple[int, int] = (84, 84),
+        embed_dim: int = 512,
+        num_envs: int = 0,
+        device: str | torch.device = "cpu",
+        store: StoreSource | None = None,
+    ):
+        self.config = config
+        self.obs_shape = tuple(int(x) for x in obs_shape)
+        self.embed_dim = int(embed_dim) if config.context_len else 0
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        self.per_beta = config.per_beta  # assign to anneal the importance-sampling exponent
+        self.store = store
+        self.ring = (
+            OnlineRing(config, self.num_envs, self.obs_shape, self.embed_dim, self.device, config.ring_dir)
+            if self.num_envs > 0
+            else None
+        )
+        if self.store is not None and self.ring is not None:
+            self.ring.base = self.store.num_rows
+        self.mixer = Mixer.resolve(config.offline_fraction, store is not None, self.ring is not None)
+        self._need_first = False  # after a checkpoint is loaded, episodes restart with add_first
+
+    @classmethod
+    def from_store(
+        cls,
+        store_path: str | os.PathLike,
+        embedding: str | None,
+        config: ReplayConfig,
+        num_envs: int = 0,
+        device: str | torch.device = "cpu",
+        cache_dir: str | os.PathLike | None = None,
+    ) -> Replay:
+        """A replay whose store source is the store at ``store_path`` (plus an online ring if ``num_envs``).
+
+        ``embedding`` names the store's embeddings array the context windows read (required when
+        ``context_len > 0``, ignored otherwise); it must be fully encoded.
+        """
+        from rise_data.store import open_store
+
+        device = torch.device(device)
+        store = open_store(store_path)
+        source = StoreSource.open(store, embedding, config, device, cache_dir)
+        dim = source.emb.shape[1] if source.emb is not None else 0
+        return cls(config, tuple(store.env["obs_shape"]), dim, num_envs, device, store=source)
+
+    # -- counters -----------------------------------------------------------------------------------
+    @property
+    def sources(self) -> list[Source]:
+        return [s for s in (self.store, self.ring) if s is not None]
+
+    @property
+    def online_transitions(self) -> int:
+        """Sampleable transitions in the online ring (what ``--learning-starts`` counts)."""
+        return 0 if self.ring is None else self.ring.count
+
+    @property
+    def store_transitions(self) -> int:
+        """Sampleable transitions of the store."""
+        return 0 if self.store is None else self.store.count
+
+    def __len__(self) -> int:
+        """Sampleable transitions of both sources."""
+        return self.store_transitions + self.online_transitions
+
+    def describe(self, batch_size: int | None = None) -> dict:
+        """Sources, sizes and the share of each batch each one supplies (for the printed config)."""
+        f = self.mixer.offline_fraction
+        out: dict = {"offline_fraction": f, "sampler": repr(self.sources[0].sampler), "sources": {}}
+        split = self.mixer.split(batch_size) if batch_size else None
+        if self.store is not None:
+            out["sources"]["store"] = {
+                "rows": self.store.num_rows,
+                "transitions": self.store.count,
+                "share": f,
+                **({"rows_per_batch": split[0]} if split else {}),
+            }
+        if self.ring is not None:
+            r = self.ring
+            out["sources"]["online"] = {
+                "capacity": r.num_rows,
+                "envs": r.num_envs,
+                "rows_per_env": r.seg,
+                "transitions": r.count,
+                "storage": r.storage,
+                "share": 1.0 - f,
+                **({"rows_per_batch": split[1]} if split else {}),
+            }
+        return out
+
+    # -- online writes ----------------------------------------------------------------------------
+    def _require_ring(self) -> OnlineRing:
+        if self.ring is None:
+            raise RuntimeError("this replay has no online ring (num_envs=0)")
+        return self.ring
+
+    def _check_step(self, obs: np.ndarray, emb: Tensor | None) -> None:
+        E = self.num_envs
+        if obs.shape != (E, *self.obs_shape) or obs.dtype != np.uint8:
+            raise ValueError(f"obs must be uint8 {(E, *self.obs_shape)}, got {obs.dtype} {obs.shape}")
+        if self.config.context_len and (emb is None or tuple(emb.shape) != (E, self.embed_dim)):
+            got = None if emb is None else tuple(emb.shape)
+            raise ValueError(f"context_len > 0 needs emb of shape {(E, self.embed_dim)}, got {got}")
+
+    def add_first(self, step_obs: np.ndarray, emb: Tensor | None) -> None:
+        """Start one new episode per env with the observations of ``env.reset()``.
+
+        An env whose previous episode is still open has it closed as truncated at its newest row.
+        """
+        ring = self._require_ring()
+        obs = np.asarray(step_obs)
+        self._check_step(obs, emb)
+        envs = np.arange(self.num_envs)
+        ring.close(envs[ring.open])
+        z = np.zeros(self.num_envs, bool)
+        ring.write(envs, obs, emb, np.ones(self.num_envs, bool), z, z)
+        self._need_first = False
+
+    def add(self, actions: np.ndarray, step, emb: Tensor | None) -> None:
+        """Record one vector step: ``actions`` were sent at each env's newest row and ``step`` came back.
+
+        Follows next-step autoreset: where ``step.is_first[i]`` the observation starts a new episode
+        and ``actions[i]`` was ignored (the previous episode ended on the step before).
+        """
+        ring = self._require_ring()
+        if self._need_first or not np.all(ring.written > 0):
+            raise RuntimeError("call add_first with the observations of env.reset() before add")
+        obs = np.asarray(step.obs)
+        self._check_step(obs, emb)
+        first = np.asarray(step.is_first, bool)
+        cont = ~first
+        envs = np.arange(self.num_envs)
+        prev = ring.newest()
+        bad = cont & ring.is_last[prev]
+        if bad.any():
+            raise ValueError(
+                f"env(s) {np.flatnonzero(bad).tolist()} continued after their episode ended; with "
+                "next-step autoreset the step after a done must have is_first set"
+            )
+        ring.action[prev[cont]] = np.asarray(actions, np.int64)[cont]
+        ring.reward[prev[cont]] = np.asarray(step.reward, np.float32)[cont]
+        ring.close(envs[first & ring.open])  # a new episode without a done: cut the old one
+        term = np.asarray(step.terminated, bool) & cont
+        last = (term | np.asarray(step.truncated, bool)) & cont
+        ring.write(envs, obs, emb, first, last, term)
+
+    # -- acting -----------------------------------------------------------------------------------
+    def _newest(self) -> np.ndarray:
+        ring = self._require_ring()
+        if not np.all(ring.written > 0):
+            raise RuntimeError("no rows yet: call add_first first")
+        return ring.newest()
+
+    def current_frames(self) -> Tensor:
+        """uint8 (E, S, H, W): each env's frame stack at its newest row, as in training batches."""
+        rows = self._newest()
+        srows, valid = self.ring.window(frame_stack_indices, rows, self.config.frame_stack)
+        frames = self.ring.obs[srows]
+        frames[~valid] = 0
+        return torch.from_numpy(frames).to(self.device)
+
+    def current_context(self) -> tuple[Tensor | None, Tensor | None]:
+        """float16 (E, K, D) windows and bool (E, K) masks at each env's newest row; (None, None) if K=0."""
+        if not self.config.context_len:
+            return None, None
+        rows = self._newest()
+        ring = self.ring
+        crows, mask = ring.window(context_window, rows, self.config.context_len)
+        rows = torch.from_numpy(np.where(mask, crows, ring.num_rows)).to(self.device)
+        return ring.emb[rows], torch.from_numpy(mask).to(self.device)
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        """A batch of exactly ``mixer.split(batch_size)`` store and ring rows, each drawn by its sampler."""
+        c = self.config
+        B, S, K = int(batch_size), c.frame_stack, c.context_len
+        parts = []
+        for source, n, share in zip(
+            (self.store, self.ring),
+            self.mixer.split(B),
+            (self.mixer.offline_fraction, 1.0 - self.mixer.offline_fraction),
+            strict=True,
+        ):
+            if n == 0:
+                continue
+            if source.count == 0:
+                raise ValueError(
+                    f"the replay's {source.name} source holds no sampleable transitions yet, and "
+                    f"{n} of {B} rows must come from it: sample once it has some"
+                )
+            parts.append((source, n, share))
+        dev = self.device
+        # [current, next]; pinned on CUDA so the upload is asynchronous (the caching host allocator
+        # does not reuse the buffer before the copy has finished)
+        frames_t = torch.empty((2, B, S, *self.obs_shape), dtype=torch.uint8, pin_memory=dev.type == "cuda")
+        out = _Out(
+            frames=frames_t.numpy(),
+            context=torch.empty((2, B, K, self.embed_dim), dtype=torch.float16, device=dev) if K else None,
+            mask=np.empty((2, B, K), dtype=bool) if K else None,
+            action=np.empty(B, np.int64),
+            ret=np.empty(B, np.float32),
+            disc=np.empty(B, np.float32),
+            prob=np.empty(B, np.float64),
+            index=np.empty(B, np.int64),
+        )
+        a = 0
+        for source, n, share in parts:
+            idx, prob = source.sampler.sample(n, rng)
+            _gather(source, idx, out, slice(a, a + n), c, self.device)
+            out.prob[a : a + n] = share * prob
+            a += n
+        weights = np.ones(B, np.float64)
+        if c.prioritized and self.per_beta:
+            # (N P)^-beta / max: N cancels in the normalisation, so only the per-draw probability matters
+            weights = out.prob**-self.per_beta
+            weights /= weights.max()
+        frames_t = frames_t.to(dev, non_blocking=True)
+        mask = torch.from_numpy(out.mask).to(dev) if K else None
+        ctx = out.context
+        return Batch(
+            frames=frames_t[0],
+            context=None if ctx is None else ctx[0],
+            mask=None if mask is None else mask[0],
+            action=torch.from_numpy(out.action).to(dev),
+            returns=torch.from_numpy(out.ret).to(dev),
+            discount=torch.from_numpy(out.disc).to(dev),
+            next_frames=frames_t[1],
+            next_context=None if ctx is None else ctx[1],
+            next_mask=None if mask is None else mask[1],
+            weights=torch.from_numpy(weights.astype(np.float32)).to(dev),
+            index=out.index,
+        )
+
+    def update_priorities(self, index: np.ndarray, td: np.ndarray | Tensor) -> None:
+        """Give sampled rows (global ``index``) new TD errors; each source's sampler turns them into
+        priorities (``(|td| + eps) ** alpha`` when prioritized, nothing when uniform).
+
+        Rows that stopped being sampleable since they were sampled (overwritten) are skipped.
+        """
+        index = np.asarray(index, np.int64).ravel()
+        td = np.asarray(td.detach().float().cpu() if isinstance(td, Tensor) else td, np.float64).ravel()
+        if index.shape != td.shape:
+            raise ValueError(f"index {index.shape} and td {td.shape} differ in shape")
+        for source in self.sources:
+            local = index - source.base
+            sel = (local >= 0) & (local < source.num_rows)
+            sel[sel] = source.ok[local[sel]]
+            if sel.any():
+                source.sampler.update(local[sel], td[sel])
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Small state, loadable with ``torch.load(weights_only=True)``: the store's sampler weights and
+        the ring's ends, open episodes and sampler (plus its rows when the ring lives in RAM)."""
+        sd: dict = {"version": 2, "per_beta": float(self.per_beta)}
+        if self.store is not None:
+            sd["store"] = {"rows": self.store.num_rows, "sampler": self.store.sampler.state_dict()}
+        if self.ring is not None:
+            sd["ring"] = self.ring.state_dict()
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore :meth:`state_dict` into a fresh replay built with the same config, store and num_envs.
+
+        The envs are reset on a resume, so the next online write is :meth:`add_first`.
+        """
+        have = (self.store.num_rows if self.store else None, self.ring is not None)
+        want = (sd.get("store", {}).get("rows"), "ring" in sd)
+        if sd.get("version") != 2 or have != want:
+            raise ValueError(
+                "replay state does not fit this replay (a different store, or online vs offline): "
+                "resume with the run's own --store and mode"
+            )
+        self.per_beta = float(sd["per_beta"])
+        if self.store is not None:
+            self.store.sampler.load_state_dict(sd["store"]["sampler"])
+        if self.ring is not None:
+            self.ring.load_state_dict(sd["ring"])
+            self._need_first = True
+
+
+class _Out:
+    """The numpy/torch buffers a batch is gathered into ([current, next] first for frames and windows)."""
+
+    def __init__(self, **arrays):
+        self.__dict__.update(arrays)
+
+
+def _gather(source: Source, idx: np.ndarray, out: _Out, sl: slice, c: ReplayConfig, dev) -> None:
+    """Transitions ``idx`` of ``source`` (targets, frame stacks, context windows) into ``out[sl]``."""
+    S, K, nb = c.frame_stack, c.context_len, len(idx)
+    r, nxt, d = source.targets(idx)
+    both = np.concatenate([idx, nxt])
+    srows, valid = source.window(frame_stack_indices, both, S)
+    srows, valid = srows.reshape(2, nb, S), valid.reshape(2, nb, S)
+    for i in range(2):
+        np.take(source.obs, srows[i], axis=0, out=out.frames[i, sl], mode="clip")
+        out.frames[i, sl][~valid[i]] = 0
+    if K:
+        crows, cmask = source.window(context_window, both, K)
+        out.mask[:, sl] = cmask.reshape(2, nb, K)
+        # masked slots gather the zero row: no masking pass over (B, K, D) afterwards
+        crows = torch.from_numpy(np.where(cmask, crows, source.num_rows).reshape(2, nb * K)).to(dev)
+        for i in range(2):
+            dst = out.context[i, sl].view(nb * K, out.context.shape[-1])
+            torch.index_select(source.emb, 0, crows[i], out=dst)
+    out.action[sl], out.ret[sl], out.disc[sl] = source.action[idx], r, d
+    out.index[sl] = source.base + idx

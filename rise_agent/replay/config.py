@@ -1,0 +1,76 @@
+"""The replay's configuration and the batch it hands the learner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+
+__all__ = ["Batch", "ReplayConfig"]
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Replay size, n-step return, windows, prioritisation and the batch mix (defaults: BTR, RISE's K=80).
+
+    ``offline_fraction``: exact share of every batch drawn from the store (``round(f * B)`` rows, from
+    the first sample on); None = implied by the sources present (see :mod:`rise_agent.replay.mixer`).
+    ``ring_dir``: folder holding the online ring's rows as memory-mapped files, so a checkpoint records
+    only where the ring ends; None keeps the ring in RAM.
+    """
+
+    capacity: int = 2**20  # online rows (ring), split evenly into one contiguous segment per env
+    n_step: int = 3
+    gamma: float = 0.997
+    frame_stack: int = 4
+    context_len: int = 80  # K; 0 = no context (plain BTR)
+    prioritized: bool = True  # PER (sum tree) or uniform
+    per_alpha: float = 0.2
+    per_beta: float = 0.0  # IS exponent (BTR's final code effectively uses none); weights = (N*P)^-beta / max
+    per_eps: float = 1e-6
+    reward_clip: float | None = 1.0  # BTR clips rewards to [-1, 1]; stores keep raw rewards
+    offline_fraction: float | None = None
+    ring_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1 or self.n_step < 1 or self.frame_stack < 1 or self.context_len < 0:
+            raise ValueError("capacity, n_step and frame_stack must be >= 1 and context_len >= 0")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.per_alpha < 0 or self.per_beta < 0 or self.per_eps <= 0:
+            raise ValueError("per_alpha and per_beta must be >= 0 and per_eps > 0")
+        if self.reward_clip is not None and self.reward_clip <= 0:
+            raise ValueError(f"reward_clip must be > 0 or None, got {self.reward_clip}")
+        if self.offline_fraction is not None and not 0.0 <= self.offline_fraction <= 1.0:
+            raise ValueError(f"offline_fraction must be in [0, 1] or None, got {self.offline_fraction}")
+
+    @property
+    def lookback(self) -> int:
+        """Rows a transition's windows span back from its row, itself included: max(K, S)."""
+        return max(self.frame_stack, self.context_len)
+
+
+@dataclass
+class Batch:
+    """A sampled batch; every tensor is on the replay's device.
+
+    ``frames`` uint8 (B, S, H, W), blank (zero) slots before the episode start. ``context`` float16
+    (B, K, D): embeddings of rows t-K+1..t, current frame last, zero where ``mask`` (bool (B, K)) is
+    False; both None when K = 0. ``returns``: n-step sum of clipped rewards; ``discount``: gamma^m, or 0
+    when the episode terminated at t+m. ``next_*``: the same at row t+m. ``weights``: PER importance
+    weights (ones when uniform). ``index``: global replay rows, for ``Replay.update_priorities``
+    (the store's rows first, the online ring's after them).
+    """
+
+    frames: Tensor
+    context: Tensor | None
+    mask: Tensor | None
+    action: Tensor
+    returns: Tensor
+    discount: Tensor
+    next_frames: Tensor
+    next_context: Tensor | None
+    next_mask: Tensor | None
+    weights: Tensor
+    index: np.ndarray

@@ -1,0 +1,217 @@
+"""Replay sources: the rows a batch is gathered from, each with its own length, n-step targets and windows.
+
+A source holds rows (frames, embeddings, actions, rewards, episode flags), says which rows are
+sampleable (``ok``) and turns sampled rows into n-step targets and frame-stack / context windows with
+:mod:`rise_agent.returns`. Its sampler (:mod:`rise_agent.replay.samplers`) is told whenever a row starts
+or stops being sampleable. :class:`StoreSource` is a store's transitions, read-only; the online ring is
+:class:`rise_agent.replay.ring.OnlineRing`.
+
+The store's frames are never gathered from Zarr (random reads decompress whole chunks): its ``obs``
+array is copied once into an uncompressed ``.npy`` memmap under ``cache_dir`` (:func:`obs_cache`).
+Scalars live in RAM, embeddings on the device, with one extra zero row that masked window slots gather.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rise_agent.replay.config import ReplayConfig
+from rise_agent.replay.samplers import Sampler, make_sampler
+from rise_agent.returns import episode_ends, episode_starts, nstep_targets
+
+__all__ = ["Source", "StoreSource", "WindowFn", "clip_reward", "obs_cache", "obs_cache_path"]
+
+_READ_BYTES = 64 << 20  # bytes per streamed read of the store (rounded to whole chunks)
+
+WindowFn = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def clip_reward(reward: np.ndarray, clip: float | None) -> np.ndarray:
+    return reward if clip is None else np.clip(reward, -clip, clip)
+
+
+class Source:
+    """Rows covered by one sampler. ``base`` is the global index of local row 0 (``Batch.index``)."""
+
+    name: str
+    base: int = 0
+    num_rows: int
+    sampler: Sampler
+    ok: np.ndarray  # bool per row: sampleable now
+    obs: np.ndarray
+    emb: Tensor | None  # (num_rows + 1, D): the extra last row is zeros, what masked slots gather
+    action: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """Sampleable transitions."""
+        return int(np.count_nonzero(self.ok))
+
+    def targets(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(n-step return, bootstrap row, discount)`` of transitions starting at local rows ``idx``."""
+        raise NotImplementedError
+
+    def window(self, fn: WindowFn, rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """``fn``'s window (frame stack or context) ending at local ``rows``: (rows, valid), in this source."""
+        raise NotImplementedError
+
+
+class StoreSource(Source):
+    """A store's transitions: static, every row but an episode's last one sampleable."""
+
+    name = "store"
+
+    def __init__(
+        self, config: ReplayConfig, obs: np.ndarray, emb: Tensor | None, cols: dict[str, np.ndarray]
+    ):
+        self.config = config
+        self.obs, self.emb = obs, emb
+        self.num_rows = int(cols["action"].shape[0])
+        self.action = cols["action"].astype(np.int64)
+        self.reward = clip_reward(cols["reward"].astype(np.float32), config.reward_clip)  # clipped copy
+        self.is_last = cols["is_last"].astype(bool)
+        self.terminated = cols["terminated"].astype(bool)
+        self.starts = episode_starts(cols["is_first"])
+        self.ends = episode_ends(self.is_last)
+        self.ok = ~self.is_last
+        self._count = int(np.count_nonzero(self.ok))
+        self.sampler = make_sampler(config, self.num_rows)
+        self.sampler.mark(np.zeros(0, np.int64), np.flatnonzero(self.ok))
+
+    @classmethod
+    def open(
+        cls,
+        store,
+        embedding: str | None,
+        config: ReplayConfig,
+        device: torch.device,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> StoreSource:
+        """The transitions of an open ``store``; ``embedding`` names the embeddings the context reads."""
+        if store.rows == 0:
+            raise ValueError(f"{store.path} holds no rows; collect some first")
+        emb = None
+        if config.context_len:
+            if embedding is None:
+                have = ", ".join(store.embedding_names()) or "none; run rise-data encode"
+                raise ValueError(
+                    f"context_len={config.context_len} needs embeddings: pass one of {store.path}'s ({have})"
+                )
+            emb = load_embeddings(store, embedding, device)
+        cols = {k: store.read(k) for k in ("action", "reward", "is_first", "is_last", "terminated")}
+        return cls(config, obs_cache(store, cache_dir), emb, cols)
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def targets(self, idx):
+        c = self.config
+        return nstep_targets(idx, self.reward, c.gamma, c.n_step, self.is_last, self.terminated, self.ends)
+
+    def window(self, fn, rows, length):
+        return fn(rows, self.starts, length)
+
+
+def obs_cache_path(store, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the uncompressed ``obs`` cache of ``store`` lives: named by a fingerprint of the store.
+
+    The fingerprint hashes the absolute path, the committed rows, the store's creation time and the
+    number of history entries, so it changes whenever the store is recreated or grows.
+    """
+    root = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    path = store.path if "://" in str(store.path) else os.path.abspath(store.path)
+    meta = store.meta
+    key = json.dumps([path, store.rows, meta.get("created"), len(meta.get("history", []))])
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", Path(str(path).rstrip("/")).name) or "store"
+    return root / f"{name}-{_sha(path)[:12]}-{_sha(key)[:16]}.npy"
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rise" / "obs"
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def obs_cache(store, cache_dir: str | os.PathLike | None = None) -> np.memmap:
+    """The store's committed ``obs`` rows as a read-only memmap, building the cache file if needed.
+
+    Built once by streaming chunk-aligned slices into a temp file that is renamed into place when
+    complete, so an interrupted build never leaves a partial cache under the final name. A rebuilt
+    cache (the store grew) replaces the older caches of the same store path.
+    """
+    final = obs_cache_path(store, cache_dir)
+    shape = (store.rows, *store.array("obs").shape[1:])
+    if final.exists():
+        try:
+            mm = np.load(final, mmap_mode="r")
+            if mm.shape == shape and mm.dtype == np.uint8:
+                return mm
+        except (ValueError, OSError):
+            pass  # unreadable: rebuild below
+    final.parent.mkdir(parents=True, exist_ok=True)
+    prefix = final.name.rsplit("-", 1)[0]
+    _remove_dead_temps(final.parent, prefix)
+    tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
+    try:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        chunk = store.array("obs").chunks[0]
+        step = chunk * max(1, _READ_BYTES // max(1, chunk * int(np.prod(shape[1:]))))
+        for s in range(0, store.rows, step):
+            mm[s : s + step] = store.read("obs", s, s + step)
+        mm.flush()
+        del mm
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    for old in final.parent.glob(f"{prefix}-*.npy"):
+        if old != final:  # an older version of this store; open memmaps of it stay valid on POSIX
+            old.unlink(missing_ok=True)
+    return np.load(final, mmap_mode="r")
+
+
+def _remove_dead_temps(folder: Path, prefix: str) -> None:
+    """Delete temp files of this store left by builds whose process no longer exists (a kill)."""
+    for tmp in folder.glob(f"{prefix}-*.npy.*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[1])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
+def load_embeddings(store, name: str, device: torch.device) -> Tensor:
+    """The fully encoded embeddings ``name`` of ``store`` as float16 on ``device``, plus one zero row."""
+    arr = store.embedding(name)
+    meta = store.embedding_meta(name)
+    done = int(meta.get("rows_done", 0))
+    if done < store.rows:
+        encoder = meta.get("encoder", name)
+        hint = f"--encoder {encoder}" + ("" if encoder.replace(":", ".") == name else f" --name {name}")
+        raise ValueError(
+            f"embeddings '{name}' of {store.path} cover {done} of {store.rows} rows; "
+            f"run rise-data encode {store.path} {hint} to finish"
+        )
+    rows, dim = store.rows, int(arr.shape[1])
+    out = torch.empty((rows + 1, dim), dtype=torch.float16, device=device)
+    out[rows] = 0  # the zero row masked window slots point at
+    chunk = arr.chunks[0]
+    step = chunk * max(1, _READ_BYTES // max(1, chunk * dim * arr.dtype.itemsize))
+    for s in range(0, rows, step):
+        e = min(rows, s + step)
+        out[s:e] = torch.from_numpy(np.asarray(arr[s:e]).astype(np.float16, copy=False)).to(device)
+    return out
