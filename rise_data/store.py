@@ -142,6 +142,8 @@ class Episode:
     terminated: bool
     truncated: bool
     env_index: int = 0
+    # T+1 rows per embeddings name (e.g. what an online actor computed): committed with the episode
+    embeddings: dict[str, np.ndarray | Rows] = dataclasses.field(default_factory=dict)
 
     @property
     def length(self) -> int:
@@ -265,23 +267,41 @@ class Store:
 
     # -- writing steps ----------------------------------------------------------------------
     def recover(self) -> int:
-        """Trim arrays back to the commit point (after an interrupted write); returns rows dropped."""
+        """Trim crash tails (see :meth:`repair`); returns the rows dropped."""
+        return self.repair()["rows_dropped"]
+
+    def repair(self) -> dict:
+        """Make array shapes equal the commit point again after a killed writer; returns what it did.
+
+        A writer killed mid-append leaves arrays longer than the committed ``rows``/``episodes`` (readers
+        ignore the tail, but a third-party reader trusting shapes would not), ``*.partial`` temp files, and
+        possibly ``rows_done`` beyond ``rows``. This trims every array to the commit point, clamps
+        ``rows_done`` and deletes the temp files; committed data is never touched. Call it holding the
+        store's writer lock (``rise_data.lock.store_lock``): a tail is also what a live writer's
+        uncommitted append looks like. ``rise-data collect`` runs it at start; ``rise-data repair`` runs it.
+        """
         self._check_writable()
         dropped = 0
         for _, arr in self._step_arrays():
             if arr.shape[0] > self.rows:
                 dropped = max(dropped, arr.shape[0] - self.rows)
                 arr.resize((self.rows, *arr.shape[1:]))
+        episodes = 0
         for name in EPISODE_ARRAYS:
             arr = self.group[f"episodes/{name}"]
             if arr.shape[0] > self.num_episodes:
+                episodes = max(episodes, arr.shape[0] - self.num_episodes)
                 arr.resize((self.num_episodes,))
         for name in self.embedding_names():
             arr = self.group[f"embeddings/{name}"]
             if arr.shape[0] > self.rows:
                 arr.resize((self.rows, arr.shape[1]))
+            meta = dict(arr.attrs).get(ATTR) or {}
+            if int(meta.get("rows_done", 0)) > self.rows:
+                arr.attrs[ATTR] = {**meta, "rows_done": self.rows}
+        temp = partial_files(self.path)
         _remove_partial_files(self.path)
-        return dropped
+        return {"rows_dropped": dropped, "episodes_dropped": episodes, "temp_files_removed": len(temp)}
 
     def _step_arrays(self) -> Iterator[tuple[str, zarr.Array]]:
         for name in ("obs", "frame", *STEP_SCALARS):
@@ -289,13 +309,20 @@ class Store:
                 yield name, self.array(name)
 
     def append_episodes(self, episodes: list[Episode]) -> tuple[int, int]:
-        """Append whole episodes and commit them; returns the (first, last+1) rows written."""
+        """Append whole episodes and commit them; returns the (first, last+1) rows written.
+
+        Episodes may carry rows of existing embeddings arrays (``Episode.embeddings``, every episode the
+        same names): they are written before the commit, and ``rows_done`` moves over them right after it
+        (when no gap is left before them), so a kill at any point leaves ``rows_done <= rows`` with every
+        row below it encoded.
+        """
         self._check_writable()
         if not episodes:
             return self.rows, self.rows
         n0, e0 = self.rows, self.num_episodes
         cols = _episode_columns(episodes, first_row=n0, first_episode=e0, with_frames=self.has_frames)
         n1 = n0 + len(cols["action"])
+        carried = self._carried_embeddings(episodes)
         for name, arr in self._step_arrays():
             if arr.shape[0] != n1:
                 arr.resize((n1, *arr.shape[1:]))
@@ -306,11 +333,41 @@ class Store:
             if arr.shape[0] != e1:
                 arr.resize((e1,))
             arr[e0:e1] = cols[f"episodes/{name}"]
-        for name in self.embedding_names():  # embeddings cover every row; new rows are not done yet
+        # embeddings cover every row; new rows are not done unless the episodes carry them
+        for name in self.embedding_names():
             arr = self.group[f"embeddings/{name}"]
             arr.resize((n1, arr.shape[1]))
-        self._write_meta(rows=n1, episodes=e1)
+            if name in carried:
+                write_rows(arr, n0, _rows([ep.embeddings[name] for ep in episodes]), self.path)
+        self._write_meta(rows=n1, episodes=e1)  # the commit
+        for name in carried:
+            arr = self.group[f"embeddings/{name}"]
+            meta = dict(arr.attrs)[ATTR]
+            if int(meta["rows_done"]) >= n0:
+                arr.attrs[ATTR] = {**meta, "rows_done": n1}
         return n0, n1
+
+    def _carried_embeddings(self, episodes: list[Episode]) -> set[str]:
+        """The embeddings names the episodes carry rows for, checked against the store before any write."""
+        names = set(episodes[0].embeddings)
+        have = set(self.embedding_names())
+        for ep in episodes:
+            if set(ep.embeddings) != names:
+                raise StoreError("episodes appended together must carry rows of the same embeddings")
+            for name, rows in ep.embeddings.items():
+                if name not in have:
+                    raise StoreError(
+                        f"{self.path} has no embeddings '{name}' to append rows to; create it first "
+                        f"(rise-data encode {self.path} --encoder ENCODER --name {name})"
+                    )
+                dim = self.group[f"embeddings/{name}"].shape[1]
+                shape = (len(rows), *np.shape(rows[0:1])[1:])
+                if shape != (ep.length + 1, dim):
+                    raise StoreError(
+                        f"embeddings '{name}' rows of shape {shape} do not fit an episode of "
+                        f"{ep.length + 1} rows and dim {dim}"
+                    )
+        return names
 
     def append_embeddings(self, name: str, start: int, values: np.ndarray) -> None:
         """Write embeddings for rows [start, start+len) and advance ``rows_done`` when they extend it.

@@ -96,7 +96,7 @@ def test_env_errors():
 def _start_collect(path: str, steps: int) -> subprocess.Popen:
     code = (
         "from rise_data.collect import CollectConfig, collect;"
-        f"collect(CollectConfig('ALE/Pong-v5', {path!r}, steps={steps}, envs=4, flush_rows=256, progress=False))"
+        f"collect(CollectConfig('ALE/Pong-v5', {path!r}, steps={steps}, envs=4, progress=False))"
     )
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
