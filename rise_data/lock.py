@@ -5,8 +5,15 @@ drops the lock when the holder's file descriptor closes, so a killed writer (SIG
 never leaves a stale lock behind: nothing to clean up, no timeouts. The holder writes who it is (pid,
 host, command, since) into the lock file, so a second writer is refused with one line naming the holder.
 
-Names: ``writer`` guards the rows (collect, write-back, edit, import, ...); ``encode-<embedding>`` guards
-one embeddings array, so two encoders of different names may run while nobody appends rows.
+Names: ``writer`` guards the rows and the root metadata (collect, write-back, edit, import, seal, repair,
+...): hold it for any write that appends/trims rows, resizes arrays or rewrites the root ``zarr.json``
+(commit point, history). ``encode-<embedding>`` serialises the encoders of one embeddings array. Appending
+rows resizes every embeddings array (rewriting its ``zarr.json``, attributes included), so an encoder
+racing a collect could lose ``rows_done`` updates or a shape: encode holds ``writer`` too, or else appends
+and encodes of one store must not overlap.
+
+A forked child process inherits the lock (flock belongs to the open file): a killed writer's lock is
+released once its env worker processes exit too (gymnasium's async workers exit when their pipe closes).
 
 Where no lock is possible: ``s3://`` and other URLs (object stores have no advisory locks; rise warns once
 per process and proceeds, so the user must keep to one writer), and packed ``*.zip`` stores (read-only, so
