@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rise_data import __version__
+from rise_data.lock import store_lock
 from rise_data.store import Store, StoreError, compute_checksums, data_fingerprint, now_iso, open_store
 
 ID_PATTERN = re.compile(
@@ -102,6 +103,12 @@ def _source_ids(store: Store) -> set[str]:
 
 def set_card(config: CardConfig) -> dict:
     """Write the card fields asked for, enforcing the identity rules; returns the new card."""
+    open_store(config.store, mode="a")  # a writable store directory, before its lock is taken
+    with store_lock(config.store, "card"):
+        return _set_card(config)
+
+
+def _set_card(config: CardConfig) -> dict:
     store = open_store(config.store, mode="a")
     old = dict(store.meta.get("card") or {})
     if config.id is not None:
@@ -285,12 +292,13 @@ def render_card(data: dict) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for n, m in data["embeddings"].items():
-            pre = m.get("preprocessing") or {}
+            enc = m.get("encoder") if isinstance(m.get("encoder"), dict) else {}  # an EncoderSpec record
+            pre = enc.get("preprocessing") or {}
             res = pre.get("resolution")
             lines.append(
-                f"| `{n}` | {m.get('encoder')} | `{m.get('weights_id')}` | {m.get('output_layer')} | "
+                f"| `{n}` | {enc.get('name')} | `{enc.get('weights_id')}` | {enc.get('output_layer')} | "
                 f"{pre.get('source')} {pre.get('channels')} {'x'.join(map(str, res)) if res else 'native'} | "
-                f"{m.get('dim')} | {m.get('dtype')} | {m.get('rows_done')}/{data['rows']} |"
+                f"{enc.get('dim')} | {m.get('dtype')} | {m.get('rows_done')}/{data['rows']} |"
             )
     else:
         lines.append("none (add with `rise-data encode STORE --encoder NAME`)")

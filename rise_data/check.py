@@ -32,16 +32,8 @@ from rise_data.store import (
     partial_files,
 )
 
-PROVENANCE_KEYS = (
-    "encoder",
-    "weights_id",
-    "preprocessing",
-    "output_layer",
-    "dim",
-    "dtype",
-    "rise_version",
-    "rows_done",
-)
+# besides `encoder` (an EncoderSpec record, parsed strictly), what readers of an embeddings array rely on
+EMBEDDING_KEYS = ("dtype", "rows_done")
 
 
 @dataclass(frozen=True)
@@ -231,16 +223,24 @@ def _check_embeddings(store: Store, _progress: bool) -> list[Problem]:
         if not isinstance(meta, dict):
             out.append(Problem("error", where, "no provenance attribute"))
             continue
-        missing = [k for k in PROVENANCE_KEYS if k not in meta]
+        # imported here: torch loads only for stores that have embeddings
+        from rise_data.encoders import EncoderError, embedding_encoder
+
+        try:
+            spec = embedding_encoder(store, name)
+        except EncoderError as e:
+            out.append(Problem("error", where, str(e)))
+            continue
+        missing = [k for k in EMBEDDING_KEYS if k not in meta]
         if missing:
             out.append(Problem("error", where, f"provenance lacks {', '.join(missing)}"))
             continue
-        if arr.ndim != 2 or arr.shape[1] != meta["dim"] or str(arr.dtype) != meta["dtype"]:
+        if arr.ndim != 2 or arr.shape[1] != spec.dim or str(arr.dtype) != meta["dtype"]:
             out.append(
                 Problem(
                     "error",
                     where,
-                    f"shape {arr.shape} {arr.dtype} disagrees with provenance dim={meta['dim']} dtype={meta['dtype']}",
+                    f"shape {arr.shape} {arr.dtype} disagrees with provenance dim={spec.dim} dtype={meta['dtype']}",
                 )
             )
         if arr.shape[0] < store.rows:
@@ -251,7 +251,7 @@ def _check_embeddings(store: Store, _progress: bool) -> list[Problem]:
                 Problem(
                     "warning",
                     where,
-                    f"incomplete: {done} of {store.rows} rows encoded; finish with: rise-data encode {store.path} --encoder {meta['encoder']} --name {name}",
+                    f"incomplete: {done} of {store.rows} rows encoded; finish with: rise-data encode {store.path} --encoder {spec.name} --name {name}",
                 )
             )
     return out

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rise_data.envs import env_difference, same_env
+from rise_data.lock import store_lock
 from rise_data.store import (
     ATTR,
     EPISODE_ARRAYS,
@@ -34,8 +35,6 @@ from rise_data.store import (
 )
 
 BATCH_BYTES = 64 << 20
-# provenance keys that identify what an embeddings array holds (merge requires them equal)
-EMBEDDING_IDENTITY = ("encoder", "weights_id", "preprocessing", "output_layer", "dim", "dtype")
 
 
 class StoreBuilder:
@@ -59,7 +58,8 @@ class StoreBuilder:
         self.embeddings = dict(embeddings or {})
         for name, prov in self.embeddings.items():
             keep = {k: v for k, v in prov.items() if k not in ("rows_done",)}
-            self.store.create_embedding(name, int(prov["dim"]), str(prov["dtype"]), keep, layout)
+            dim = _record_spec(prov, f"embeddings '{name}'").dim
+            self.store.create_embedding(name, dim, str(prov["dtype"]), keep, layout)
         if meta:
             self.store._write_meta(**meta)
 
@@ -216,7 +216,7 @@ def copy_episodes(
 def _valid_source(path: str) -> Store:
     from rise_data.check import check_store
 
-    errors = [p for p in check_store(path) if p.severity == "error"]
+    errors = [p for p in check_store(path, fast=True) if p.severity == "error"]  # chunks: checked as read
     if errors:
         raise StoreError(f"{path} is not a valid store ({errors[0]}); run: rise-data check {path}")
     return open_store(path)
@@ -283,18 +283,19 @@ def select(source: Store, indices: list[int], output: str, command: str, config:
     """Write episodes ``indices`` (sorted, unique) of ``source`` to a new store at ``output``."""
     if not indices:
         raise StoreError(f"{command} selects no episode of {source.path}; nothing to write")
-    builder = StoreBuilder(
-        output,
-        source.env,
-        _frame_shape(source),
-        _layout(source),
-        complete_embeddings(source),
-        {"history": list(source.meta.get("history", []))},
-    )
-    copy_episodes(builder, source, indices, budget)
-    return builder.finish(
-        command, config, source=_source_summary(source), source_episodes=episode_ranges(indices)
-    )
+    with store_lock(output, command):  # the new store's writer, from its first file on
+        builder = StoreBuilder(
+            output,
+            source.env,
+            _frame_shape(source),
+            _layout(source),
+            complete_embeddings(source),
+            {"history": list(source.meta.get("history", []))},
+        )
+        copy_episodes(builder, source, indices, budget)
+        return builder.finish(
+            command, config, source=_source_summary(source), source_episodes=episode_ranges(indices)
+        )
 
 
 def subset(config: SelectConfig) -> Store:
@@ -396,20 +397,21 @@ def merge(config: MergeConfig) -> Store:
     embeddings: dict[str, dict] = {}
     if not config.drop_embeddings:
         embeddings = _common_embeddings(stores)
-    builder = StoreBuilder(
-        config.output,
-        first.env,
-        _frame_shape(first),
-        _layout(first),
-        embeddings,
-        {"history": _union_history(stores)},
-    )
-    sources = []
-    for s in stores:
-        row0 = builder.store.rows
-        copy_episodes(builder, s, range(s.num_episodes), config.batch_bytes)
-        sources.append({**_source_summary(s), "first_row": row0, "end_row": builder.store.rows})
-    return builder.finish("merge", config_to_json(config), sources=sources)
+    with store_lock(config.output, "merge"):
+        builder = StoreBuilder(
+            config.output,
+            first.env,
+            _frame_shape(first),
+            _layout(first),
+            embeddings,
+            {"history": _union_history(stores)},
+        )
+        sources = []
+        for s in stores:
+            row0 = builder.store.rows
+            copy_episodes(builder, s, range(s.num_episodes), config.batch_bytes)
+            sources.append({**_source_summary(s), "first_row": row0, "end_row": builder.store.rows})
+        return builder.finish("merge", config_to_json(config), sources=sources)
 
 
 def _union_history(stores: list[Store]) -> list[dict]:
@@ -436,13 +438,15 @@ def _common_embeddings(stores: list[Store]) -> dict[str, dict]:
             )
         for name in names:
             meta = s.embedding_meta(name)
+            spec = _record_spec(meta, f"embeddings '{name}' of {s.path}")
             if int(meta.get("rows_done", 0)) < s.rows:
                 raise StoreError(
                     f"embeddings '{name}' of {s.path} are incomplete; finish them with rise-data encode {s.path} "
-                    f"--encoder {meta.get('encoder')} --name {name} (or pass --drop-embeddings)"
+                    f"--encoder {spec.name} --name {name} (or pass --drop-embeddings)"
                 )
             ref = first.embedding_meta(name)
-            diff = [k for k in EMBEDDING_IDENTITY if meta.get(k) != ref.get(k)]
+            diff = _record_spec(ref, f"embeddings '{name}' of {first.path}").differences(spec)
+            diff += ["dtype"] if meta.get("dtype") != ref.get("dtype") else []
             if diff:
                 raise StoreError(
                     f"embeddings '{name}' of {s.path} and {first.path} differ in {', '.join(diff)}; "
@@ -453,6 +457,16 @@ def _common_embeddings(stores: list[Store]) -> dict[str, dict]:
         meta = first.embedding_meta(name)
         out[name] = {k: v for k, v in meta.items() if k != "stats"}
     return out
+
+
+def _record_spec(record: dict, where: str):
+    """The EncoderSpec of an embeddings record (imported lazily: torch only when embeddings are copied)."""
+    from rise_data.encoders import EncoderError, record_encoder
+
+    try:
+        return record_encoder(record, where)
+    except EncoderError as e:
+        raise StoreError(str(e)) from None
 
 
 def summary(store: Store) -> str:

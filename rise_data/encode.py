@@ -6,6 +6,8 @@ the encoder (bf16 autocast + channels_last on CUDA, optionally torch.compile), a
 copies results back and writes whole embedding chunks. At most ``prefetch`` blocks are in flight, so
 memory stays bounded whatever the store's size. ``rows_done`` (a committed prefix, in the embedding
 array's attributes) advances only after its rows are on disk, so a rerun resumes where a kill stopped.
+The array's attributes hold ``encoder`` (``EncoderSpec.to_json()``: exactly what rebuilds the encoder),
+``dtype``, ``versions``, ``config``, ``created`` and ``rows_done``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rise_data.encoders import Encoder, make_encoder
+from rise_data.encoders import Encoder, embedding_encoder, library_versions, make_encoder
 from rise_data.store import (
     ATTR,
     Store,
@@ -68,37 +70,39 @@ def embedding_name(config: EncodeConfig) -> str:
     return name
 
 
-def _identity(prov: dict) -> dict:
-    """The parts of provenance that must match for a rerun to continue an existing array."""
+def embedding_record(config: EncodeConfig, encoder: Encoder) -> dict:
+    """The embeddings array's attributes: the encoder's spec (what rebuilds it), dtype, versions, config."""
     return {
-        k: prov.get(k) for k in ("encoder", "weights_id", "preprocessing", "output_layer", "dim", "dtype")
+        "encoder": encoder.spec.to_json(),
+        "dtype": config.dtype,
+        "versions": library_versions(),
+        "config": config_to_json(config),
+        "created": now_iso(),
     }
 
 
 def prepare(config: EncodeConfig, store: Store, encoder: Encoder) -> tuple[str, int]:
-    """Create, reuse or refuse the embeddings array; returns (name, first row to encode)."""
+    """Create, reuse or refuse the embeddings array; returns (name, first row to encode).
+
+    An existing array is continued only if it was made by the same encoder (spec, weights location aside)
+    with the same dtype.
+    """
     name = embedding_name(config)
-    prov = {
-        "encoder": encoder.name,
-        **encoder.provenance(),
-        "dtype": config.dtype,
-        "config": config_to_json(config),
-        "created": now_iso(),
-    }
     if name in store.embedding_names():
-        old = store.embedding_meta(name)
         if config.overwrite:
             store.delete_embedding(name)
-        elif _identity(old) != _identity(prov):
-            diff = [k for k, v in _identity(prov).items() if _identity(old).get(k) != v]
-            raise StoreError(
-                f"embeddings '{name}' in {store.path} were made with a different {', '.join(diff)}; "
-                f"pass --overwrite to redo them or --name to keep both"
-            )
         else:
-            return name, int(old["rows_done"])
+            old = embedding_encoder(store, name)
+            old_dtype = store.embedding_meta(name).get("dtype")
+            diff = old.differences(encoder.spec) + (["dtype"] if old_dtype != config.dtype else [])
+            if diff:
+                raise StoreError(
+                    f"embeddings '{name}' in {store.path} were made with a different {', '.join(diff)}; "
+                    f"pass --overwrite to redo them or --name to keep both"
+                )
+            return name, int(store.embedding_meta(name)["rows_done"])
     layout = StoreLayout(**store.meta.get("layout", {}))
-    store.create_embedding(name, encoder.dim, config.dtype, prov, layout)
+    store.create_embedding(name, encoder.dim, config.dtype, embedding_record(config, encoder), layout)
     return name, 0
 
 

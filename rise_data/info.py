@@ -117,9 +117,11 @@ def format_info(info: dict) -> str:
         "embeddings" + ("" if info["embeddings"] else "  none (rise-data encode STORE --encoder NAME)")
     )
     for name, m in info["embeddings"].items():
-        pre = m.get("preprocessing", {})
+        enc = m.get("encoder") if isinstance(m.get("encoder"), dict) else {}  # an EncoderSpec record
+        pre = enc.get("preprocessing") or {}
         lines.append(
-            f"  {name}: {m['encoder']} dim {m['dim']} {m['dtype']}, weights {m['weights_id']}, layer {m['output_layer']}, "
+            f"  {name}: {enc.get('name')} dim {enc.get('dim')} {m.get('dtype')}, weights {enc.get('weights_id')}, "
+            f"layer {enc.get('output_layer')}, "
             f"input {pre.get('source')} {pre.get('channels')} {pre.get('resolution') or 'native'}, "
             f"rows done {m['rows_done']}/{info['rows']}"
         )

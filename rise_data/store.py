@@ -437,22 +437,23 @@ class Store:
         """
         arr = self.embedding(name)
         meta = dict(arr.attrs).get(ATTR) or {}
-        fix = f"rise-data encode {self.path} --encoder {encoder or meta.get('encoder')} --name {name} --overwrite"
-        if encoder is not None and meta.get("encoder") != encoder:
+        spec = meta.get("encoder") if isinstance(meta.get("encoder"), dict) else {}  # an EncoderSpec record
+        fix = f"rise-data encode {self.path} --encoder {encoder or spec.get('name')} --name {name} --overwrite"
+        if encoder is not None and spec.get("name") != encoder:
             raise StoreError(
-                f"{self.path}: embeddings '{name}' were made by encoder {meta.get('encoder')!r}, not {encoder!r}; "
+                f"{self.path}: embeddings '{name}' were made by encoder {spec.get('name')!r}, not {encoder!r}; "
                 f"re-encode with: {fix}"
             )
-        if weights_id is not None and meta.get("weights_id") != weights_id:
+        if weights_id is not None and spec.get("weights_id") != weights_id:
             raise StoreError(
-                f"{self.path}: embeddings '{name}' were made with weights {meta.get('weights_id')}, not {weights_id}; "
+                f"{self.path}: embeddings '{name}' were made with weights {spec.get('weights_id')}, not {weights_id}; "
                 f"re-encode with: {fix}"
             )
         done = int(meta.get("rows_done", 0))
         if done < self.rows:
             raise StoreError(
                 f"{self.path}: embeddings '{name}' are incomplete ({done} of {self.rows} rows); finish with: "
-                f"rise-data encode {self.path} --encoder {meta.get('encoder')} --name {name}"
+                f"rise-data encode {self.path} --encoder {spec.get('name')} --name {name}"
             )
         return arr
 

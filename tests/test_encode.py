@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from rise_data.check import check_store
+from rise_data.cli import app
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
-from rise_data.encoders import make_encoder, sha256_file
-from rise_data.store import StoreError, open_store
+from rise_data.encoders import EncoderError, embedding_encoder, make_encoder, sha256_file
+from rise_data.store import ATTR, StoreError, open_store
 
 PLUGIN = '''
 import torch
@@ -49,11 +53,10 @@ def test_downsample_values_and_provenance(pong_copy):
     ref = make_encoder("downsample")(torch.from_numpy(s.read("frame", 0, 100))).numpy().astype(np.float16)
     assert np.array_equal(emb[:100], ref)
     meta = s.embedding_meta("downsample")
-    assert (
-        meta["rows_done"] == s.rows
-        and meta["weights_id"] == "none"
-        and meta["preprocessing"]["source"] == "frame"
-    )
+    assert set(meta) == {"encoder", "dtype", "versions", "config", "created", "rows_done"}
+    assert meta["encoder"] == make_encoder("downsample").spec.to_json()  # exactly what rebuilds it
+    assert meta["rows_done"] == s.rows and meta["dtype"] == "float16"
+    assert set(meta["versions"]) == {"rise", "torch", "torchvision"}
     assert meta["config"]["encoder"] == "downsample"
     assert check_store(pong_copy) == []
     # rerun: nothing to do
@@ -69,9 +72,9 @@ def test_resnet18_from_state_dict_file(pong_copy, tmp_path):
     torch.save(tv.models.resnet18(weights=None).state_dict(), weights)
     encode(_cfg(pong_copy, encoder="resnet18", weights=str(weights), source="obs"))
     s = open_store(pong_copy)
-    meta = s.embedding_meta("resnet18")
-    assert meta["weights_id"] == f"sha256:{sha256_file(weights)}"
-    assert meta["dim"] == 512 and meta["output_layer"] and meta["preprocessing"]["source"] == "obs"
+    spec = embedding_encoder(s, "resnet18")
+    assert spec.weights_id == f"sha256:{sha256_file(weights)}" and spec.weights == str(weights.resolve())
+    assert spec.dim == 512 and spec.output_layer == "avgpool" and spec.source == "obs"
     emb = s.embedding("resnet18")[:]
     assert emb.shape == (s.rows, 512) and np.isfinite(emb).all()
     ref = make_encoder("resnet18", weights=weights, source="obs")(torch.from_numpy(s.read("obs", 0, 8)))
@@ -81,7 +84,7 @@ def test_resnet18_from_state_dict_file(pong_copy, tmp_path):
         encode(_cfg(pong_copy, encoder="resnet18", weights="untrained", source="obs"))
     assert np.array_equal(open_store(pong_copy).embedding("resnet18")[:], emb)
     encode(_cfg(pong_copy, encoder="resnet18", weights="untrained", source="obs", overwrite=True))
-    assert open_store(pong_copy).embedding_meta("resnet18")["weights_id"] == "untrained"
+    assert embedding_encoder(open_store(pong_copy), "resnet18").weights_id == "untrained"
 
 
 def test_crash_then_resume_matches_clean_run(pong_copy, tmp_path, monkeypatch):
@@ -120,3 +123,85 @@ def test_missing_source_array(tmp_path):
     with pytest.raises(StoreError, match="--source obs"):
         encode(_cfg(path, encoder="downsample", source="frame"))
     assert encode(_cfg(path, encoder="downsample"))["complete"]  # defaults to obs without frames
+
+
+SIDE_EFFECT_PLUGIN = """
+from pathlib import Path
+import torch
+from torch import nn
+from rise_data.encoders import Encoder, Preprocessing
+
+Path(__file__).with_name("imported.txt").write_text("imported")  # visible proof that this code ran
+
+
+def build(weights=None, source="frame"):
+    pre = Preprocessing(source=source, resolution=(8, 8), channels="gray", mean=(0.5,), std=(0.5,))
+    with torch.random.fork_rng():  # deterministic weights: the id "tiny:v1" must mean these values
+        torch.manual_seed(7)
+        net = nn.Sequential(nn.Flatten(1), nn.Linear(64, 6))
+    return Encoder("tiny", net, 6, "linear", "tiny:v1", pre)
+"""
+
+
+def test_plugin_store_record_rebuilds_encoder_only_when_allowed(pong_copy, tmp_path, monkeypatch):
+    """The store's record rebuilds a plug-in encoder (values equal), but never imports it unasked."""
+    (tmp_path / "sidefx_enc.py").write_text(SIDE_EFFECT_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "sidefx_enc", raising=False)
+    out = CliRunner().invoke(
+        app, ["encode", pong_copy, "--encoder", "sidefx_enc:build", "--name", "t", "--quiet"]
+    )
+    assert out.exit_code == 0, out.output
+    marker = tmp_path / "imported.txt"
+    assert marker.exists()
+    marker.unlink()
+    del sys.modules["sidefx_enc"]  # as in a fresh process that reads the store
+
+    s = open_store(pong_copy)
+    spec = embedding_encoder(s, "t")
+    assert spec.name == "sidefx_enc:build" and spec.weights_id == "tiny:v1" and spec.dim == 6
+    with pytest.raises(
+        EncoderError, match=r"needs plug-in encoder 'sidefx_enc:build'; rerun with --allow-plugin"
+    ):
+        spec.build(where=f"embeddings 't' of {s.path}")
+    assert not marker.exists() and "sidefx_enc" not in sys.modules
+
+    enc = spec.build(allowed_plugins=["sidefx_enc:build"])
+    rows = torch.from_numpy(s.read("frame", 0, 50))
+    assert np.array_equal(s.embedding("t")[:50], enc(rows).numpy().astype(np.float16))
+
+
+def test_check_refuses_an_unparseable_encoder_record(pong_copy):
+    encode(_cfg(pong_copy, encoder="downsample"))
+    arr = open_store(pong_copy, mode="a").embedding("downsample")
+    meta = dict(arr.attrs)[ATTR]
+    for bad, key in [
+        ({**meta, "encoder": {k: v for k, v in meta["encoder"].items() if k != "dim"}}, "dim"),
+        ({**meta, "encoder": "downsample"}, "'encoder'"),
+    ]:
+        arr.attrs[ATTR] = bad
+        problems = check_store(pong_copy)
+        assert [p.severity for p in problems] == ["error"], problems
+        assert "embeddings/downsample" in problems[0].where and key in problems[0].message
+        with pytest.raises(EncoderError, match="embeddings 'downsample'"):
+            embedding_encoder(open_store(pong_copy), "downsample")
+    arr.attrs[ATTR] = meta
+    assert check_store(pong_copy) == []
+
+
+def test_resume_identity_is_spec_and_dtype(pong_copy, tmp_path):
+    """A moved weights file continues the same embeddings; other dtype or weights are refused."""
+    from rise_data._torchvision import import_torchvision
+
+    torch.manual_seed(1)
+    weights = tmp_path / "a.pth"
+    torch.save(import_torchvision().models.resnet18(weights=None).state_dict(), weights)
+    kw = {"encoder": "resnet18", "source": "obs", "name": "r"}
+    encode(_cfg(pong_copy, weights=str(weights), **kw))
+    moved = tmp_path / "moved.pth"
+    weights.rename(moved)
+    assert encode(_cfg(pong_copy, weights=str(moved), **kw))["complete"]
+    with pytest.raises(StoreError, match="different dtype"):
+        encode(_cfg(pong_copy, weights=str(moved), dtype="float32", **kw))
+    with pytest.raises(StoreError, match="different weights_id"):
+        encode(_cfg(pong_copy, weights="untrained", **kw))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+import sys
 import urllib.error
 from fractions import Fraction
 
@@ -14,14 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rise_data import __version__
 from rise_data import efficientnet_lite as el
 from rise_data._torchvision import import_torchvision
 from rise_data.encoders import (
     RESNET18_FILE,
     Encoder,
     EncoderError,
+    EncoderSpec,
     Preprocessing,
     encoder_names,
+    library_versions,
     make_encoder,
     sha256_file,
 )
@@ -86,14 +91,15 @@ def test_resnet18_from_file_matches_torchvision(tmp_path, frames, resnet_sd, wit
     assert out.shape == (4, 512) and out.dtype == torch.float32
     assert torch.equal(out, enc(frames))  # deterministic
     assert enc.weights_id == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    assert enc.weights_file == "r18.pth"
+    assert enc.spec.weights == str(path.resolve())  # an absolute path: a record read elsewhere still finds it
     torch.testing.assert_close(out, _resnet_reference(resnet_sd, frames), rtol=1e-4, atol=1e-5)
 
-    prov = json.loads(json.dumps(enc.provenance()))
-    assert prov["name"] == "resnet18" and prov["dim"] == 512 and prov["output_layer"] == "avgpool"
-    assert prov["preprocessing"]["resolution"] is None and prov["preprocessing"]["source"] == "frame"
-    assert prov["torchvision_version"] == tv.__version__ and prov["torch_version"] == torch.__version__
-    assert prov["rise_version"]
+    rec = json.loads(json.dumps(enc.spec.to_json()))
+    assert rec["name"] == "resnet18" and rec["dim"] == 512 and rec["output_layer"] == "avgpool"
+    assert rec["preprocessing"]["resolution"] is None and rec["preprocessing"]["source"] == "frame"
+    versions = library_versions()  # the installed packages (read without importing torchvision)
+    assert versions["rise"] == __version__ and versions["torch"] == torch.__version__
+    assert tv.__version__.split("+")[0] == versions["torchvision"].split("+")[0]
 
 
 def test_resnet18_missing_weights_offline_is_actionable(tmp_path, monkeypatch, no_download):
@@ -116,7 +122,7 @@ def test_resnet18_uses_hub_cache(tmp_path, monkeypatch, frames, resnet_sd, no_do
     enc = make_encoder("resnet18")
     assert not no_download
     assert enc.weights_id == "sha256:" + sha256_file(cached)
-    assert enc.weights_file == RESNET18_FILE
+    assert enc.spec.weights is None  # the default source, found again by the same rule when rebuilt
     torch.testing.assert_close(
         enc(frames[:2]), _resnet_reference(resnet_sd, frames[:2]), rtol=1e-4, atol=1e-5
     )
@@ -126,7 +132,7 @@ def test_resnet18_untrained_is_seeded_and_leaves_rng_alone(frames):
     state = torch.random.get_rng_state()
     a, b = make_encoder("resnet18", weights="untrained"), make_encoder("resnet18", weights="untrained")
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert a.weights_id == "untrained" and a.weights_file is None
+    assert a.weights_id == "untrained" and a.spec.weights == "untrained"
     assert torch.equal(a(frames[:1]), b(frames[:1]))
 
 
@@ -173,7 +179,6 @@ def test_efficientnet_lite0_shipped_weights(frames):
 
     enc = make_encoder("efficientnet-lite0")
     assert enc.weights_id.startswith("sha256:57934424")
-    assert enc.weights_file == "efficientnet-lite0-57934424.pth"
     assert enc.preprocessing.resolution == (224, 224)
     out = enc(frames[:2])
     assert out.shape == (2, 1280) and torch.isfinite(out).all()
@@ -233,7 +238,7 @@ def test_downsample_exact_values(frames):
         [_naive_adaptive_avg(o.astype(np.float64), 16, 16).reshape(-1) / 255.0 for o in obs.numpy()]
     )
     np.testing.assert_allclose(enc_obs(obs).numpy(), ref, atol=1e-5)
-    assert enc_obs.provenance()["preprocessing"] == {
+    assert enc_obs.spec.to_json()["preprocessing"] == {
         "source": "obs",
         "resolution": [16, 16],
         "channels": "gray",
@@ -329,7 +334,7 @@ def test_plugin_module_function(tmp_path, monkeypatch, frames):
     out = enc(frames[:3])
     assert out.shape == (3, 5)
     assert all(not p.requires_grad for p in enc.parameters()) and not enc.training
-    assert enc.provenance()["plugin"] == "tinyenc_plugin:build"
+    assert enc.spec.name == "tinyenc_plugin:build" and enc.name == "tiny"  # the spec names what rebuilds it
 
     obs_enc = make_encoder("tinyenc_plugin:build_obs", source="obs")
     assert obs_enc(frames[:2, :, :, 0]).shape == (2, 64)
@@ -355,3 +360,152 @@ def test_unknown_name_lists_registry():
 def test_import_torchvision_is_cached():
     assert import_torchvision() is tv
     assert hasattr(tv.models, "resnet18") and hasattr(tv.models, "ResNet18_Weights")
+
+
+# --------------------------------------------------------------------------- EncoderSpec: what rebuilds an encoder
+
+
+def _json_round_trip(spec: EncoderSpec) -> EncoderSpec:
+    return EncoderSpec.from_json(json.loads(json.dumps(spec.to_json())))
+
+
+@pytest.mark.parametrize(
+    ("name", "weights", "source"),
+    [
+        ("resnet18", "untrained", "frame"),
+        ("resnet18", "file", "obs"),
+        ("efficientnet-lite0", None, "frame"),
+        ("downsample", None, "frame"),
+        ("downsample", None, "obs"),
+    ],
+)
+def test_spec_round_trips_and_rebuilds_every_builtin(name, weights, source, tmp_path, resnet_sd, frames):
+    if weights == "file":
+        torch.save(resnet_sd, tmp_path / "r18.pth")
+        weights = str(tmp_path / "r18.pth")
+    enc = make_encoder(name, weights=weights, source=source)
+    spec = enc.spec
+    again = _json_round_trip(spec)
+    assert again == spec and again.to_json() == spec.to_json()
+    assert set(spec.to_json()) == {
+        "name",
+        "weights",
+        "weights_id",
+        "source",
+        "dim",
+        "output_layer",
+        "preprocessing",
+    }
+    rebuilt = again.build()
+    assert rebuilt.spec == spec
+    rows = frames[:2] if source == "frame" else frames[:2, :, :, 0]
+    assert torch.equal(rebuilt(rows), enc(rows))
+
+
+_SIDE_EFFECT_PLUGIN = """
+from pathlib import Path
+from torch import nn
+from rise_data.encoders import Encoder, Preprocessing
+
+Path({marker!r}).write_text("imported")  # visible proof that the module's code ran
+
+
+def build(weights=None, source="frame"):
+    pre = Preprocessing(source=source, resolution=(8, 8), channels="gray", mean=(0.5,), std=(0.5,))
+    net = nn.Sequential(nn.Flatten(1), nn.Linear(64, 5))
+    nn.init.constant_(net[1].weight, 0.01)
+    return Encoder("tiny", net, 5, "linear", f"tiny:{{weights}}", pre)
+"""
+
+
+@pytest.fixture
+def side_effect_plugin(tmp_path, monkeypatch):
+    """A plug-in module ``sidefx_plugin`` whose import writes ``marker``; (module:function, marker)."""
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "sidefx_plugin.py").write_text(_SIDE_EFFECT_PLUGIN.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "sidefx_plugin", raising=False)
+    return "sidefx_plugin:build", marker
+
+
+def test_plugin_spec_round_trips_and_is_imported_only_when_allowed(side_effect_plugin, frames):
+    name, marker = side_effect_plugin
+    record = {
+        "name": name,
+        "weights": "v1",
+        "weights_id": "tiny:v1",
+        "source": "frame",
+        "dim": 5,
+        "output_layer": "linear",
+        "preprocessing": Preprocessing("frame", (8, 8), "gray", (0.5,), (0.5,)).to_json(),
+    }
+    spec = EncoderSpec.from_json(json.loads(json.dumps(record)))
+    with pytest.raises(EncoderError) as err:
+        spec.build(where="store x.zarr", allowed_plugins=["other_mod:build"])
+    assert str(err.value) == (
+        f"store x.zarr needs plug-in encoder '{name}'; rerun with --allow-plugin {name} if you trust that code"
+    )
+    assert not marker.exists() and "sidefx_plugin" not in sys.modules  # nothing was imported
+
+    enc = spec.build(allowed_plugins=[name])
+    assert marker.read_text() == "imported"
+    assert enc.spec == spec and enc.spec.to_json() == record and enc.name == "tiny"
+    assert _json_round_trip(enc.spec) == spec
+    assert enc(frames[:2]).shape == (2, 5)
+
+
+def test_spec_from_json_is_strict():
+    good = make_encoder("downsample").spec.to_json()
+    cases = [
+        ({k: v for k, v in good.items() if k != "weights_id"}, "lacks key(s) weights_id"),
+        ({**good, "plugin": "x:y"}, "unknown key(s) plugin"),
+        ({**good, "dim": "256"}, "'dim' must be a positive integer"),
+        ({**good, "source": "pixels"}, "'source' must be one of frame, obs"),
+        ({**good, "source": "obs"}, "'source' is 'obs' but its preprocessing reads 'frame'"),
+        (
+            {**good, "preprocessing": {**good["preprocessing"], "gamma": 2}},
+            "preprocessing has unknown key(s) gamma",
+        ),
+        (
+            {**good, "preprocessing": {**good["preprocessing"], "resolution": "16"}},
+            "'resolution' must be null",
+        ),
+        ("downsample", "encoder record must be a JSON object"),
+    ]
+    for record, message in cases:
+        with pytest.raises(EncoderError, match=re.escape(message)):
+            EncoderSpec.from_json(record)
+
+
+def test_build_moved_weights_override_and_sha_mismatch(tmp_path, resnet_sd, frames):
+    torch.save(resnet_sd, tmp_path / "r18.pth")
+    enc = make_encoder("resnet18", weights=tmp_path / "r18.pth")
+    spec = _json_round_trip(enc.spec)
+
+    moved = tmp_path / "elsewhere" / "copy.pth"
+    moved.parent.mkdir()
+    (tmp_path / "r18.pth").rename(moved)
+    with pytest.raises(EncoderError) as err:
+        spec.build(where="checkpoint c.pt")
+    msg = str(err.value)
+    assert "checkpoint c.pt" in msg and str(tmp_path / "r18.pth") in msg and "--encoder-weights FILE" in msg
+    rebuilt = spec.build(weights=moved)  # the same bytes elsewhere: accepted
+    assert rebuilt.weights_id == spec.weights_id and torch.equal(rebuilt(frames[:1]), enc(frames[:1]))
+
+    other = {k: v + 1 if v.is_floating_point() else v for k, v in resnet_sd.items()}
+    torch.save(other, tmp_path / "other.pth")
+    with pytest.raises(EncoderError) as err:
+        spec.build(weights=tmp_path / "other.pth")
+    msg = str(err.value)
+    assert spec.weights_id in msg and "--encoder-weights FILE" in msg and "\n" not in msg
+
+
+def test_build_refuses_a_record_the_code_no_longer_matches():
+    spec = make_encoder("downsample").spec
+    changed = EncoderSpec.from_json({**spec.to_json(), "dim": 128, "output_layer": "pool"})
+    with pytest.raises(EncoderError) as err:
+        changed.build(where="embeddings 'd'")
+    msg = str(err.value)
+    assert "differs from its record" in msg and "dim: recorded 128, now 256" in msg and "output_layer" in msg
+    assert "--encoder-weights" not in msg  # the weights are not what differs
+    assert changed.differences(spec) == ["dim", "output_layer"]

@@ -90,17 +90,10 @@ def synthetic(path, seed=0, episodes=9, embeddings=True, spec=None) -> str:
     store.append_episodes(eps[:4])
     store.append_episodes(eps[4:])
     if embeddings:
-        prov = {
-            "encoder": "fake",
-            "name": "feat",
-            "weights_id": "none",
-            "preprocessing": {},
-            "output_layer": "x",
-            "dim": 5,
-            "dtype": "float16",
-            "rise_version": "0",
-            "created": "t0",
-        }
+        pre = {"source": "obs", "resolution": None, "channels": "gray", "mean": [0.0], "std": [1.0]}
+        spec = {"name": "fake:build", "weights": None, "weights_id": "none", "source": "obs", "dim": 5}
+        spec.update(output_layer="x", preprocessing={**pre, "resize": "area"})
+        prov = {"encoder": spec, "dtype": "float16", "versions": {"rise": "0"}, "created": "t0"}
         arr = store.create_embedding("feat", 5, "float16", prov, SMALL)
         arr[:] = rng.normal(size=(store.rows, 5)).astype(np.float16)
         arr.attrs[ATTR] = {**dict(arr.attrs)[ATTR], "rows_done": store.rows}
@@ -193,7 +186,7 @@ def test_hdf5_export_import_round_trip(cue, tmp_path):
         assert f.attrs["format"] == "rise-hdf5" and f.attrs["format_version"] == 1
         assert f["obs"].shape == (198, 84, 84) and f["frame"].dtype == np.uint8
         assert f["embeddings/downsample"].dtype == np.float16
-        assert json.loads(f["embeddings/downsample"].attrs["rise"])["encoder"] == "downsample"
+        assert json.loads(f["embeddings/downsample"].attrs["rise"])["encoder"]["name"] == "downsample"
         meta = json.loads(f.attrs["rise"])
         assert meta["env"]["id"] == "rise/CueMemory-v0" and meta["history"][-1]["command"] == "export"
     back = str(tmp_path / "back.zarr")
@@ -353,7 +346,8 @@ def test_merge_refuses_other_env_or_encoders(cue, tmp_path):
     assert open_store(str(tmp_path / "m2.zarr")).embedding_names() == []
     c = synthetic(tmp_path / "c.zarr", seed=3)
     g = zarr.open_group(c, mode="r+")
-    g["embeddings/feat"].attrs[ATTR] = {**dict(g["embeddings/feat"].attrs)[ATTR], "weights_id": "sha256:x"}
+    meta = dict(g["embeddings/feat"].attrs)[ATTR]
+    g["embeddings/feat"].attrs[ATTR] = {**meta, "encoder": {**meta["encoder"], "weights_id": "sha256:x"}}
     assert "weights_id" in one_line_error(["merge", a, c, "-o", str(tmp_path / "m3.zarr")])
     assert "at least two" in one_line_error(["merge", a, "-o", str(tmp_path / "m4.zarr")])
 
