@@ -28,12 +28,23 @@ def epsilon_schedule(
     decay_steps: int = 2_000_000,
     disable_after: int | None = None,
 ) -> float:
-    """BTR's ε: linear from ``start`` to ``end`` over ``decay_steps`` env steps, then ``end``; 0 from ``disable_after`` on."""
+    """BTR's ε after ``step`` env steps (summed over envs), 0 from ``disable_after`` on.
+
+    BTR's code (``EpsilonGreedy.update_eps``, run once per stored transition) moves ε a
+    ``1/decay_steps`` fraction of the way to ``end`` each env step, ``ε <- max(ε - (ε - end)/S, end)``,
+    i.e. an exponential approach with time constant S = ``decay_steps``, in closed form
+    ``end + (start - end) * (1 - 1/S)**step``: ε(S) ~= 0.37 and ε(4S) ~= 0.028 for BTR's S = 2M env
+    steps (8M frames), not a linear ramp that reaches ``end`` at S. ``decay_steps <= 0``: ``end`` at once.
+    """
     if disable_after is not None and step >= disable_after:
         return 0.0
-    if decay_steps <= 0 or step >= decay_steps:
+    step = max(int(step), 0)
+    if step == 0:
+        return float(start)
+    if decay_steps <= 0:
         return float(end)
-    return float(start + (end - start) * max(step, 0) / decay_steps)
+    value = end + (start - end) * (1.0 - 1.0 / decay_steps) ** step
+    return float(max(value, end))  # BTR's max(): an increasing schedule (start < end) jumps to end
 
 
 class _Window:

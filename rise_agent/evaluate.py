@@ -1,10 +1,17 @@
 """Evaluation: whole episodes with parameter noise off, raw and human-normalised scores, recordings.
 
-``evaluate`` runs the network greedily (eval mode, noise off; optional ε-greedy on top, BTR evaluates
-with ε = 0.01 early in training) in ``make_env(spec)`` through the same :class:`~rise_agent.actor.Actor`
+``evaluate`` runs the network greedily (eval mode, noise off; optional ε-greedy on top:
+:func:`btr_eval_epsilon` is BTR's) in ``make_env(spec)`` through the same :class:`~rise_agent.actor.Actor`
 that acts during training. Each env is given a fixed quota of episodes up front, so short episodes are
-not over-represented the way "the first N episodes to finish" would make them. Torch's RNG (IQN's tau
-samples) is forked and seeded, so an evaluation neither depends on nor disturbs the training RNG.
+not over-represented the way "the first N episodes to finish" (BTR's main.py:65-78) would make them.
+Torch's RNG (IQN's tau samples) is forked and seeded, so an evaluation neither depends on nor disturbs
+the training RNG.
+
+Honest scores: every episode records how it ended (``terminated``, ``truncated`` by the env's own time
+limit, or ``cut`` by ``max_steps``). A human-normalised score is given only when every episode is whole
+and the env follows the standard Atari protocol (episodes that reach the protocol's 108k-frame cap are
+whole games under it, as BTR and DQN Zoo count them); otherwise the result is raw returns only, with
+``raw_only`` set and ``score_note`` saying why.
 
 ``load_agent`` rebuilds a network and its frozen encoder from a checkpoint written with
 :func:`rise_agent.checkpoint.save_checkpoint`.
@@ -21,13 +28,22 @@ import numpy as np
 import torch
 
 from rise_agent.actor import Actor
-from rise_agent.atari_scores import human_normalized
+from rise_agent.atari_scores import atari_score_key, human_normalized, protocol_deviations
 from rise_agent.checkpoint import CheckpointError, load_checkpoint
 from rise_agent.network import NetworkConfig, RiseNetwork, disable_noise, make_network
 from rise_data.encoders import Encoder, EncoderError, make_encoder
 from rise_data.envs import Step, make_env
 
-__all__ = ["evaluate", "load_agent", "network_config_from_json", "rebuild_encoder", "write_video"]
+__all__ = [
+    "btr_eval_epsilon",
+    "evaluate",
+    "load_agent",
+    "network_config_from_json",
+    "rebuild_encoder",
+    "score_note",
+    "summary",
+    "write_video",
+]
 
 RECORD_FPS = 15  # Atari agent steps: 60 Hz / frameskip 4
 RECORD_MAX_FRAMES = 5_000  # a recording stops here (bounded memory; ~5.5 min at 15 fps)
@@ -76,6 +92,47 @@ def write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int = RE
 # ---------------------------------------------------------------------------------------------------
 # Evaluation
 
+# BTR evaluates with ε = 0.01 for its first 126 evaluations, one per 250K env steps (1M frames), then with
+# ε = 0 (main.py:61-64: "index <= 125"); 126 * 250K env steps = 126M frames.
+BTR_EVAL_EPS_UNTIL = 31_500_000
+
+
+def btr_eval_epsilon(env_steps: int) -> float:
+    """BTR's evaluation ε for a network trained ``env_steps`` env steps: 0.01 up to 126M frames, then 0."""
+    return 0.01 if env_steps <= BTR_EVAL_EPS_UNTIL else 0.0
+
+
+def score_note(env_spec: dict, returns: list[float], ends: list[str]) -> tuple[float | None, str]:
+    """The human-normalised mean of ``returns`` and a one-line note, or (None, why it is raw only).
+
+    ``ends`` holds each episode's end: ``terminated``, ``truncated`` (the env's own time limit) or
+    ``cut`` (stopped by ``max_steps``, not a whole episode).
+    """
+    game = atari_score_key(env_spec["id"])
+    if game is None:
+        return None, f"raw returns only: no human/random reference scores for {env_spec['id']}"
+    n, cut = len(ends), ends.count("cut")
+    if n == 0:
+        return None, "raw returns only: no episode finished"
+    if cut:
+        return None, f"raw returns only: {cut} of {n} episodes were cut by max_steps before they ended"
+    deviations = protocol_deviations(env_spec.get("kwargs") or {})
+    if deviations:
+        return None, "raw returns only: not the standard Atari protocol (" + "; ".join(deviations) + ")"
+    capped = ends.count("truncated")
+    note = f"human-normalised over {n} whole episodes under the standard Atari protocol"
+    if capped:
+        note += f" ({capped} reached the 108k-frame cap, counted as the protocol does)"
+    return human_normalized(game, float(np.mean(returns))), note
+
+
+def summary(out: dict) -> str:
+    """One line for a person: episodes, raw mean ± std, and the human-normalised score or why there is none."""
+    line = f"{out['env']}: {out['episodes']} episodes, return {out['mean']:.2f} ± {out['std']:.2f}"
+    if out["human_normalized"] is not None:
+        return line + f", human-normalized {out['human_normalized']:.3f}"
+    return line + f" ({out['score_note']})"
+
 
 def evaluate(
     network: RiseNetwork,
@@ -91,85 +148,96 @@ def evaluate(
     """Run ``episodes`` whole episodes with noise off; raw returns, their stats and the human-normalised mean.
 
     ``num_envs`` defaults to ``min(episodes, 8)``. ``max_steps`` caps the vector steps; episodes still
-    running then are counted with their return so far (``cut`` says how many). ``record``: write env
-    0's first episode (RGB frames, or the agent observation if the env has none) to a .gif or .mp4.
-    The network's train/eval mode is restored afterwards.
+    running then are counted with their return so far as ``cut`` (and the result is raw only). ``record``:
+    write env 0's first episode (RGB frames, or the agent observation if the env has none) to a .gif or
+    .mp4. The network's train/eval mode is restored afterwards. See the module docstring for the keys
+    that make the score honest (``ends``, ``complete``, ``time_limit``, ``raw_only``, ``score_note``).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if record is not None and Path(record).suffix.lower() not in _VIDEO_SUFFIXES:
         raise ValueError(f"cannot record to {record}: use a .gif or .mp4 file name")
     num_envs = min(num_envs or min(episodes, 8), episodes)
+    env = make_env(env_spec, num_envs=num_envs)
+    was_training = network.training
+    try:
+        network.eval()
+        results, steps = _play(network, encoder, env, episodes, epsilon, seed, record, max_steps)
+    finally:
+        network.train(was_training)
+        env.close()
+    returns = np.array([r for r, _, _ in results], dtype=np.float64)
+    ends = [e for _, _, e in results]
+    normalized, note = score_note(env_spec, returns.tolist(), ends)
+    some = returns.size > 0
+    return {
+        "env": env_spec["id"],
+        "episodes": int(returns.size),
+        "returns": returns.tolist(),
+        "lengths": [n for _, n, _ in results],
+        "ends": ends,
+        "mean": float(returns.mean()) if some else float("nan"),
+        "std": float(returns.std()) if some else float("nan"),
+        "min": float(returns.min()) if some else float("nan"),
+        "max": float(returns.max()) if some else float("nan"),
+        "human_normalized": normalized,
+        "raw_only": normalized is None,
+        "score_note": note,
+        "complete": len(ends) - ends.count("cut"),
+        "time_limit": ends.count("truncated"),
+        "cut": ends.count("cut"),
+        "epsilon": float(epsilon),
+        "seed": int(seed),
+        "steps": int(steps * num_envs),
+        "record": str(record) if record is not None else None,
+    }
+
+
+def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps):
+    """Play each env's quota of episodes: ([(return, length, end)], vector steps)."""
+    num_envs = env.num_envs
     quota = np.array([episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)])
     device = next(network.parameters()).device
     cfg = network.config
     rng = np.random.default_rng(seed)
-    env = make_env(env_spec, num_envs=num_envs)
-    was_training = network.training
-    results: list[tuple[float, int]] = []
+    results: list[tuple[float, int, str]] = []
     frames: list[np.ndarray] | None = [] if record is not None else None
-    cut = steps = 0
-    try:
-        network.eval()
-        fork = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork), disable_noise(network):
-            torch.manual_seed(seed)
-            actor = Actor(network, encoder, num_envs, cfg.frame_stack, cfg.context_len, device)
-            step = env.reset(seed=seed)
-            ep_return = np.zeros(num_envs)
-            ep_len = np.zeros(num_envs, np.int64)
-            finished = np.zeros(num_envs, np.int64)
-            while (finished < quota).any():
-                if frames is not None:
-                    frames.append(_record_frame(step, 0))
-                actor.observe(step)
-                step = env.step(actor.act(epsilon, rng, greedy_noise_off=True))
-                steps += 1
-                live = ~step.is_first
-                ep_return[live] += step.reward[live]
-                ep_len[live] += 1
-                ended = step.terminated | step.truncated
-                for i in np.flatnonzero(ended):
-                    if finished[i] < quota[i]:
-                        results.append((float(ep_return[i]), int(ep_len[i])))
-                        finished[i] += 1
-                    ep_return[i], ep_len[i] = 0.0, 0
-                if frames is not None and (ended[0] or len(frames) >= RECORD_MAX_FRAMES):
-                    frames.append(_record_frame(step, 0))  # the episode's last observation
-                    write_video(record, frames)
-                    frames = None
-                if max_steps is not None and steps >= max_steps:
-                    for i in np.flatnonzero((finished < quota) & (ep_len > 0)):
-                        results.append((float(ep_return[i]), int(ep_len[i])))
-                        cut += 1
-                    break
-            if frames:  # max_steps ended the run before env 0's first episode did
+    steps = 0
+    fork = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork), disable_noise(network):
+        torch.manual_seed(seed)
+        actor = Actor(network, encoder, num_envs, cfg.frame_stack, cfg.context_len, device)
+        step = env.reset(seed=seed)
+        ep_return = np.zeros(num_envs)
+        ep_len = np.zeros(num_envs, np.int64)
+        finished = np.zeros(num_envs, np.int64)
+        while (finished < quota).any():
+            if frames is not None:
+                frames.append(_record_frame(step, 0))
+            actor.observe(step)
+            step = env.step(actor.act(epsilon, rng, greedy_noise_off=True))
+            steps += 1
+            live = ~step.is_first
+            ep_return[live] += step.reward[live]
+            ep_len[live] += 1
+            ended = step.terminated | step.truncated
+            for i in np.flatnonzero(ended):
+                if finished[i] < quota[i]:
+                    end = "terminated" if step.terminated[i] else "truncated"
+                    results.append((float(ep_return[i]), int(ep_len[i]), end))
+                    finished[i] += 1
+                ep_return[i], ep_len[i] = 0.0, 0
+            if frames is not None and (ended[0] or len(frames) >= RECORD_MAX_FRAMES):
+                frames.append(_record_frame(step, 0))  # the episode's last observation
                 write_video(record, frames)
-    finally:
-        network.train(was_training)
-        env.close()
-
-    returns = np.array([r for r, _ in results], dtype=np.float64)
-    mean = float(returns.mean()) if returns.size else float("nan")
-    out = {
-        "env": env_spec["id"],
-        "episodes": int(returns.size),
-        "returns": returns.tolist(),
-        "lengths": [n for _, n in results],
-        "mean": mean,
-        "std": float(returns.std()) if returns.size else float("nan"),
-        "min": float(returns.min()) if returns.size else float("nan"),
-        "max": float(returns.max()) if returns.size else float("nan"),
-        "human_normalized": None,
-        "epsilon": float(epsilon),
-        "seed": int(seed),
-        "steps": int(steps * num_envs),
-        "cut": int(cut),
-        "record": str(record) if record is not None else None,
-    }
-    if env_spec.get("kind") == "atari" and returns.size:
-        out["human_normalized"] = human_normalized(env_spec["id"], mean)
-    return out
+                frames = None
+            if max_steps is not None and steps >= max_steps:
+                for i in np.flatnonzero((finished < quota) & (ep_len > 0)):
+                    results.append((float(ep_return[i]), int(ep_len[i]), "cut"))
+                break
+        if frames:  # max_steps ended the run before env 0's first episode did
+            write_video(record, frames)
+    return results, steps
 
 
 # ---------------------------------------------------------------------------------------------------

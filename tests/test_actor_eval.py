@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import asdict
 
@@ -12,9 +13,17 @@ import torch
 from PIL import Image
 
 from rise_agent.actor import Actor, epsilon_schedule
-from rise_agent.atari_scores import ATARI_DATA, human_normalized
+from rise_agent.atari_scores import (
+    ATARI_DATA,
+    STANDARD_PROTOCOL,
+    atari_reference_scores,
+    atari_score_key,
+    human_normalized,
+    iqm,
+    iqm_with_ci,
+)
 from rise_agent.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from rise_agent.evaluate import evaluate, load_agent, write_video
+from rise_agent.evaluate import btr_eval_epsilon, evaluate, load_agent, score_note, summary, write_video
 from rise_agent.network import NetworkConfig, make_network
 from rise_agent.policy import from_checkpoint
 from rise_data.encoders import EncoderError, make_encoder
@@ -147,14 +156,30 @@ def test_actor_plain_btr_and_refusals(cue_spec):
         Actor(small_net(0), None, 2).observe(Step(np.zeros((2, 84, 84), np.uint8), None, z, z, z, z))
 
 
-def test_epsilon_schedule():
+def naive_btr_epsilon(steps: int, start: float, end: float, decay_steps: int) -> list[float]:
+    """BTR's EpsilonGreedy loop (Agent.py:22-30): ε used at each step, then ``update_eps`` per transition."""
+    eps, out = start, []
+    for _ in range(steps):
+        out.append(eps)
+        eps = max(eps - (eps - end) / decay_steps, end)
+    return out
+
+
+@pytest.mark.parametrize("start,end,decay", [(1.0, 0.01, 100), (0.5, 0.1, 7), (1.0, 0.0, 1), (0.05, 0.2, 10)])
+def test_epsilon_schedule_matches_btr_loop(start, end, decay):
+    expect = naive_btr_epsilon(400, start, end, decay)
+    got = [epsilon_schedule(k, start, end, decay) for k in range(400)]
+    np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12)
+
+
+def test_epsilon_schedule_btr_values():
+    # exponential with time constant 2M env steps (8M frames), not a linear ramp to 0.01 at 2M
     assert epsilon_schedule(0) == 1.0
-    assert epsilon_schedule(1_000_000) == pytest.approx(0.505)
-    assert epsilon_schedule(2_000_000) == pytest.approx(0.01)
-    assert epsilon_schedule(10_000_000) == pytest.approx(0.01)
-    assert epsilon_schedule(50, start=0.5, end=0.1, decay_steps=100) == pytest.approx(0.3)
+    assert epsilon_schedule(2_000_000) == pytest.approx(0.01 + 0.99 * math.exp(-1), rel=1e-5)
+    assert epsilon_schedule(8_000_000) == pytest.approx(0.01 + 0.99 * math.exp(-4), rel=1e-5)
+    assert epsilon_schedule(24_999_999) == pytest.approx(0.01, abs=1e-5)
     assert epsilon_schedule(25_000_000, disable_after=25_000_000) == 0.0
-    assert epsilon_schedule(24_999_999, disable_after=25_000_000) == pytest.approx(0.01)
+    assert epsilon_schedule(24_999_999, disable_after=25_000_000) > 0.01
     assert epsilon_schedule(5, decay_steps=0) == 0.01
 
 
@@ -250,7 +275,128 @@ def test_human_normalized():
     assert human_normalized("pong", -20.7) == pytest.approx(0.0)
     assert human_normalized("ALE/MsPacman-v5", 307.3) == pytest.approx(0.0)
     assert human_normalized("ALE/Breakout-v5", 30.5) == pytest.approx(1.0)
+    assert human_normalized("ALE/UpNDown-v5", 11693.2) == pytest.approx(1.0)
     assert human_normalized("rise/CueMemory-v0", 1.0) is None
+
+
+def test_all_57_games_round_trip_from_ale_ids():
+    """Every table game is an ale-py ROM, and its registered ``ALE/<Game>-v5`` id maps back to it."""
+    import ale_py
+    import gymnasium as gym
+    from ale_py import roms
+
+    gym.register_envs(ale_py)
+    rom_ids = set(roms.get_all_rom_ids())
+    assert set(ATARI_DATA) <= rom_ids, sorted(set(ATARI_DATA) - rom_ids)
+    v5 = [k for k in gym.registry if k.startswith("ALE/") and k.endswith("-v5")]
+    found = {}
+    for env_id in v5:
+        key = atari_score_key(env_id)
+        if key is not None:
+            found.setdefault(key, []).append(env_id)
+    assert set(found) == set(ATARI_DATA), sorted(set(ATARI_DATA) ^ set(found))
+    assert all(len(ids) == 1 for ids in found.values()), {k: v for k, v in found.items() if len(v) > 1}
+    assert found["up_n_down"] == ["ALE/UpNDown-v5"] and found["ms_pacman"] == ["ALE/MsPacman-v5"]
+    for game in ATARI_DATA:  # and from the ROM id and old-style ids
+        assert atari_score_key(game) == game
+        assert atari_score_key(found[game][0][4:-3] + "NoFrameskip-v4") == game
+    assert atari_score_key("ALE/Adventure-v5") is None  # an ALE game outside the 57
+
+
+def atari_dict(**kwargs) -> dict:
+    return {"id": "ALE/Pong-v5", "kind": "atari", "kwargs": {**STANDARD_PROTOCOL, "maxpool": True, **kwargs}}
+
+
+def test_score_note_gives_normalized_scores_only_for_whole_standard_episodes():
+    spec = atari_dict()
+    hns, note = score_note(spec, [14.6, -20.7], ["terminated", "terminated"])
+    assert hns == pytest.approx(0.5) and "whole episodes" in note
+    hns, note = score_note(spec, [14.6, 14.6], ["terminated", "truncated"])
+    assert hns == pytest.approx(1.0) and "1 reached the 108k-frame cap" in note
+    hns, note = score_note(spec, [14.6, 3.0], ["terminated", "cut"])
+    assert hns is None and note.startswith("raw returns only") and "1 of 2 episodes were cut" in note
+    hns, note = score_note(atari_dict(repeat_action_probability=0.0), [1.0], ["terminated"])
+    assert hns is None and "repeat_action_probability=0.0 (standard 0.25)" in note
+    hns, note = score_note({"id": "ALE/Pong-v5", "kwargs": {}}, [1.0], ["terminated"])
+    assert hns is None and "noop_max not recorded" in note
+    hns, note = score_note({"id": CUE, "kwargs": {}}, [1.0], ["terminated"])
+    assert hns is None and f"no human/random reference scores for {CUE}" in note
+    assert atari_reference_scores(spec, 14.6) == {"human_normalized": pytest.approx(1.0)}
+    assert atari_reference_scores(atari_dict(episodic_life=True), 14.6) == {}
+
+
+def test_evaluate_flags_a_nonstandard_atari_cap_as_raw_only():
+    """Real Pong with a 200-frame cap (50 agent steps): whole-by-the-env but not the standard protocol."""
+    spec = env_spec("ALE/Pong-v5", max_num_frames_per_episode=200)
+    net = small_net(0, n_actions=spec["n_actions"])
+    out = evaluate(net, None, spec, episodes=2, num_envs=2, seed=0)
+    assert out["ends"] == ["truncated", "truncated"] and out["time_limit"] == 2 and out["cut"] == 0
+    assert out["raw_only"] and out["human_normalized"] is None
+    assert "max_num_frames_per_episode=200 (standard 108000)" in out["score_note"]
+    assert "raw returns only" in summary(out)
+    cut = evaluate(net, None, env_spec("ALE/Pong-v5"), episodes=2, num_envs=2, seed=0, max_steps=5)
+    assert cut["ends"] == ["cut", "cut"] and cut["complete"] == 0 and cut["raw_only"]
+    assert "2 of 2 episodes were cut by max_steps" in summary(cut)
+
+
+def test_btr_eval_epsilon():
+    assert btr_eval_epsilon(0) == 0.01 and btr_eval_epsilon(31_500_000) == 0.01  # evaluation 126: 126M frames
+    assert btr_eval_epsilon(31_750_000) == 0.0
+
+
+def naive_iqm(values) -> float:
+    xs = sorted(float(v) for v in np.ravel(values))
+    k = len(xs) // 4
+    middle = xs[k : len(xs) - k]
+    return sum(middle) / len(middle)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 57, 100])
+def test_iqm_matches_naive_loop(n):
+    x = np.random.default_rng(n).standard_cauchy(n)  # heavy tails: the trimming matters
+    assert iqm(x) == pytest.approx(naive_iqm(x), rel=1e-12)
+
+
+def test_iqm_known_values():
+    # scipy.stats.trim_mean(x, 0.25) on these: 4.5 (drop 2 per end of 8) and 2.0 (drop 1 per end of 5)
+    assert iqm([8, 1, 7, 2, 6, 3, 5, 4]) == 4.5
+    assert iqm([100.0, 2.0, 1.0, 3.0, -100.0]) == 2.0
+
+
+@pytest.mark.parametrize("runs,games,task", [(3, 5, False), (1, 6, None), (4, 3, True)])
+def test_iqm_bootstrap_matches_naive_loop(runs, games, task):
+    scores = np.random.default_rng(1).normal(size=(runs, games)) * 3
+    got = iqm_with_ci(scores, reps=300, confidence=0.9, seed=5, task_bootstrap=task)
+    tasks = got["resampled"] == "runs and games"
+    assert tasks == (task if task is not None else runs == 1)
+    rng = np.random.default_rng(5)  # the same draws, in the order the function makes them
+    game_draws = [rng.integers(0, games, games) for _ in range(300)] if tasks else None
+    values = []
+    for r in range(300):
+        run_draws = rng.integers(0, runs, (runs, games))
+        sample = []
+        for j in range(games):
+            g = game_draws[r][j] if tasks else j
+            sample += [scores[run_draws[i, j], g] for i in range(runs)]
+        values.append(naive_iqm(sample))
+    low, high = np.percentile(values, [5, 95])
+    assert got["iqm"] == pytest.approx(naive_iqm(scores))
+    assert (got["low"], got["high"]) == (pytest.approx(low), pytest.approx(high))
+    assert got["low"] <= got["high"] and got["runs"] == runs and got["games"] == games
+
+
+def test_iqm_bootstrap_interval_and_refusals():
+    # one run per game: resampling runs alone would give a zero-width interval
+    wide = iqm_with_ci(np.arange(10.0), reps=500)
+    assert wide["resampled"] == "runs and games" and wide["low"] < wide["iqm"] < wide["high"]
+    flat = iqm_with_ci(np.arange(10.0), reps=500, task_bootstrap=False)
+    assert flat["low"] == flat["high"] == flat["iqm"]
+    with pytest.raises(ValueError, match="finite"):
+        iqm_with_ci([1.0, float("nan")])
+    with pytest.raises(ValueError, match="non-empty"):
+        iqm_with_ci([])
+    with pytest.raises(ValueError, match="no scores"):
+        iqm([])
 
 
 # ---------------------------------------------------------------------------------------------------
