@@ -110,6 +110,7 @@ class FrameVectorEnv:
         obs, frame = self._views(raw)
         is_first = self._done.copy()  # next-step autoreset: a done env returned its reset obs this step
         term, trunc = np.asarray(term, bool) & ~is_first, np.asarray(trunc, bool) & ~is_first
+        trunc &= ~term  # both (MiniGrid at its step limit): a true terminal, no bootstrap
         self._done = term | trunc
         reward = np.where(is_first, 0.0, np.asarray(reward, np.float32)).astype(np.float32)
         return Step(obs, frame, reward, term, trunc, is_first)
