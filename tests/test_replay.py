@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
+import json
 import os
 
 import numpy as np
 import pytest
 import torch
 
-from rise_agent.replay import Replay, ReplayConfig, obs_cache_path
+from rise_agent.replay import Mixer, Replay, ReplayConfig, obs_cache_path, split_batch
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
 from rise_data.envs import Step, env_spec, make_env
@@ -227,7 +230,8 @@ def test_obs_cache_built_once_reused_and_rebuilt_after_growth(tmp_path, monkeypa
     # the store grows: embeddings are incomplete (refused), the cache is rebuilt under a new name
     collect(CollectConfig(CUE, path, episodes=2, envs=2, seed=1, progress=False))
     with pytest.raises(
-        ValueError, match=r"cover \d+ of \d+ rows; run rise-data encode .* --encoder downsample"
+        ValueError,
+        match=r"incomplete \(\d+ of \d+ rows\); finish with: rise-data encode .* --encoder downsample",
     ):
         Replay.from_store(path, "downsample", cfg, cache_dir=cache)
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
@@ -313,7 +317,8 @@ class Driver:
         exactly once when uniform) equals the naive reconstruction field by field."""
         want = self.valid()
         on = self.rp.ring
-        assert len(self.rp) == len(want)
+        assert self.rp.online_transitions == len(want)
+        assert len(self.rp) == self.rp.store_transitions + len(want)
         assert set((np.flatnonzero(on.sampler.weights() > 0) + on.base).tolist()) == want
         if not want:
             return
@@ -430,7 +435,23 @@ def test_online_refusals():
 
 
 # -- offline + online, checkpoints, PER ------------------------------------------------------------
-def test_mixed_blocks_and_state_dict_round_trip(cue_store, cache):
+def same(a, b) -> None:
+    """Two batches are identical, field by field."""
+    for k in ("frames", "context", "mask", "action", "returns", "discount", "next_frames", "weights"):
+        x, y = getattr(a, k), getattr(b, k)
+        assert (x is None and y is None) or torch.equal(x, y), k
+    np.testing.assert_array_equal(a.index, b.index)
+
+
+def roundtrip(sd: dict) -> dict:
+    """Through torch.save and a weights_only load, as a checkpoint goes."""
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def test_mixed_sources_and_state_dict_round_trip(cue_store, cache):
     cfg = ReplayConfig(capacity=2 * 100, context_len=8, per_beta=0.4, offline_fraction=0.25)
     D = open_store(cue_store).embedding("downsample").shape[1]
     rp = Replay.from_store(cue_store, "downsample", cfg, num_envs=2, cache_dir=cache)
@@ -445,35 +466,243 @@ def test_mixed_blocks_and_state_dict_round_trip(cue_store, cache):
         b = rp.sample(32, rng)
         rp.update_priorities(b.index, rng.random(32) * 3)
 
-    # offline rows come first, online rows after them; each half matches its naive reference
+    # store rows come first, online rows after them; each part matches its naive reference
     log = store_log(cue_store, "downsample")
     b = rp.sample(400, rng)
-    off = b.index < base
-    assert 0.15 < off.mean() < 0.35  # offline_fraction 0.25
+    assert (b.index < base).sum() == 100  # offline_fraction 0.25, exactly
     check_batch(b, lambda t: naive(log, t, cfg) if t < base else d.ref(t), cfg)
 
-    buf = io.BytesIO()
-    torch.save(rp.state_dict(), buf)
-    buf.seek(0)
-    sd = torch.load(buf, weights_only=True)
+    sd = roundtrip(rp.state_dict())  # RAM ring: its rows travel in the state
     rp2 = Replay.from_store(cue_store, "downsample", cfg, num_envs=2, cache_dir=cache)
     rp2.load_state_dict(sd)
-    assert len(rp2) == len(rp)
-
-    def same(a, b):
-        for k in ("frames", "context", "mask", "action", "returns", "discount", "next_frames", "weights"):
-            assert torch.equal(getattr(a, k), getattr(b, k)), k
-        np.testing.assert_array_equal(a.index, b.index)
-
+    assert len(rp2) == len(rp) and rp2.online_transitions == rp.online_transitions
     same(rp.sample(64, np.random.default_rng(9)), rp2.sample(64, np.random.default_rng(9)))
     emb = torch.randn(2, D).half()
+    with pytest.raises(RuntimeError, match="add_first"):  # a resume resets the envs first
+        rp2.add(np.zeros(2), steps[200], emb)
+    for r in (rp, rp2):
+        r.add_first(np.zeros((2, 84, 84), np.uint8), emb)
     for step in steps[200:]:  # both keep going identically after the restore
         a = rng.integers(0, 3, 2)
         rp.add(a, step, emb)
         rp2.add(a, step, emb)
     same(rp.sample(64, np.random.default_rng(10)), rp2.sample(64, np.random.default_rng(10)))
     with pytest.raises(ValueError, match="does not fit"):
-        Replay(cfg, embed_dim=D, num_envs=2).load_state_dict(sd)
+        Replay(dataclasses.replace(cfg, offline_fraction=None), embed_dim=D, num_envs=2).load_state_dict(sd)
+
+
+# -- the mixer: offline_fraction means what it says -------------------------------------------------
+def test_split_batch_is_nearest_integer_halves_up():
+    for B in [1, 2, 3, 7, 64, 255, 256, 257]:
+        for f in [*np.linspace(0, 1, 33), 0.25, 1 / 3, 0.5, 0.1]:
+            want = min(range(B + 1), key=lambda k: (abs(k - f * B), -k))  # nearest, ties to the larger
+            assert split_batch(B, f) == (want, B - want), (B, f)
+    assert split_batch(256, 0.25) == (64, 192) and split_batch(3, 0.5) == (2, 1)
+
+
+def test_mixer_resolves_implied_fractions_and_refuses_impossible_ones():
+    assert Mixer.resolve(None, True, False).offline_fraction == 1.0
+    assert Mixer.resolve(None, False, True).offline_fraction == 0.0
+    assert Mixer.resolve(None, True, True).offline_fraction == 0.5
+    assert Mixer.resolve(1.0, True, False).offline_fraction == 1.0
+    assert Mixer.resolve(0.0, False, True).offline_fraction == 0.0
+    with pytest.raises(ValueError, match="needs an online ring"):
+        Mixer.resolve(0.25, True, False)
+    with pytest.raises(ValueError, match="needs a store"):
+        Mixer.resolve(0.25, False, True)
+    with pytest.raises(ValueError, match="needs a store"):
+        Replay(ReplayConfig(capacity=300, context_len=0, offline_fraction=0.5), (6, 6), num_envs=3)
+
+
+@pytest.mark.parametrize("fraction,want", [(0.0, 0), (0.25, 64), (1.0, 256), (None, 128)])
+def test_offline_fraction_is_exact_from_the_first_sample(cue_store, cache, fraction, want):
+    cfg = ReplayConfig(capacity=2 * 100, context_len=0, n_step=3, offline_fraction=fraction)
+    rp = Replay.from_store(cue_store, None, cfg, num_envs=2, cache_dir=cache)
+    s = open_store(cue_store)
+    base = rp.store.num_rows
+    assert rp.online_transitions == 0 and len(rp) == rp.store_transitions == s.rows - s.num_episodes
+    rng = np.random.default_rng(0)
+    store_weights = rp.store.sampler.weights().copy()
+    d = Driver(rp, 0, seed=0)
+    d.first(np.zeros((2, 84, 84), np.uint8))
+    steps = synthetic_steps(2, 100, np.random.default_rng(1), obs_shape=(84, 84), max_len=80)
+    if want < 256:  # the ring must supply rows: refused until it has one, never filled from the store
+        with pytest.raises(ValueError, match="online source holds no sampleable"):
+            rp.sample(256, rng)
+    while rp.online_transitions == 0:
+        d.step(np.zeros(2), next(steps))
+    assert 1 <= rp.online_transitions == len(d.valid()) <= 2  # each env's first complete 3-step target
+    assert len(rp) == rp.store_transitions + rp.online_transitions  # store rows are not online transitions
+    for _ in range(10):
+        d.step(np.zeros(2), next(steps))
+        b = rp.sample(256, rng)
+        assert (b.index < base).sum() == want
+        rp.update_priorities(b.index, rng.random(256) * 5)
+    assert rp.online_transitions == len(d.valid()) > 10
+    assert rp.describe(256)["offline_fraction"] == (0.5 if fraction is None else fraction)
+    if want == 0:  # never touched: not even a priority update reached the store
+        np.testing.assert_array_equal(rp.store.sampler.weights(), store_weights)
+
+
+def test_priority_updates_land_in_their_source(cue_store, cache):
+    cfg = ReplayConfig(capacity=2 * 100, context_len=0, per_alpha=1.0, per_eps=1e-9, offline_fraction=0.5)
+    rp = Replay.from_store(cue_store, None, cfg, num_envs=2, cache_dir=cache)
+    d = Driver(rp, 0, seed=0)
+    d.first(np.zeros((2, 84, 84), np.uint8))
+    for step in synthetic_steps(2, 60, np.random.default_rng(1), obs_shape=(84, 84), max_len=80):
+        d.step(np.zeros(2), step)
+    store_w, ring_w = rp.store.sampler.weights().copy(), rp.ring.sampler.weights().copy()
+    b = rp.sample(64, np.random.default_rng(0))
+    base = rp.ring.base
+    assert base == rp.store.num_rows and (b.index < base).sum() == 32
+    td = np.arange(64, dtype=np.float64) + 2.0
+    rp.update_priorities(b.index, -td)  # |td|
+    prio = {int(i): t for i, t in zip(b.index, td, strict=True)}  # a row drawn twice: the last wins
+    for i, t in prio.items():
+        if i < base:
+            store_w[i] = t + cfg.per_eps
+        else:
+            ring_w[i - base] = t + cfg.per_eps
+    np.testing.assert_allclose(rp.store.sampler.weights(), store_w, rtol=1e-12)
+    np.testing.assert_allclose(rp.ring.sampler.weights(), ring_w, rtol=1e-12)
+    # new ring rows enter at the ring's own max priority, whatever the store's
+    assert rp.ring.sampler.max_priority == max(t for i, t in prio.items() if i >= base) + cfg.per_eps
+    rp.update_priorities(np.array([0]), np.array([1000.0]))
+    d.step(np.zeros(2), next(synthetic_steps(2, 1, np.random.default_rng(5), obs_shape=(84, 84))))
+    new = np.flatnonzero(rp.ring.sampler.weights() != ring_w)
+    assert new.size and np.all(rp.ring.sampler.weights()[new] == rp.ring.sampler.max_priority)
+
+
+# -- the ring in files: a resumed run continues with its replay -------------------------------------
+def feed(replays, steps, rng, dim) -> None:
+    """The same steps (random actions, embeddings) into every replay."""
+    for step in steps:
+        a, emb = rng.integers(0, 4, 3), torch.from_numpy(rng.normal(size=(3, dim)).astype(np.float16))
+        for r in replays:
+            r.add(a, step, emb)
+
+
+def test_ring_files_resume_gives_identical_samples(tmp_path):
+    ring = tmp_path / "run" / "replay"
+    cfg_f = ReplayConfig(capacity=3 * 60, context_len=8, per_alpha=0.5, per_beta=0.4, ring_dir=str(ring))
+    cfg_r = dataclasses.replace(cfg_f, ring_dir=None)
+    uninterrupted, files = Replay(cfg_r, (6, 6), 5, 3), Replay(cfg_f, (6, 6), 5, 3)
+    assert files.describe()["sources"]["online"]["storage"] == f"files in {ring}"
+    rng, data = np.random.default_rng(0), np.random.default_rng(1)
+    emb = torch.zeros(3, 5, dtype=torch.float16)
+    for r in (uninterrupted, files):
+        r.add_first(np.zeros((3, 6, 6), np.uint8), emb)
+    feed((uninterrupted, files), synthetic_steps(3, 150, data, max_len=50, cut=0.01), rng, 5)  # wraps
+    for i in range(5):  # learning: priorities move
+        a, b = uninterrupted.sample(32, np.random.default_rng(i)), files.sample(32, np.random.default_rng(i))
+        same(a, b)
+        td = np.random.default_rng(i).random(32) * 4
+        uninterrupted.update_priorities(a.index, td)
+        files.update_priorities(b.index, td)
+
+    sd = roundtrip(files.state_dict())
+    size = sum(t.numel() * t.element_size() for t in _tensors(sd))
+    assert "rows" not in sd["ring"] and size < 180 * 8 + 200  # leaf weights + a few counters, no rows
+    assert {p.name for p in ring.iterdir()} >= {"obs.npy", "emb.npy", "pos.npy", "written.npy", "ring.json"}
+    del files  # the process ends right after its checkpoint
+
+    resumed = Replay(cfg_f, (6, 6), 5, 3)
+    resumed.load_state_dict(sd)
+    assert resumed.online_transitions == uninterrupted.online_transitions
+    same(uninterrupted.sample(64, np.random.default_rng(9)), resumed.sample(64, np.random.default_rng(9)))
+    obs = data.integers(0, 256, (3, 6, 6), dtype=np.uint8)
+    for r in (uninterrupted, resumed):
+        r.add_first(obs, emb)
+    feed((uninterrupted, resumed), synthetic_steps(3, 70, data, max_len=50), rng, 5)
+    same(uninterrupted.sample(64, np.random.default_rng(10)), resumed.sample(64, np.random.default_rng(10)))
+
+
+def _tensors(sd):
+    for v in sd.values():
+        if isinstance(v, dict):
+            yield from _tensors(v)
+        elif isinstance(v, torch.Tensor):
+            yield v
+
+
+@pytest.mark.parametrize("after", [10, 35])
+def test_ring_files_killed_after_checkpoint_lose_only_overwritten_rows(tmp_path, after):
+    """Rows written after the checkpoint overwrote its oldest ones: those (and rows whose windows reach
+    them) are dropped on load; everything kept reads only checkpoint-era rows; 35 > 40 - 2 - 6 + 1
+    overwrites an env's newest rows too, so that env starts over."""
+    cfg = ReplayConfig(capacity=3 * 40, context_len=6, n_step=2, prioritized=False, ring_dir=str(tmp_path))
+    d = Driver(Replay(cfg, (6, 6), 4, 3), 4, seed=0)
+    data, rng = np.random.default_rng(1), np.random.default_rng(2)
+    steps = synthetic_steps(3, 400, data, max_len=30)
+    d.first(np.zeros((3, 6, 6), np.uint8))
+    for _ in range(100):
+        d.step(rng.integers(0, 4, 3), next(steps))
+    sd = roundtrip(d.rp.state_dict())
+    logs, valid = copy.deepcopy(d.logs), d.valid()
+    for _ in range(after):
+        d.step(rng.integers(0, 4, 3), next(steps))
+    del d  # killed
+
+    rp = Replay(cfg, (6, 6), 4, 3)
+    rp.load_state_dict(sd)
+    d = Driver(rp, 4, seed=3)
+    d.logs = logs
+    kept = set((np.flatnonzero(rp.ring.ok) + rp.ring.base).tolist())
+    assert kept <= valid and len(valid - kept) <= 3 * (after + cfg.lookback - 1)
+    if after == 10:
+        assert kept and len(valid - kept) > 0
+        check_batch(rp.sample(len(kept), rng), d.ref, cfg)  # every kept row once: all read intact rows
+    else:
+        assert not kept
+    d.first(np.zeros((3, 6, 6), np.uint8))
+    for i in range(60):  # once the dropped rows are overwritten, the ring is the naive one again
+        d.step(rng.integers(0, 4, 3), next(steps))
+        if i in (5, 59):
+            assert set((np.flatnonzero(rp.ring.ok) + rp.ring.base).tolist()) <= d.valid()
+    d.check_all(rng)
+    d.check_current()
+
+
+def test_ring_files_refuse_a_state_that_is_not_theirs(tmp_path):
+    cfg = ReplayConfig(capacity=3 * 40, context_len=4, ring_dir=str(tmp_path / "a"))
+    z = np.zeros((3, 6, 6), np.uint8)
+    e = torch.zeros(3, 2)
+    rp = Replay(cfg, (6, 6), 2, 3)
+    rp.add_first(z, e)
+    sd = roundtrip(rp.state_dict())
+    with pytest.raises(RuntimeError, match="before adding any rows"):
+        rp.load_state_dict(sd)
+    with pytest.raises(ValueError, match="keeps its rows in ring files"):
+        Replay(dataclasses.replace(cfg, ring_dir=None), (6, 6), 2, 3).load_state_dict(sd)
+    with pytest.raises(ValueError, match="does not belong to the ring files"):
+        Replay(dataclasses.replace(cfg, ring_dir=str(tmp_path / "b")), (6, 6), 2, 3).load_state_dict(sd)
+    with pytest.raises(ValueError, match="3 envs x 40 rows"):
+        Replay(dataclasses.replace(cfg, capacity=3 * 50), (6, 6), 2, 3).load_state_dict(sd)
+    del rp
+    fresh = Replay(cfg, (6, 6), 2, 3)  # a fresh run in the same folder: its first write starts a new ring
+    fresh.add_first(z, e)
+    with pytest.raises(ValueError, match="does not belong to the ring files"):
+        Replay(cfg, (6, 6), 2, 3).load_state_dict(sd)
+
+
+def test_describe_names_sources_sizes_and_shares(cue_store, cache):
+    cfg = ReplayConfig(capacity=2 * 100, context_len=0, offline_fraction=0.25)
+    rp = Replay.from_store(cue_store, None, cfg, num_envs=2, cache_dir=cache)
+    d = rp.describe(256)
+    s = open_store(cue_store)
+    assert d["offline_fraction"] == 0.25 and d["sampler"].startswith("PrioritizedSampler(alpha=0.2")
+    assert d["sources"]["store"] == {
+        "rows": s.rows,
+        "transitions": s.rows - s.num_episodes,
+        "share": 0.25,
+        "rows_per_batch": 64,
+    }
+    on = d["sources"]["online"]
+    assert (on["capacity"], on["envs"], on["rows_per_env"], on["transitions"]) == (200, 2, 100, 0)
+    assert on["share"] == 0.75 and on["rows_per_batch"] == 192 and on["storage"] == "RAM"
+    json.dumps(d)  # printable as it is
+    only = Replay.from_store(cue_store, None, ReplayConfig(context_len=0), cache_dir=cache).describe()
+    assert only["offline_fraction"] == 1.0 and list(only["sources"]) == ["store"]
 
 
 def test_per_frequencies_and_weights(cue_store, cache):
@@ -528,8 +757,7 @@ def test_per_online_new_rows_get_max_priority_and_overwritten_rows_stay_out():
     gone = np.array(sorted(set(old.index.tolist()) - d.valid()))
     rp.update_priorities(old.index, np.ones(16))
     assert (
-        np.all(rp.ring.sampler.tree[gone - rp.ring.base] == 0)
-        and not rp.ring.ok[gone - rp.ring.base].any()
+        np.all(rp.ring.sampler.tree[gone - rp.ring.base] == 0) and not rp.ring.ok[gone - rp.ring.base].any()
     )
     d.check_all(
         rng

@@ -196,16 +196,7 @@ def _remove_dead_temps(folder: Path, prefix: str) -> None:
 
 def load_embeddings(store, name: str, device: torch.device) -> Tensor:
     """The fully encoded embeddings ``name`` of ``store`` as float16 on ``device``, plus one zero row."""
-    arr = store.embedding(name)
-    meta = store.embedding_meta(name)
-    done = int(meta.get("rows_done", 0))
-    if done < store.rows:
-        encoder = meta.get("encoder", name)
-        hint = f"--encoder {encoder}" + ("" if encoder.replace(":", ".") == name else f" --name {name}")
-        raise ValueError(
-            f"embeddings '{name}' of {store.path} cover {done} of {store.rows} rows; "
-            f"run rise-data encode {store.path} {hint} to finish"
-        )
+    arr = store.require_embedding(name)  # refuses incomplete embeddings, naming the encode that finishes them
     rows, dim = store.rows, int(arr.shape[1])
     out = torch.empty((rows + 1, dim), dtype=torch.float16, device=device)
     out[rows] = 0  # the zero row masked window slots point at
