@@ -28,13 +28,14 @@ import numpy as np
 import torch
 
 from rise_agent.actor import Actor
-from rise_agent.atari_scores import atari_score_key, human_normalized, protocol_deviations
+from rise_agent.atari_scores import atari_score_key, human_normalized, iqm_with_ci, protocol_deviations
 from rise_agent.checkpoint import CheckpointError, load_checkpoint
 from rise_agent.network import NetworkConfig, RiseNetwork, disable_noise, make_network
 from rise_data.encoders import Encoder, EncoderError, make_encoder
 from rise_data.envs import Step, make_env
 
 __all__ = [
+    "aggregate",
     "btr_eval_epsilon",
     "evaluate",
     "load_agent",
@@ -42,6 +43,7 @@ __all__ = [
     "rebuild_encoder",
     "score_note",
     "summary",
+    "write_scores_csv",
     "write_video",
 ]
 
@@ -132,6 +134,52 @@ def summary(out: dict) -> str:
     if out["human_normalized"] is not None:
         return line + f", human-normalized {out['human_normalized']:.3f}"
     return line + f" ({out['score_note']})"
+
+
+SCORE_COLUMNS = (
+    "env",
+    "episodes",
+    "mean",
+    "std",
+    "human_normalized",
+    "raw_only",
+    "complete",
+    "time_limit",
+    "cut",
+    "epsilon",
+    "score_note",
+)
+
+
+def write_scores_csv(path: str | os.PathLike, results: list[dict]) -> Path:
+    """One row per :func:`evaluate` result: raw mean, the human-normalised score or empty, ``raw_only``
+    and the reason (``score_note``), so a raw-only row cannot be read as a normalised one."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(SCORE_COLUMNS), extrasaction="ignore")
+        w.writeheader()
+        for out in results:
+            w.writerow({k: "" if out.get(k) is None else out.get(k) for k in SCORE_COLUMNS})
+    return path
+
+
+def aggregate(results: list[dict], reps: int = 2000, seed: int = 0) -> dict:
+    """IQM of the human-normalised scores of several games' :func:`evaluate` results, with a bootstrap CI.
+
+    Only results with a human-normalised score enter (one run per game: the bootstrap resamples games);
+    the others are listed in ``raw_only`` with their ``score_note``. ``iqm`` is None when no result
+    has a normalised score. Returns ``{"iqm", "low", "high", "games", "raw_only", ...}``.
+    """
+    scored = [r for r in results if r.get("human_normalized") is not None]
+    raw = {r["env"]: r["score_note"] for r in results if r.get("human_normalized") is None}
+    out: dict = {"games": [r["env"] for r in scored], "raw_only": raw}
+    if not scored:
+        return {**out, "iqm": None, "low": None, "high": None}
+    ci = iqm_with_ci([[r["human_normalized"] for r in scored]], reps=reps, seed=seed)
+    return {**out, **{k: ci[k] for k in ("iqm", "low", "high", "confidence", "reps", "resampled")}}
 
 
 def evaluate(

@@ -23,7 +23,16 @@ from rise_agent.atari_scores import (
     iqm_with_ci,
 )
 from rise_agent.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from rise_agent.evaluate import btr_eval_epsilon, evaluate, load_agent, score_note, summary, write_video
+from rise_agent.evaluate import (
+    aggregate,
+    btr_eval_epsilon,
+    evaluate,
+    load_agent,
+    score_note,
+    summary,
+    write_scores_csv,
+    write_video,
+)
 from rise_agent.network import NetworkConfig, make_network
 from rise_agent.policy import from_checkpoint
 from rise_data.encoders import EncoderError, make_encoder
@@ -337,6 +346,51 @@ def test_evaluate_flags_a_nonstandard_atari_cap_as_raw_only():
     cut = evaluate(net, None, env_spec("ALE/Pong-v5"), episodes=2, num_envs=2, seed=0, max_steps=5)
     assert cut["ends"] == ["cut", "cut"] and cut["complete"] == 0 and cut["raw_only"]
     assert "2 of 2 episodes were cut by max_steps" in summary(cut)
+
+
+def fake_result(env_id: str, raw: float, ends: list[str], **kwargs) -> dict:
+    """What evaluate returns, built through the same score_note (no env needed)."""
+    spec = {"id": env_id, "kwargs": {**STANDARD_PROTOCOL, **kwargs}}
+    hns, note = score_note(spec, [raw] * len(ends), ends)
+    return {
+        "env": env_id,
+        "episodes": len(ends),
+        "mean": raw,
+        "std": 0.0,
+        "human_normalized": hns,
+        "raw_only": hns is None,
+        "score_note": note,
+        "complete": len(ends) - ends.count("cut"),
+        "time_limit": ends.count("truncated"),
+        "cut": ends.count("cut"),
+        "epsilon": 0.0,
+    }
+
+
+def test_aggregate_and_csv_keep_raw_only_games_apart(tmp_path):
+    whole = ["terminated"] * 3
+    results = [
+        fake_result("ALE/Pong-v5", 14.6, whole),  # 1.0
+        fake_result("ALE/Breakout-v5", 1.7, whole),  # 0.0
+        fake_result("ALE/UpNDown-v5", 11693.2, whole),  # 1.0
+        fake_result("ALE/MsPacman-v5", 6951.6, ["terminated", "cut"]),  # would be 1.0, but cut
+        fake_result("ALE/Qbert-v5", 13455.0, whole, repeat_action_probability=0.0),
+    ]
+    agg = aggregate(results, reps=200)
+    assert agg["games"] == ["ALE/Pong-v5", "ALE/Breakout-v5", "ALE/UpNDown-v5"]
+    assert agg["iqm"] == pytest.approx(naive_iqm([1.0, 0.0, 1.0]))
+    assert agg["low"] <= agg["iqm"] <= agg["high"] and agg["resampled"] == "runs and games"
+    assert set(agg["raw_only"]) == {"ALE/MsPacman-v5", "ALE/Qbert-v5"}
+    assert "cut by max_steps" in agg["raw_only"]["ALE/MsPacman-v5"]
+    assert aggregate(results[3:])["iqm"] is None
+
+    import csv
+
+    rows = list(csv.DictReader(write_scores_csv(tmp_path / "scores.csv", results).open()))
+    assert [r["env"] for r in rows] == [r["env"] for r in results]
+    assert rows[0]["raw_only"] == "False" and float(rows[0]["human_normalized"]) == pytest.approx(1.0)
+    assert rows[3]["raw_only"] == "True" and rows[3]["human_normalized"] == "" and rows[3]["cut"] == "1"
+    assert "repeat_action_probability=0.0" in rows[4]["score_note"]
 
 
 def test_btr_eval_epsilon():
