@@ -19,6 +19,8 @@ _user_errors = user_errors
 def _print_config(config) -> None:
     import dataclasses
 
+    if not getattr(config, "progress", True):  # --quiet: nothing but errors
+        return
     typer.echo(f"{type(config).__name__}: " + json.dumps(dataclasses.asdict(config), default=str), err=True)
 
 
@@ -140,8 +142,8 @@ def encode(
     from rise_data.encode import encode as run
 
     with _user_errors():
-        if dtype not in ("float16", "float32", "bfloat16"):
-            raise ValueError(f"--dtype {dtype} is not float16, float32 or bfloat16")
+        if dtype not in ("float16", "float32"):  # numpy/zarr have no bfloat16 to store
+            raise ValueError(f"--dtype {dtype} cannot be stored; use float16 (the default) or float32")
         config = EncodeConfig(
             store=store,
             encoder=encoder,
@@ -224,6 +226,29 @@ def check(
         raise typer.Exit(EXIT_INVALID)
 
 
+@app.command()
+def repair(
+    store: Annotated[str, typer.Argument(help="Store directory.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Trim a killed writer's uncommitted tails and temp files, so array shapes equal the committed rows.
+
+    Committed data is never touched. Takes the store's writer lock: refused while a writer runs.
+    """
+    from rise_data.lock import store_lock
+    from rise_data.store import open_store
+
+    with _user_errors():
+        open_store(store, mode="a")  # a writable store directory, before its lock is taken
+        with store_lock(store, "repair"):
+            out = open_store(store, mode="a").repair()
+    echo(
+        f"{store}: dropped {out['rows_dropped']} uncommitted rows, {out['episodes_dropped']} uncommitted "
+        f"episode entries, {out['temp_files_removed']} temp files",
+        quiet,
+    )
+
+
 # -- sharing: identity and cards, packing, integrity, statistics, export/import, editing ----------
 # (docs/sharing.md). Every command that only reads takes a store directory, a packed .zip or a URL.
 
@@ -292,17 +317,29 @@ def card(
 
 
 @app.command()
-def seal(store: Annotated[str, typer.Argument(help="Store directory.")]) -> None:
-    """Record per-array sha256 checksums (streaming) for check --deep to verify."""
+def seal(
+    store: Annotated[str, typer.Argument(help="Store directory.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Record per-array sha256 checksums (streaming) for check to verify."""
     import time
 
-    from rise_data.store import open_store
+    from tqdm import tqdm
+
+    from rise_data.lock import store_lock
+    from rise_data.store import compute_checksums, open_store
 
     with _user_errors():
-        s = open_store(store, mode="a")
-        t0 = time.perf_counter()
-        digests = s.seal()
-    typer.echo(f"{store}: sealed {len(digests)} arrays, {s.rows} rows, in {time.perf_counter() - t0:.1f} s")
+        open_store(store, mode="a")  # a writable store directory, before its lock is taken
+        with store_lock(store, "seal"):
+            s = open_store(store, mode="a")
+            t0 = time.perf_counter()
+            names = s.checksum_names()
+            digests = {}
+            for name in tqdm(names, unit="array", desc="seal", disable=quiet):
+                digests.update(compute_checksums(s, [name]))
+            s.record_checksums(digests, replace=True)
+    echo(f"{store}: sealed {len(digests)} arrays, {s.rows} rows, in {time.perf_counter() - t0:.1f} s", quiet)
 
 
 @app.command()
@@ -317,6 +354,7 @@ def stats(
         bool, typer.Option("--write/--no-write", help="Record them in the store's attributes.")
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Normalisation statistics (obs/frame/reward/returns; per-dimension for embeddings), streaming."""
     from rise_data.stats import StatsConfig, format_stats
@@ -325,13 +363,14 @@ def stats(
     with _user_errors():
         if bins < 2:
             raise ValueError("--bins must be at least 2")
-        root, emb, written = run(StatsConfig(store=store, bins=bins, write=write))
+        progress = not (quiet or as_json)
+        root, emb, written = run(StatsConfig(store=store, bins=bins, write=write, progress=progress))
     if as_json:
         typer.echo(json.dumps({**root, "embeddings": emb}, indent=2))
     else:
-        typer.echo(format_stats(root, emb))
+        echo(format_stats(root, emb), quiet)
         if write and not written:
-            typer.echo(f"{store} is read-only: statistics printed, not recorded", err=True)
+            echo(f"{store} is read-only: statistics printed, not recorded", quiet, err=True)
 
 
 @app.command()
@@ -384,24 +423,30 @@ def export(
     format: Annotated[str, typer.Option(help="auto (from OUTPUT), hdf5 or minari.")] = "auto",
     compression: Annotated[str, typer.Option(help="HDF5: gzip (level 1), lzf or none.")] = "gzip",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Export a store to HDF5 or to a Minari dataset (written under MINARI_DATASETS_PATH)."""
     from rise_data.h5io import ExportConfig, export_hdf5
 
     with _user_errors():
         fmt = _export_format(output, format)
-        config = ExportConfig(store=store, output=output, format=fmt, compression=compression, force=force)
+        config = ExportConfig(
+            store=store, output=output, format=fmt, compression=compression, force=force, progress=not quiet
+        )
         if fmt == "minari":
             from rise_data.minari_io import export_minari
 
             out = export_minari(config)
-            msg = f"minari dataset '{out['dataset_id']}' at {out['path']}: {out['episodes']} episodes, {out['steps']} steps"
+            msg = (
+                f"minari dataset '{out['dataset_id']}' at {out['path']}: {out['episodes']} episodes, "
+                f"{out['steps']} steps, {out['bytes'] / 1e6:.1f} MB"
+            )
         else:
             out = export_hdf5(config)
             msg = f"{out['output']}: {out['rows']} rows, {out['episodes']} episodes, {out['bytes'] / 1e6:.1f} MB"
             for name in out["skipped_embeddings"]:
                 typer.echo(f"warning: embeddings '{name}' are incomplete and were not exported", err=True)
-    typer.echo(f"{msg} in {out['seconds']:.1f} s")
+    echo(f"{msg} in {out['seconds']:.1f} s", quiet)
 
 
 def _import_format(source: str, fmt: str) -> str:
@@ -439,6 +484,14 @@ def import_(
     screen_size: Annotated[
         int, typer.Option(help="Minari images: side of the gray agent observation derived from them.")
     ] = 84,
+    drop_keys: Annotated[
+        bool,
+        typer.Option(
+            "--drop-keys",
+            help="Minari Dict observations: leave out the keys besides the images (else refused).",
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Build a store from an HDF5 export or a Minari dataset (then encode it as usual)."""
     from rise_data.h5io import ImportConfig, import_hdf5
@@ -446,7 +499,13 @@ def import_(
     with _user_errors():
         fmt = _import_format(source, format)
         config = ImportConfig(
-            source=source, store=store, format=fmt, obs_key=obs_key, screen_size=screen_size
+            source=source,
+            store=store,
+            format=fmt,
+            obs_key=obs_key,
+            screen_size=screen_size,
+            drop_keys=drop_keys,
+            progress=not quiet,
         )
         if fmt == "minari":
             from rise_data.minari_io import import_minari
@@ -454,7 +513,7 @@ def import_(
             out = import_minari(config)
         else:
             out = import_hdf5(config)
-    typer.echo(f"{out['store']}: {out['rows']} rows, {out['episodes']} episodes in {out['seconds']:.1f} s")
+    echo(f"{out['store']}: {out['rows']} rows, {out['episodes']} episodes in {out['seconds']:.1f} s", quiet)
 
 
 @app.command()

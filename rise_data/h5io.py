@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from rise_data import __version__
 from rise_data.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
 from rise_data.store import (
     EPISODE_ARRAYS,
+    CorruptStoreError,
     RowHasher,
     StoreError,
     block_rows,
@@ -44,6 +46,7 @@ class ExportConfig:
     compression: str = "gzip"  # hdf5: gzip (level 1, readable everywhere), lzf (h5py only, faster) or none
     dataset_id: str | None = None  # minari
     force: bool = False
+    progress: bool = False
 
 
 def export_hdf5(config: ExportConfig) -> dict:
@@ -67,11 +70,18 @@ def export_hdf5(config: ExportConfig) -> dict:
     hasher = RowHasher()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
+    bar = tqdm(
+        total=sum(store.checksum_rows(n) * row_bytes(store, [n]) for n in names),
+        unit="B",
+        unit_scale=True,
+        desc="export",
+        disable=not config.progress,
+    )
     with h5py.File(tmp, "w") as f:
         f.attrs["format"] = H5_FORMAT
         f.attrs["format_version"] = H5_FORMAT_VERSION
         for name in names:
-            arr = store.group[name]
+            arr = store.array(name)
             bound = store.checksum_rows(name)
             shape = (bound, *arr.shape[1:])
             kw = {}
@@ -86,6 +96,7 @@ def export_hdf5(config: ExportConfig) -> dict:
                 block = arr[s : min(s + step, bound)]
                 d[s : s + len(block)] = block
                 hasher.update(name, block)
+                bar.update(block.nbytes)
             if name.startswith("embeddings/"):
                 prov = {**store.embedding_meta(name.split("/", 1)[1]), "rows_done": bound}
                 d.attrs["rise"] = json.dumps(prov)
@@ -100,6 +111,7 @@ def export_hdf5(config: ExportConfig) -> dict:
         }
         meta["history"] = [*meta.get("history", []), entry]
         f.attrs["rise"] = json.dumps(meta)
+    bar.close()
     os.replace(tmp, out)
     return {
         "output": str(out),
@@ -119,10 +131,19 @@ class ImportConfig:
     obs_key: str | None = None  # minari: which Dict observation key holds the images
     screen_size: int = 84  # minari: side of the gray agent observation derived from foreign images
     batch_bytes: int = BATCH_BYTES
+    drop_keys: bool = False  # minari: leave out Dict observation keys besides the images (else refused)
+    progress: bool = False
 
 
 def import_hdf5(config: ImportConfig) -> dict:
     """Rebuild a store from a ``rise-data export`` HDF5 file (bit for bit, checksums verified)."""
+    from rise_data.lock import store_lock
+
+    with store_lock(config.store, "import"):
+        return _import_hdf5(config)
+
+
+def _import_hdf5(config: ImportConfig) -> dict:
     import h5py
 
     t0 = time.perf_counter()
@@ -157,17 +178,20 @@ def import_hdf5(config: ImportConfig) -> dict:
         def read(name: str, start: int, stop: int) -> np.ndarray:
             return f[name][start:stop]
 
+        bar = tqdm(total=len(ep["length"]), unit="episode", desc="import", disable=not config.progress)
         for batch in episode_batches(ep["length"], range(len(ep["length"])), per_row, config.batch_bytes):
             episodes, emb = read_episodes(
                 read, ep["start"], ep["length"], ep["env_index"], batch, frame_shape is not None, names
             )
             builder.add(episodes, emb)
+            bar.update(len(batch))
+        bar.close()
     store = builder.finish("import", config_to_json(config), format="hdf5")
     mismatched = _compare_checksums(meta.get("checksums", {}).get("arrays", {}), store.checksums)
     if mismatched:
-        raise StoreError(
+        raise CorruptStoreError(
             f"{config.source}: imported {', '.join(mismatched)} differ from the checksums the export recorded "
-            "(the file is damaged)"
+            "(the file is damaged); re-export or re-download it"
         )
     return {
         "store": store.path,

@@ -1,7 +1,10 @@
 """Minari export and import (``minari`` 0.5: ``create_dataset_from_buffers``, ``load_dataset``).
 
-Export mapping (docs/sharing.md#minari): one Minari episode per store episode, stored as HDF5 with
-``jpeg_encoding=False`` (Minari would otherwise JPEG images, which is lossy):
+Export mapping (docs/sharing.md#minari): one Minari episode per store episode, in Minari's HDF5 layout
+(``episode_<i>`` groups, read by Minari's own loader) but written here with gzip-compressed chunks:
+Minari writes images raw (or as lossy JPEG), which made an export ~77x its packed zip. The dataset's
+``env_spec`` is the gymnasium env with the kwargs rise used (frameskip, sticky actions, frame limit), so
+``recover_environment()`` builds it; rise's own preprocessing is in the ``rise`` metadata.
 
 - ``observations``: a Dict of ``obs`` (T+1, 84, 84) uint8, ``frame`` (T+1, H, W, 3) uint8 when the
   store has frames, and ``embeddings`` (a Dict of each complete embeddings array, (T+1, D));
@@ -14,7 +17,10 @@ Export mapping (docs/sharing.md#minari): one Minari episode per store episode, s
 
 Import reads that back, or maps a foreign Minari dataset with image observations: RGB (H, W, 3) images
 become ``frame`` and their gray ``screen_size`` resize (the collector's transform) becomes ``obs``;
-gray images become ``obs`` (resized) with no frames. Actions must be Discrete.
+gray images become ``obs`` (resized) with no frames. Actions must be Discrete. The dataset's env spec
+(id, kwargs, episode step limit, wrappers) is kept in the store's env. Other Dict observation keys
+have no place in a rise store: the import refuses them unless ``drop_keys`` says to leave them out.
+Arrow-format datasets import when ``pyarrow`` is installed (Minari reads them); otherwise one line says so.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from rise_data import __version__
 from rise_data.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
@@ -118,6 +125,7 @@ def export_minari(config: ExportConfig) -> dict:
         ds = minari.create_dataset_from_buffers(
             dataset_id,
             [],
+            env=gym_env_spec(store.env),
             observation_space=observation_space,
             action_space=action_space,
             algorithm_name="+".join(dict.fromkeys(policies)) or None,
@@ -129,6 +137,7 @@ def export_minari(config: ExportConfig) -> dict:
         )
     per_row = row_bytes(store, [n for n, _ in store._step_arrays()] + [f"embeddings/{n}" for n in names])
     done = 0
+    bar = tqdm(total=store.num_episodes, unit="episode", desc="export", disable=not config.progress)
     hasher = RowHasher()  # checksums of what is exported, for the import to verify
     for k in names:
         hasher.update(
@@ -169,8 +178,9 @@ def export_minari(config: ExportConfig) -> dict:
                     infos={},  # Minari's EpisodeData expects a dict
                 )
             )
+        write_episodes(ds.storage, buffers, first_id=batch[0])
+        bar.update(len(batch))
         with _quiet():
-            ds.update_dataset_from_buffer(buffers)
             ds.storage.update_episode_metadata(
                 [
                     {"rise_env_index": int(ep["env_index"][i]), "rise_terminated": bool(e.terminated)}
@@ -198,15 +208,106 @@ def export_minari(config: ExportConfig) -> dict:
         extra["ref_min_score"] = float(scores.get("random", scores.get("min")))
     if "expert" in scores or "max" in scores:
         extra["ref_max_score"] = float(scores.get("expert", scores.get("max")))
+    bar.close()
+    steps = int(np.sum(ep["length"]))
+    extra.update(total_episodes=done, total_steps=steps, dataset_size=ds.storage.get_size())
     with _quiet():
         ds.storage.update_metadata(extra)
     return {
         "dataset_id": dataset_id,
         "path": str(path),
         "episodes": done,
-        "steps": int(np.sum(ep["length"])),
+        "steps": steps,
+        "bytes": _folder_bytes(path),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def write_episodes(storage, buffers: list, first_id: int) -> None:
+    """Append episodes to a Minari HDF5 dataset in Minari's layout, with gzip-compressed chunks.
+
+    The same groups and datasets Minari's ``HDF5Storage.update_episodes`` writes (``episode_<id>`` with
+    ``id``/``total_steps`` attributes, ``observations`` (a group for Dict spaces), ``actions``,
+    ``rewards``, ``terminations``, ``truncations``, ``infos``), so Minari's loader reads them; only the
+    storage differs: image chunks of ``IMAGE_CHUNK_ROWS`` rows, gzip level 1 (HDF5's built-in filter, so
+    every HDF5 reader decodes it). The dataset's totals are set once at the end of the export.
+    """
+    import h5py
+
+    with h5py.File(Path(storage.data_path) / "main_data.hdf5", "a", track_order=True) as f:
+        for i, b in enumerate(buffers):
+            g = f.create_group(f"episode_{first_id + i}")
+            g.attrs["id"] = first_id + i
+            g.attrs["total_steps"] = len(b.rewards)
+            _write_leaves(g.create_group("observations"), b.observations)
+            for key in ("actions", "rewards", "terminations", "truncations"):
+                _write_leaves(g, {key: getattr(b, key)})
+            g.create_group("infos")
+
+
+IMAGE_CHUNK_ROWS = 16
+
+
+def _write_leaves(group, data: dict) -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _write_leaves(group.create_group(key), value)
+            continue
+        value = np.asarray(value)
+        rows = max(1, min(len(value), IMAGE_CHUNK_ROWS if value.ndim > 1 else 1 << 16))
+        group.create_dataset(
+            key,
+            data=value,
+            chunks=(rows, *value.shape[1:]) if len(value) else None,
+            maxshape=(None, *value.shape[1:]),
+            compression="gzip" if len(value) else None,
+            compression_opts=1 if len(value) else None,
+        )
+
+
+def gym_env_spec(env: dict):
+    """The gymnasium EnvSpec of a store's env (what Minari records for ``recover_environment()``), or None.
+
+    Families register how their spec maps to a gymnasium one in ``GYM_SPECS``; a store of an env family
+    gymnasium cannot build (a plug-in factory, a probe env) exports without one.
+    """
+    family = env.get("family") or env.get("kind")
+    make = GYM_SPECS.get(family)
+    return None if make is None else make(env)
+
+
+def _atari_gym_spec(env: dict):
+    """``ALE/Pong-v5`` with the emulator kwargs rise used (rise's max-pool, no-ops and life handling are
+    preprocessing, recorded in the ``rise`` metadata, not gymnasium kwargs of the ALE env)."""
+    import dataclasses
+
+    import gymnasium as gym
+
+    kw = env.get("kwargs") or {}
+    base = gym.spec(env["id"])
+    ale = ("frameskip", "repeat_action_probability", "full_action_space", "max_num_frames_per_episode")
+    return dataclasses.replace(base, kwargs={**base.kwargs, **{k: kw[k] for k in ale if k in kw}})
+
+
+def _gymnasium_gym_spec(env: dict):
+    import dataclasses
+
+    import gymnasium as gym
+
+    if env.get("factory") or ":" in env["id"]:
+        return None  # a plug-in: gymnasium would have to import the user's module
+    try:
+        base = gym.spec(env["id"])
+    except gym.error.Error:
+        return None
+    return dataclasses.replace(base, kwargs={**base.kwargs, **(env.get("kwargs") or {})})
+
+
+GYM_SPECS = {"atari": _atari_gym_spec, "gymnasium": _gymnasium_gym_spec}
 
 
 def open_minari(source: str):
@@ -227,13 +328,34 @@ def open_minari(source: str):
         data = path / "data" if (path / "data" / "metadata.json").exists() else path
         if not (data / "metadata.json").exists():
             raise StoreError(f"{source} is not a Minari dataset directory (no metadata.json)")
-        return minari.MinariDataset(data)
+        try:
+            return minari.MinariDataset(data)
+        except ImportError as e:  # a storage format whose reader is not installed (Arrow: pyarrow)
+            fmt = _data_format(data)
+            raise StoreError(
+                f"{source} is a Minari dataset in {fmt} format, which this install of minari cannot read "
+                f"({e}); install its reader (Arrow: pip install 'minari[arrow]') and rerun"
+            ) from None
+
+
+def _data_format(data: Path) -> str:
+    try:
+        return str(json.loads((data / "metadata.json").read_text()).get("data_format", "unknown"))
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def import_minari(config: ImportConfig) -> dict:
     """Build a store from a Minari dataset (a rise export is restored exactly; others are mapped)."""
+    from rise_data.lock import store_lock
+
     t0 = time.perf_counter()
     ds = open_minari(config.source)
+    with store_lock(config.store, "import"):
+        return _import(ds, config, t0)
+
+
+def _import(ds, config: ImportConfig, t0: float) -> dict:
     raw = json.loads((Path(ds.storage.data_path) / "metadata.json").read_text())
     if isinstance(raw.get("rise"), dict):
         store = _import_rise_export(ds, raw["rise"], config)
@@ -256,7 +378,7 @@ def _import_rise_export(ds, meta: dict, config: ImportConfig):
         episode_meta = list(ds.storage.get_episode_metadata(range(ds.total_episodes)))
     per_row = _minari_row_bytes(space)
     batch, emb, size = [], {n: [] for n in embeddings}, 0
-    for i, e in enumerate(ds.iterate_episodes()):
+    for i, e in enumerate(_episodes(ds, config)):
         obs = e.observations
         m = episode_meta[i]
         batch.append(
@@ -279,6 +401,11 @@ def _import_rise_export(ds, meta: dict, config: ImportConfig):
             "(the dataset was changed or damaged)"
         )
     return store
+
+
+def _episodes(ds, config: ImportConfig):
+    """The dataset's episodes, with a progress bar unless quiet."""
+    return tqdm(ds.iterate_episodes(), total=ds.total_episodes, unit="episode", disable=not config.progress)
 
 
 def _episode(obs, frame, e, env_index: int, terminated: bool | None = None) -> Episode:
@@ -344,6 +471,12 @@ def _import_foreign(ds, raw: dict, config: ImportConfig):
     if not isinstance(ds.action_space, gym.spaces.Discrete):
         raise StoreError(f"actions are {ds.action_space}; rise stores hold Discrete actions")
     key = _image_key(ds.observation_space, config.obs_key)
+    extra_keys = sorted(set(ds.observation_space.spaces) - {key}) if key is not None else []
+    if extra_keys and not config.drop_keys:
+        raise StoreError(
+            f"{config.source}: observations hold {', '.join(extra_keys)} besides the images '{key}'; a rise "
+            "store keeps only images: pass --drop-keys to import without them (or --obs-key to pick the images)"
+        )
     space = ds.observation_space[key] if key is not None else ds.observation_space
     rgb = len(space.shape) == 3 and space.shape[-1] == 3
     size = config.screen_size
@@ -353,7 +486,7 @@ def _import_foreign(ds, raw: dict, config: ImportConfig):
     env = {
         "id": env_id,
         "kind": "minari",
-        "kwargs": {},
+        "kwargs": dict(ds.env_spec.kwargs) if ds.env_spec is not None else {},
         "screen_size": size,
         "obs_transform": OBS_TRANSFORM,
         "obs_shape": [size, size],
@@ -367,13 +500,16 @@ def _import_foreign(ds, raw: dict, config: ImportConfig):
         "source": {
             "minari_dataset": ds.id,
             "observation_key": key,
+            "dropped_keys": extra_keys,
             "minari_version": raw.get("minari_version"),
+            # the whole gymnasium spec: entry point, kwargs, max_episode_steps, wrappers (to_json is JSON text)
+            "env_spec": None if ds.env_spec is None else json.loads(ds.env_spec.to_json()),
         },
     }
     builder = StoreBuilder(config.store, env, frame_shape, StoreLayout(), {}, {"history": []})
     per_row = int(np.prod(space.shape)) + size * size
     batch, rows = [], 0
-    for e in ds.iterate_episodes():
+    for e in _episodes(ds, config):
         images = e.observations[key] if key is not None else e.observations
         images = np.asarray(images, np.uint8)
         if images.ndim == 4 and images.shape[-1] == 1:

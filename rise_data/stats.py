@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from rise_data.store import ATTR, Store, StoreError, block_rows, now_iso
 
@@ -29,6 +30,7 @@ class StatsConfig:
     store: str
     bins: int = 1024  # histogram bins per embedding dimension (quantile resolution)
     write: bool = True
+    progress: bool = False
 
 
 def _from_hist(counts: np.ndarray) -> dict:
@@ -53,7 +55,7 @@ def _from_hist(counts: np.ndarray) -> dict:
 
 
 def _uint8_stats(store: Store, name: str) -> dict:
-    arr = store.group[name]
+    arr = store.array(name)
     channels = arr.shape[-1] if name == "frame" and arr.ndim == 4 else 0
     counts = np.zeros((max(channels, 1), 256), np.int64)
     step = block_rows(arr)
@@ -174,31 +176,33 @@ def embedding_stats(store: Store, name: str, bins: int = 1024) -> dict:
     return out
 
 
-def compute_stats(store: Store, bins: int = 1024) -> tuple[dict, dict[str, dict]]:
+def compute_stats(store: Store, bins: int = 1024, progress: bool = False) -> tuple[dict, dict[str, dict]]:
     """(root statistics, {embedding name: statistics}) of a store's committed rows."""
     ep = store.episodes()
-    root = {
-        "time": now_iso(),
-        "rows": store.rows,
-        "episodes": store.num_episodes,
-        "obs": _uint8_stats(store, "obs"),
-        "reward": _reward_stats(store),
-        "return": _scalar(ep["return"]),
-        "length": _scalar(ep["length"]),
-    }
-    if store.has_frames:
-        root["frame"] = _uint8_stats(store, "frame")
+    complete = [
+        n for n in store.embedding_names() if int(store.embedding_meta(n).get("rows_done", 0)) >= store.rows
+    ]  # incomplete embeddings are left out: statistics would describe a prefix only
+    passes = ["obs", "reward", *(["frame"] if store.has_frames else []), *complete]
+    bar = tqdm(total=len(passes), unit="array", desc="stats", disable=not progress)
+    root = {"time": now_iso(), "rows": store.rows, "episodes": store.num_episodes}
+    root["return"], root["length"] = _scalar(ep["return"]), _scalar(ep["length"])
     emb = {}
-    for name in store.embedding_names():
-        meta = store.embedding_meta(name)
-        if int(meta.get("rows_done", 0)) < store.rows:
-            continue  # incomplete: statistics would describe a prefix only
-        emb[name] = {
-            **embedding_stats(store, name, bins),
-            "time": root["time"],
-            "rows": store.rows,
-            "created": meta.get("created"),
-        }
+    for name in passes:
+        bar.set_postfix_str(name)
+        if name in ("obs", "frame"):
+            root[name] = _uint8_stats(store, name)
+        elif name == "reward":
+            root[name] = _reward_stats(store)
+        else:
+            meta = store.embedding_meta(name)
+            emb[name] = {
+                **embedding_stats(store, name, bins),
+                "time": root["time"],
+                "rows": store.rows,
+                "created": meta.get("created"),
+            }
+        bar.update(1)
+    bar.close()
     root["embeddings"] = sorted(emb)
     return root, emb
 
@@ -218,13 +222,17 @@ def stats(config: StatsConfig) -> tuple[dict, dict[str, dict], bool]:
     from rise_data.store import open_store
 
     store = open_store(config.store)
-    root, emb = compute_stats(store, config.bins)
+    root, emb = compute_stats(store, config.bins, config.progress)
     written = False
     if config.write and store.kind == "directory":
-        store = open_store(config.store, mode="a")
-        if store.rows != root["rows"]:
-            raise StoreError(f"{store.path} changed while its statistics were computed; run again")
-        write_stats(store, root, emb)
+        from rise_data.lock import store_lock
+
+        open_store(config.store, mode="a")  # writable, before its lock is taken
+        with store_lock(config.store, "stats"):  # only while writing: computing reads committed rows
+            store = open_store(config.store, mode="a")
+            if store.rows != root["rows"]:
+                raise StoreError(f"{store.path} changed while its statistics were computed; run again")
+            write_stats(store, root, emb)
         written = True
     return root, emb, written
 

@@ -42,10 +42,11 @@ def ok(args: list[str]):
     return out.output
 
 
-def one_line_error(args: list[str]) -> str:
+def one_line_error(args: list[str], code: int = 2) -> str:
+    """The one error line of a refused command (exit code 2: usage, 1: invalid data)."""
     out = runner.invoke(app, args)
     lines = [ln for ln in out.output.strip().splitlines() if ln.startswith("error:")]
-    assert out.exit_code == 2 and len(lines) == 1, out.output
+    assert out.exit_code == code and len(lines) == 1, out.output
     return lines[0]
 
 
@@ -161,7 +162,7 @@ def test_pack_is_one_stored_zip_read_in_place(cue_copy, tmp_path):
     packed = open_store(zp)
     assert packed.kind == "zip" and packed.group["obs"].shape[0] == packed.rows == meta["rows"]
     same_store(cue_copy, zp)
-    assert check_store(zp, deep=True) == []
+    assert check_store(zp) == []
     assert packed.meta["history"][-1]["command"] == "pack"
     # every read-only command reads it in place
     assert "192 steps in 6 episodes" in ok(["info", zp])
@@ -192,7 +193,7 @@ def test_hdf5_export_import_round_trip(cue, tmp_path):
     back = str(tmp_path / "back.zarr")
     assert "198 rows" in ok(["import", h5, back])
     same_store(cue, back)
-    assert check_store(back, deep=True) == []
+    assert check_store(back) == []
     s = open_store(back)
     assert [h["command"] for h in s.meta["history"]][-3:] == ["pack", "export", "import"]
     assert s.group["frame"].chunks == open_store(cue).group["frame"].chunks  # same layout
@@ -200,7 +201,7 @@ def test_hdf5_export_import_round_trip(cue, tmp_path):
     # a damaged export is caught by the checksums it carries
     with h5py.File(h5, "r+") as f:
         f["reward"][3] = 7.0
-    assert "differ from the checksums" in one_line_error(["import", h5, str(tmp_path / "bad.zarr")])
+    assert "differ from the checksums" in one_line_error(["import", h5, str(tmp_path / "bad.zarr")], code=1)
     plain = tmp_path / "plain.h5"
     with h5py.File(plain, "w") as f:
         f["x"] = np.zeros(3)
@@ -300,7 +301,7 @@ def test_split_then_merge_round_trip(cue, tmp_path):
     src = open_store(cue)
     taken = []
     for part in (a, b):
-        assert check_store(part.path, deep=True) == []
+        assert check_store(part.path) == []
         h = part.meta["history"][-1]
         assert h["command"] == "split" and h["config"]["seed"] == 3 and "card" not in part.meta
         ids = [i for lo, hi in h["source_episodes"] for i in range(lo, hi)]
@@ -312,7 +313,7 @@ def test_split_then_merge_round_trip(cue, tmp_path):
     out = ok(["merge", tr, va, "-o", m])
     assert "6 episodes" in out
     merged = open_store(m)
-    assert check_store(m, deep=True) == []
+    assert check_store(m) == []
     for j, i in enumerate(taken):
         assert same_episode(episode(merged, j), episode(src, i))
     hist = [h["command"] for h in merged.meta["history"]]
@@ -361,7 +362,7 @@ def test_filter_and_subset(tmp_path):
     )
     want = [i for i in range(12) if ep["length"][i] >= 5 and ep["return"][i] <= 1.0]
     assert 0 < len(want) < 12 and f.num_episodes == len(want)
-    assert check_store(f.path, deep=True) == []
+    assert check_store(f.path) == []
     for j, i in enumerate(want):
         assert same_episode(episode(f, j), episode(s, i))
     ok(["subset", src, str(tmp_path / "s1.zarr"), "--first", "4"])
@@ -371,7 +372,7 @@ def test_filter_and_subset(tmp_path):
     s2 = open_store(str(tmp_path / "s2.zarr"))
     assert [same_episode(episode(s2, j), episode(s, i)) for j, i in enumerate([0, 2, 3, 7])] == [True] * 4
     assert s2.meta["history"][-1]["source_episodes"] == [[0, 1], [2, 4], [7, 8]]
-    assert check_store(s2.path, deep=True) == []
+    assert check_store(s2.path) == []
     assert "no episode" in one_line_error(["filter", src, str(tmp_path / "e.zarr"), "--min-length", "999"])
     assert "exactly one" in one_line_error(["subset", src, str(tmp_path / "e.zarr")])
     assert "not in" in one_line_error(["subset", src, str(tmp_path / "e.zarr"), "--episodes", "99"])
@@ -381,34 +382,33 @@ def test_filter_and_subset(tmp_path):
 
 
 # -- integrity ------------------------------------------------------------------------------------
-def test_seal_and_deep_check(cue_copy):
-    problems = check_store(cue_copy, deep=True)
-    assert [p.where for p in problems] == ["checksums"] and problems[0].severity == "warning"
-    assert check_store(cue_copy) == []  # the quick check does not ask for checksums
+def test_seal_and_check(cue_copy):
+    assert check_store(cue_copy) == []  # never sealed: nothing to verify, not a problem
+    assert "not sealed" in ok(["check", cue_copy])
     assert "sealed 14 arrays" in ok(["seal", cue_copy])
-    assert check_store(cue_copy, deep=True) == []
-    # a change after sealing: the quick check passes, the deep one names the array
+    assert check_store(cue_copy) == [] and "checksums verified" in ok(["check", cue_copy])
+    # a change after sealing that still decodes: --fast passes, the default check names the array
     g = zarr.open_group(cue_copy, mode="r+")
     block = g["obs"][5:6]
     g["obs"][5:6] = block ^ 1
-    assert check_store(cue_copy) == []
-    errors = [p for p in check_store(cue_copy, deep=True) if p.severity == "error"]
+    assert check_store(cue_copy, fast=True) == []
+    errors = [p for p in check_store(cue_copy) if p.severity == "error"]
     assert [p.where for p in errors] == ["obs"] and "sha256" in errors[0].message
-    out = runner.invoke(app, ["check", cue_copy, "--deep"])
+    out = runner.invoke(app, ["check", cue_copy])
     assert out.exit_code == 1
     g["obs"][5:6] = block
     # appending keeps the sealed prefix verifiable; re-encoding is told apart from corruption
     collect(
         CollectConfig("rise/CueMemory-v0", cue_copy, episodes=2, envs=2, seed=1, progress=False, layout=SMALL)
     )
-    problems = check_store(cue_copy, deep=True)
+    problems = check_store(cue_copy)
     assert problems and all(p.severity == "warning" for p in problems)
     assert any("covers 198 of" in p.message for p in problems)
     encode(EncodeConfig(store=cue_copy, encoder="downsample", overwrite=True, progress=False))
-    problems = check_store(cue_copy, deep=True)
+    problems = check_store(cue_copy)
     assert any(p.where == "embeddings/downsample" and "re-encoded" in p.message for p in problems)
     ok(["seal", cue_copy])
-    assert check_store(cue_copy, deep=True) == []
+    assert check_store(cue_copy) == []
 
 
 def test_require_embedding(cue_copy):
@@ -456,7 +456,7 @@ def test_card_identity_rules(cue_copy, tmp_path):
     card = s.meta["card"]
     assert card["content"]["rows"] == 198 and card["version"] == 0 and card["name"] == "cue-random"
     assert s.meta["history"][-1]["command"] == "card"
-    assert check_store(cue_copy, deep=True) == []  # setting an id seals the store
+    assert check_store(cue_copy) == []  # setting an id seals the store
     ok(["card", cue_copy, "--author", "B"])  # same data, same id: fine
     assert "refusing to rename" in one_line_error(["card", cue_copy, "--id", "other-v0"])
     assert "needs new data" in one_line_error(["card", cue_copy, "--id", "cue-random-v1"])
@@ -471,7 +471,7 @@ def test_card_identity_rules(cue_copy, tmp_path):
     assert "Warning" in ok(["card", cue_copy])
     ok(["card", cue_copy, "--id", "cue-random-v1"])
     assert open_store(cue_copy).meta["card"]["content"]["rows"] > 198
-    assert not any(p.where == "card" for p in check_store(cue_copy, deep=True))
+    assert not any(p.where == "card" for p in check_store(cue_copy))
     ok(["card", cue_copy, "--id", "renamed-v0", "--force"])
     # a derived store may not take its source's id
     sub = str(tmp_path / "sub.zarr")
@@ -599,7 +599,10 @@ def test_read_only_commands_on_s3(cue, tmp_path, s3):
         ok(["subset", url, sub, "--first", "2"])
         assert check_store(sub) == []
     assert "read-only" in one_line_error(["seal", "s3://rise-data/cue.zarr"])
-    assert "not a readable Zarr" in one_line_error(["info", "s3://rise-data/missing.zarr"])
+    assert "no store at this path" in one_line_error(["info", "s3://rise-data/missing.zarr"])
+    # a missing bucket is named as such (not zarr's "No group found in store")
+    msg = one_line_error(["info", "s3://no-such-bucket/cue.zarr"])
+    assert "bucket 'no-such-bucket' does not exist" in msg and "No group found" not in msg
 
 
 @pytest.mark.parametrize(
