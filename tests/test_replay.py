@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from rise_agent.replay import Mixer, Replay, ReplayConfig, obs_cache_path, split_batch
+from rise_agent.replay import (
+    Mixer,
+    OnlineRing,
+    PrioritizedSampler,
+    Replay,
+    ReplayConfig,
+    UniformSampler,
+    obs_cache_path,
+    split_batch,
+)
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
 from rise_data.envs import Step, env_spec, make_env
@@ -365,7 +374,7 @@ def test_online_real_env_with_wraparound():
     for i in range(330):  # 331 rows per env in 100-row segments: three wraps, 33-row episodes across them
         actions = rng.integers(0, env.n_actions, 3)
         d.step(actions, env.step(actions))
-        if i % 11 == 0 or i > 300:
+        if i % 33 == 0 or i > 320:
             d.check_all(rng)
             d.check_current()
     env.close()
@@ -491,6 +500,37 @@ def test_mixed_sources_and_state_dict_round_trip(cue_store, cache):
         Replay(dataclasses.replace(cfg, offline_fraction=None), embed_dim=D, num_envs=2).load_state_dict(sd)
 
 
+# -- samplers ----------------------------------------------------------------------------------------
+def test_samplers_against_naive_weights():
+    rng = np.random.default_rng(0)
+    u, p = UniformSampler(50), PrioritizedSampler(50, alpha=0.5, eps=1e-3)
+    naive_u, naive_p = np.zeros(50), np.zeros(50)
+    for s in (u, p):
+        s.mark(np.array([3, 4]), np.arange(0, 40))
+        s.mark(np.array([5, 6, 7]), np.array([7, 45]))  # a row both off and on ends up on
+    naive_u[np.r_[0:5, 7:40, 45]] = 1.0
+    naive_p[:] = naive_u
+    np.testing.assert_array_equal(u.weights(), naive_u)
+    rows, prob = u.sample(1000, rng)
+    assert set(rows.tolist()) == set(np.flatnonzero(naive_u).tolist()) and np.allclose(
+        prob, 1 / naive_u.sum()
+    )
+    td = rng.normal(size=10) * 3
+    p.update(np.arange(10), td)
+    u.update(np.arange(10), td)  # uniform: no-op
+    naive_p[:10] = (np.abs(td) + 1e-3) ** 0.5
+    np.testing.assert_allclose(p.weights(), naive_p)
+    np.testing.assert_array_equal(u.weights(), naive_u)
+    assert p.max_priority == pytest.approx(max(1.0, naive_p.max()))
+    p.mark(np.zeros(0, np.int64), np.array([46]))  # new rows enter at the running max
+    naive_p[46] = p.max_priority
+    rows, prob = p.sample(64, rng)
+    np.testing.assert_allclose(prob, naive_p[rows] / naive_p.sum())
+    q = PrioritizedSampler(50, alpha=0.5, eps=1e-3)
+    q.load_state_dict(roundtrip(p.state_dict()))
+    assert q.max_priority == p.max_priority and np.array_equal(q.weights(), p.weights())
+
+
 # -- the mixer: offline_fraction means what it says -------------------------------------------------
 def test_split_batch_is_nearest_integer_halves_up():
     for B in [1, 2, 3, 7, 64, 255, 256, 257]:
@@ -582,7 +622,10 @@ def feed(replays, steps, rng, dim) -> None:
             r.add(a, step, emb)
 
 
-def test_ring_files_resume_gives_identical_samples(tmp_path):
+@pytest.mark.parametrize("mapped", [True, False], ids=["emb-mapped", "emb-mirrored"])
+def test_ring_files_resume_gives_identical_samples(tmp_path, monkeypatch, mapped):
+    # mirrored: embeddings gathered from a copy and mirrored into the file, the GPU path, run on CPU
+    monkeypatch.setattr(OnlineRing, "map_cpu_embeddings", mapped)
     ring = tmp_path / "run" / "replay"
     cfg_f = ReplayConfig(capacity=3 * 60, context_len=8, per_alpha=0.5, per_beta=0.4, ring_dir=str(ring))
     cfg_r = dataclasses.replace(cfg_f, ring_dir=None)

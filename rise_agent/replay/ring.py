@@ -98,6 +98,7 @@ class OnlineRing(Source):
     """The ring: one segment of ``seg`` rows per env, written in order (see module doc)."""
 
     name = "online"
+    map_cpu_embeddings = True  # on CPU, gather straight from the mapped file (False: a copy, as on GPUs)
 
     def __init__(
         self,
@@ -149,7 +150,7 @@ class OnlineRing(Source):
         """The tensor windows gather from, and the file rows mirrored into when that tensor is not the file."""
         if arr is None:
             return None, None
-        if self._files is not None and self.device.type == "cpu":
+        if self._files is not None and self.device.type == "cpu" and self.map_cpu_embeddings:
             return torch.from_numpy(arr), None  # the mapped file itself
         emb = torch.zeros(arr.shape, dtype=torch.float16, device=self.device)
         return emb, (arr if self._files is not None else None)
