@@ -223,6 +223,9 @@ class OnlineRing(Source):
             back = self.slot(envs[wrapped, None], u[wrapped, None] - self.seg + j)
             off.append(back[(j == 0) | (self.pos[back] >= j)])
         pos = np.where(first, 0, self.pos[self.slot(envs, u - 1)] + 1)
+        if self._files is not None:
+            # counted before the row is written: a kill in between overstates what a resume must drop
+            self._files.written[envs] = u + 1
         self.obs[rows] = obs
         if self.emb is not None:
             emb = emb.to(self.device, torch.float16)
@@ -236,8 +239,6 @@ class OnlineRing(Source):
         self.terminated[rows] = term & last
         self.pos[rows] = pos
         self.written[envs] += 1
-        if self._files is not None:
-            self._files.written[envs] = self.written[envs]
         self.open[envs] = ~last
         # the row n steps back now has its n-step target; so do rows closer to an episode end
         has = pos >= c.n_step
