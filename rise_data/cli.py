@@ -135,11 +135,22 @@ def encode(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo embeddings that exist under this name.")
     ] = False,
+    threads: Annotated[
+        int | None, typer.Option(help="torch CPU threads per process (default: torch's choice).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Embed every frame of a store once with a frozen encoder (resumable)."""
+    """Embed every frame of a store once with a frozen encoder (resumable).
+
+    Scale-out: torchrun --nproc-per-node N -m rise_data.cli encode STORE ... runs one rank per process
+    (each on its own GPU, or CPU), each encoding whole chunks of its own rows (docs/scale.md).
+    """
+    import os
+
     from rise_data.encode import EncodeConfig
     from rise_data.encode import encode as run
+
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun, one rank speaks for the job
 
     with _user_errors():
         if dtype not in ("float16", "float32"):  # numpy/zarr have no bfloat16 to store
@@ -157,15 +168,20 @@ def encode(
             read_workers=read_workers,
             overwrite=overwrite,
             progress=not quiet,
+            threads=threads,
         )
-        _print_config(config)
+        if rank0:
+            _print_config(config)
         out = run(config)
+    if not rank0:
+        return
     if out["rows"] == 0 and out["complete"]:
         typer.echo(f"{store}: embeddings '{out['name']}' are already complete")
     else:
         typer.echo(
             f"{store}: embeddings '{out['name']}' +{out['rows']} rows in {out['seconds']:.1f} s "
-            f"({out['rows_per_s']:.0f} frames/s on {out['device']})"
+            f"({out['rows_per_s']:.0f} frames/s on {out['device']}"
+            + (f" and {out['ranks'] - 1} more ranks)" if out["ranks"] > 1 else ")")
             + ("" if out["complete"] else " (incomplete)")
         )
 

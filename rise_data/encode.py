@@ -12,6 +12,7 @@ The array's attributes hold ``encoder`` (``EncoderSpec.to_json()``: exactly what
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import threading
@@ -23,7 +24,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rise_data.distributed import (
+    RangeMarkers,
+    World,
+    new_job,
+    split_ranges,
+    todo_intervals,
+    work_unit,
+    world_from_env,
+)
 from rise_data.encoders import Encoder, embedding_encoder, library_versions, make_encoder
+from rise_data.lock import store_lock
 from rise_data.store import (
     ATTR,
     Store,
@@ -32,6 +43,8 @@ from rise_data.store import (
     config_to_json,
     now_iso,
     open_store,
+    storage_options_for,
+    store_kind,
     write_rows,
 )
 
@@ -55,6 +68,7 @@ class EncodeConfig:
     prefetch: int = 6
     overwrite: bool = False
     progress: bool = True
+    threads: int | None = None  # torch CPU threads per process (None: torch's default)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -107,46 +121,210 @@ def prepare(config: EncodeConfig, store: Store, encoder: Encoder) -> tuple[str, 
 
 
 def encode(config: EncodeConfig) -> dict:
-    """Encode every row not yet done; returns a summary with rows/s."""
-    store = open_store(config.store, mode="a")
+    """Encode every row not yet done (resumable); returns a summary with rows/s.
+
+    Under ``torchrun`` every rank runs this: rank 0 takes the store's locks and plans, each rank encodes
+    its share of whole output chunks on its own device, and the array is complete when all ranges are
+    (see ``rise_data.distributed``). Without torchrun it is one process doing all of it.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    world = world_from_env(config.device, resolve_device)
+    try:
+        return _encode_job(config, world)
+    finally:
+        world.close()
+
+
+def _encode_job(config: EncodeConfig, world: World) -> dict:
+    store, encoder, source = world.agree(lambda: _open_and_build(config, world.device), "opening the store")
+    with contextlib.ExitStack() as locks:  # held by rank 0 for the whole job
+        plan = world.agree(
+            lambda: _plan(config, store, encoder, source, world, locks) if world.rank == 0 else None,
+            "planning",
+        )
+        plan = world.broadcast(plan)
+        t0 = time.perf_counter()
+        rows = world.agree(lambda: _encode_share(config, store, encoder, source, plan, world), "encoding")
+        seconds = time.perf_counter() - t0
+        per_rank = world.gather((rows, seconds))
+        complete = world.broadcast(
+            world.agree(lambda: _finish(store, plan) if world.rank == 0 else None, "finishing")
+        )
+    rows = sum(r for r, _ in per_rank)
+    seconds = max(t for _, t in per_rank)
+    return {
+        "name": plan["name"],
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / max(seconds, 1e-9),
+        "complete": complete,
+        "device": str(world.device),
+        "ranks": world.size,
+    }
+
+
+def open_for_encode(path: str) -> Store:
+    """The store opened for writing embeddings: a store directory, or an object-store URL (``s3://``).
+
+    Encode writes only its own array's chunks and attributes, so unlike the row writers it can write
+    through fsspec; ranks on different machines write disjoint chunk keys.
+    """
+    if store_kind(path) != "url":
+        return open_store(path, mode="a")
+    import zarr
+    from zarr.storage import FsspecStore
+
+    open_store(path)  # one-line errors for a missing bucket or store
+    backend = FsspecStore.from_url(path, read_only=False, storage_options=storage_options_for(path))
+    return Store(zarr.open_group(store=backend, mode="r+", zarr_format=3), path, "a")
+
+
+def _open_and_build(config: EncodeConfig, device: torch.device) -> tuple[Store, Encoder, str]:
+    store = open_for_encode(config.store)
     source = config.source or ("frame" if store.has_frames else "obs")
     if source not in store.group:
         raise StoreError(
             f"{store.path} has no '{source}' array; pass --source obs (the store has no RGB frames)"
         )
-    device = resolve_device(config.device)
     encoder = make_encoder(config.encoder, weights=config.weights, source=source).to(device)
-    name, start = prepare(config, store, encoder)
+    return store, encoder, source
+
+
+def _block_rows(src, batch_size: int) -> int:
+    """Rows read and encoded together: whole source chunks, about ``batch_size``."""
+    return max(src.chunks[0], batch_size // src.chunks[0] * src.chunks[0])
+
+
+def _plan(
+    config: EncodeConfig,
+    store: Store,
+    encoder: Encoder,
+    source: str,
+    world: World,
+    locks: contextlib.ExitStack,
+) -> dict:
+    """Rank 0: lock, create/reuse/refuse the array, and split what is left into per-rank ranges."""
+    name = embedding_name(config)
+    # One encode per embeddings array, and no row writer meanwhile: appends resize this array.
+    locks.enter_context(store_lock(store.path, f"encode {name}", name=f"encode-{name}"))
+    locks.enter_context(store_lock(store.path, f"encode {name}"))
+    fresh = config.overwrite or name not in store.embedding_names()
+    _, rows_done = prepare(config, store, encoder)
+    markers = RangeMarkers(store.path, name)
+    if fresh:
+        markers.clear()  # leftovers of an array that no longer exists
+    block = _block_rows(store.array(source), config.batch_size)
+    unit = work_unit(store.embedding(name).chunks[0], block)
+    # One process and no other job's ranges: advance rows_done itself, as a plain encode always did,
+    # from the read block holding it (blocks sit at multiples of `block`: the same batches as a fresh run).
+    prefix = world.size == 1 and not markers.ranges()
+    if prefix:
+        todo = [(rows_done // block * block, store.rows)] if rows_done < store.rows else []
+    else:
+        todo = todo_intervals([(0, rows_done), *markers.done_intervals()], store.rows, unit)
+    job = new_job(world, config_to_json(config))
+    if todo and not prefix:
+        markers.write_job(job)
+    ranges = split_ranges(todo, world.size, unit)
+    return {"name": name, "job": job["id"], "prefix": prefix, "block": block, "ranges": ranges, "todo": todo}
+
+
+def _encode_share(
+    config: EncodeConfig, store: Store, encoder: Encoder, source: str, plan: dict, world: World
+) -> int:
+    """This rank's ranges, encoded and written; returns the rows encoded."""
+    ranges = [tuple(r) for r in plan["ranges"][world.rank]]
+    if not ranges:
+        return 0
+    name = plan["name"]
     arr = store.embedding(name)
-    total = store.rows
-    if start >= total:
-        return {"name": name, "rows": 0, "seconds": 0.0, "rows_per_s": 0.0, "complete": True}
+    if plan["prefix"]:
+
+        def mark(_: int, end: int) -> None:
+            meta = dict(arr.attrs)[ATTR]
+            arr.attrs[ATTR] = {**meta, "rows_done": max(int(meta["rows_done"]), end)}
+    else:
+        markers = RangeMarkers(store.path, name)
+
+        def mark(r: int, end: int) -> None:
+            job = (markers.job() or {}).get("id")
+            if job != plan["job"]:
+                raise StoreError(
+                    f"embeddings '{name}' of {store.path} are now encoded by another job ({job}); "
+                    f"this job ({plan['job']}) stops"
+                )
+            markers.write(ranges[r], end, plan["job"], world.rank)
+
+    desc = f"encode {name}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
+    show = config.progress and world.rank == 0
+    return _run_ranges(
+        encoder,
+        config,
+        world.device,
+        store.array(source),
+        arr,
+        store.path,
+        ranges,
+        plan["block"],
+        mark,
+        show,
+        desc,
+    )
+
+
+def _finish(store: Store, plan: dict) -> bool:
+    """Rank 0, after every rank returned: ``rows_done = rows`` once no row is left; markers removed."""
+    arr = store.embedding(plan["name"])
+    meta = dict(arr.attrs)[ATTR]
+    if plan["prefix"]:
+        return int(meta["rows_done"]) >= store.rows
+    markers = RangeMarkers(store.path, plan["name"])
+    done = [(0, int(meta["rows_done"])), *markers.done_intervals()]
+    if todo_intervals(done, store.rows, 1):
+        return False
+    arr.attrs[ATTR] = {**meta, "rows_done": store.rows}  # the single-process meaning: all rows
+    markers.clear()
+    return True
+
+
+def _run_ranges(
+    encoder: Encoder,
+    config: EncodeConfig,
+    device: torch.device,
+    src,
+    arr,
+    root: str,
+    ranges: list[tuple[int, int]],
+    block: int,
+    mark,
+    show: bool,
+    desc: str,
+) -> int:
+    """The pipelined read -> encode -> write loop over ``ranges`` (blocks at multiples of ``block``)."""
     run = _model_fn(encoder, device, config)
-    src = store.array(source)
-    block = max(src.chunks[0], config.batch_size // src.chunks[0] * src.chunks[0])  # whole source chunks
-    out_chunk = arr.chunks[0]
     cuda = device.type == "cuda"
     out_dtype = getattr(torch, config.dtype)
+    blocks = [(s, min(s + block, b), r) for r, (a, b) in enumerate(ranges) for s in range(a, b, block)]
 
-    def read(s: int) -> tuple[int, torch.Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(src[s : min(s + block, total)]))
-        return s, (x.pin_memory() if cuda else x)
+    def read(i: int) -> tuple[int, int, torch.Tensor]:
+        s, e, r = blocks[i]
+        x = torch.from_numpy(np.ascontiguousarray(src[s:e]))
+        return s, r, (x.pin_memory() if cuda else x)
 
     results: queue.Queue = queue.Queue(maxsize=config.prefetch)
-    writer = threading.Thread(target=_write_loop, args=(results, store, name, out_chunk, total), daemon=True)
+    writer = threading.Thread(target=_write_loop, args=(results, arr, root, arr.chunks[0], mark), daemon=True)
     writer.start()
-    bar = tqdm(total=total - start, unit="frame", disable=not config.progress, desc=f"encode {name}")
-    t0 = time.perf_counter()
+    bar = tqdm(total=sum(b - a for a, b in ranges), unit="frame", disable=not show, desc=desc)
     stream = torch.cuda.Stream() if cuda else None
     try:
         with ThreadPoolExecutor(config.read_workers, thread_name_prefix="rise-encode-read") as pool:
-            starts = list(range(start, total, block))
-            pending = [pool.submit(read, s) for s in starts[: config.prefetch]]
-            nxt = config.prefetch
+            pending = [pool.submit(read, i) for i in range(min(config.prefetch, len(blocks)))]
+            nxt = len(pending)
             while pending:
-                s, x = pending.pop(0).result()
-                if nxt < len(starts):
-                    pending.append(pool.submit(read, starts[nxt]))
+                s, r, x = pending.pop(0).result()
+                if nxt < len(blocks):
+                    pending.append(pool.submit(read, nxt))
                     nxt += 1
                 with torch.no_grad():
                     if cuda:
@@ -158,7 +336,7 @@ def encode(config: EncodeConfig) -> dict:
                             event.record(stream)
                     else:
                         host, event = run(x).to(out_dtype), None
-                _put(results, writer, (s, host, event))
+                _put(results, writer, (s, r, host, event))
                 bar.update(len(x))
     finally:
         _put(results, writer, None)
@@ -166,16 +344,7 @@ def encode(config: EncodeConfig) -> dict:
         bar.close()
     if getattr(writer, "error", None):
         raise writer.error
-    seconds = time.perf_counter() - t0
-    done = int(store.embedding_meta(name)["rows_done"])
-    return {
-        "name": name,
-        "rows": done - start,
-        "seconds": seconds,
-        "rows_per_s": (done - start) / max(seconds, 1e-9),
-        "complete": done == total,
-        "device": str(device),
-    }
+    return sum(b - a for a, b in ranges)
 
 
 def _put(q: queue.Queue, writer: threading.Thread, item) -> None:
@@ -205,34 +374,38 @@ def _model_fn(encoder: Encoder, device: torch.device, config: EncodeConfig):
     return fn
 
 
-def _write_loop(results: queue.Queue, store: Store, name: str, out_chunk: int, total: int) -> None:
-    """Gather results into whole embedding chunks, write them, then advance ``rows_done``."""
+def _write_loop(results: queue.Queue, arr, root: str, out_chunk: int, mark) -> None:
+    """Gather results into whole embedding chunks, write them, then ``mark(range, end)`` the progress.
+
+    A range ends on a chunk boundary or at the last row, so its tail is written when the next range
+    starts (or at the end); progress is marked only after its rows are on disk.
+    """
     me = threading.current_thread()
-    arr = store.embedding(name)
     buf: list[np.ndarray] = []
-    buf_start = None
+    buf_start, cur = 0, None
     try:
         while True:
             item = results.get()
-            if item is not None:
-                s, host, event = item
-                if event is not None:
-                    event.synchronize()
-                if buf_start is None:
-                    buf_start = s
-                buf.append(host.numpy().copy() if event is not None else host.numpy())
-            n = sum(len(b) for b in buf)
-            end = None if buf_start is None else buf_start + n
-            full = end is not None and (end == total or (end // out_chunk) > (buf_start // out_chunk))
-            if buf and (item is None or full):
-                data = np.concatenate(buf)
-                cut = n if (item is None or end == total) else (end // out_chunk) * out_chunk - buf_start
-                write_rows(arr, buf_start, data[:cut], store.path)  # whole chunks straight to files
-                meta = dict(arr.attrs)[ATTR]
-                arr.attrs[ATTR] = {**meta, "rows_done": buf_start + cut}
-                rest = data[cut:]
-                buf, buf_start = ([rest], buf_start + cut) if len(rest) else ([], None)
+            if buf and (item is None or item[1] != cur):  # the current range is finished: write its tail
+                n = sum(len(b) for b in buf)
+                write_rows(arr, buf_start, np.concatenate(buf), root)
+                mark(cur, buf_start + n)
+                buf = []
             if item is None:
                 return
+            s, cur, host, event = item
+            if event is not None:
+                event.synchronize()
+            if not buf:
+                buf_start = s
+            buf.append(host.numpy().copy() if event is not None else host.numpy())
+            end = buf_start + sum(len(b) for b in buf)
+            cut = end // out_chunk * out_chunk
+            if cut > buf_start:  # whole chunks are ready: write them straight to files
+                data = np.concatenate(buf)
+                write_rows(arr, buf_start, data[: cut - buf_start], root)
+                mark(cur, cut)
+                rest = data[cut - buf_start :]
+                buf, buf_start = ([rest] if len(rest) else []), cut
     except BaseException as e:  # re-raised by the main thread
         me.error = e
