@@ -7,6 +7,10 @@ import dataclasses
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -704,6 +708,78 @@ def test_ring_files_killed_after_checkpoint_lose_only_overwritten_rows(tmp_path,
             assert set((np.flatnonzero(rp.ring.ok) + rp.ring.base).tolist()) <= d.valid()
     d.check_all(rng)
     d.check_current()
+
+
+_KILL_CHILD = """
+import sys, time
+import numpy as np, torch
+from rise_agent.replay import Replay, ReplayConfig
+from rise_data.envs import Step
+
+def steps(seed):
+    rng = np.random.default_rng(seed)
+    left, done = rng.integers(1, 60, 3), np.zeros(3, bool)
+    while True:
+        first = done
+        left = np.where(first, rng.integers(1, 60, 3), left - 1)
+        term = (left == 0) & ~first
+        done = term
+        yield (rng.integers(0, 4, 3), rng.normal(size=(3, 4)).astype(np.float16),
+               Step(rng.integers(0, 256, (3, 6, 6), dtype=np.uint8), None,
+                    rng.normal(size=3).astype(np.float32), term, np.zeros(3, bool), first))
+
+def run(rp, n, gen, pause=0.0):
+    for _ in range(n):
+        a, e, st = next(gen)
+        rp.add(a, st, torch.from_numpy(e))
+        time.sleep(pause)
+
+if __name__ == "__main__":
+    ring, ckpt, ready = sys.argv[1:4]
+    rp = Replay(ReplayConfig(capacity=3 * 200, context_len=6, prioritized=False, ring_dir=ring), (6, 6), 4, 3)
+    rp.add_first(np.zeros((3, 6, 6), np.uint8), torch.zeros(3, 4))
+    gen = steps(7)
+    run(rp, 300, gen)
+    torch.save(rp.state_dict(), ckpt)
+    open(ready, "w").close()
+    run(rp, 150, gen, pause=0.002)  # killed somewhere in here, maybe mid-write
+"""
+
+
+def test_ring_files_sigkill_after_checkpoint(tmp_path):
+    """A real process killed with SIGKILL while writing after its checkpoint: the resumed replay keeps
+    only rows that are exactly the checkpoint's (checked against a naive log of the same data)."""
+    child = tmp_path / "child.py"
+    child.write_text(_KILL_CHILD)
+    ring, ckpt, ready = tmp_path / "ring", tmp_path / "ckpt.pt", tmp_path / "ready"
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(child), str(ring), str(ckpt), str(ready)], env=env)
+    deadline = time.time() + 60
+    while not ready.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert ready.exists(), "the child never reached its checkpoint"
+    time.sleep(np.random.default_rng().uniform(0.0, 0.3))
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+    ns: dict = {}
+    exec(compile(_KILL_CHILD, str(child), "exec"), ns)  # the child's data, replayed into a naive log
+    cfg = ReplayConfig(capacity=3 * 200, context_len=6, prioritized=False)
+    d = Driver(Replay(cfg, (6, 6), 4, 3), 4, seed=0)
+    d.first(np.zeros((3, 6, 6), np.uint8))
+    gen = ns["steps"](7)
+    for _ in range(300):
+        a, e, st = next(gen)
+        d.emb = lambda e=e: torch.from_numpy(e)
+        d.step(a, st)
+    valid = d.valid()
+
+    rp = Replay(dataclasses.replace(cfg, ring_dir=str(ring)), (6, 6), 4, 3)
+    rp.load_state_dict(torch.load(ckpt, weights_only=True))
+    kept = set((np.flatnonzero(rp.ring.ok) + rp.ring.base).tolist())
+    assert kept and kept <= valid and len(valid - kept) <= 3 * (150 + cfg.lookback)
+    d.rp = rp
+    check_batch(rp.sample(len(kept), np.random.default_rng(0)), d.ref, cfg)  # each kept row once
 
 
 def test_ring_files_refuse_a_state_that_is_not_theirs(tmp_path):
