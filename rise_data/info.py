@@ -43,11 +43,11 @@ def store_info(store: Store) -> dict:
             "is_last",
             "episode_id",
         )
-        if n in store.group
+        if store.has_array(n)
     ]
     names += [f"episodes/{k}" for k in ep] + [f"embeddings/{k}" for k in store.embedding_names()]
     for name in names:
-        arr = store.group[name]
+        arr = store.array(name)
         arrays[name] = {
             "dtype": str(arr.dtype),
             "shape": list(arr.shape),

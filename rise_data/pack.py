@@ -181,10 +181,12 @@ def store_files(src: Path, bounds: dict[str, int], keep: dict[str, int | None]) 
             rel = (here / name).relative_to(src).as_posix()
             if rel == "zarr.json" or rel.removesuffix("/zarr.json") in bounds:
                 continue  # the root and array metadata: pack writes those itself
+            if ".partial" in name:
+                continue  # an interrupted write's temp file
             if _is_store_key(rel, bounds, groups):
                 if _keep_chunk(rel, keep):
                     own.append((rel, here / name))
-            elif ".partial" not in name:
+            else:
                 left_out.append(rel)
     return sorted(own), sorted(left_out)
 
