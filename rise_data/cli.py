@@ -105,10 +105,11 @@ def collect(
         )
         _print_config(config)
         out = run(config)
-    typer.echo(
+    echo(
         f"{out['store']}: +{out['steps']} steps, +{out['episodes']} episodes in {out['seconds']:.1f} s "
         f"({out['steps'] / max(out['seconds'], 1e-9):.0f} steps/s); total {out['total_rows']} rows, "
-        f"{out['total_episodes']} episodes" + (" (interrupted)" if out["interrupted"] else "")
+        f"{out['total_episodes']} episodes" + (" (interrupted)" if out["interrupted"] else ""),
+        quiet,  # --quiet: nothing but errors
     )
 
 
@@ -173,7 +174,7 @@ def encode(
         if rank0:
             _print_config(config)
         out = run(config)
-    if not rank0:
+    if not rank0 or quiet:  # --quiet: nothing but errors
         return
     if out["rows"] == 0 and out["complete"]:
         typer.echo(f"{store}: embeddings '{out['name']}' are already complete")
