@@ -183,7 +183,7 @@ def open_for_encode(path: str) -> Store:
 def _open_and_build(config: EncodeConfig, device: torch.device) -> tuple[Store, Encoder, str]:
     store = open_for_encode(config.store)
     source = config.source or ("frame" if store.has_frames else "obs")
-    if source not in store.group:
+    if not store.has_array(source):  # a damaged zarr.json is named (CorruptStoreError)
         raise StoreError(
             f"{store.path} has no '{source}' array; pass --source obs (the store has no RGB frames)"
         )
