@@ -1,19 +1,18 @@
-"""Training: offline pretraining from a store, or online fine-tuning in vectorized envs.
+"""Training: offline pretraining from a store, or online learning in vector envs (from scratch or a store).
 
-One frozen :class:`TrainConfig` (printed at start, saved as ``config.json`` in the run directory). The
-replay reads the store through a memory-mapped frame cache and holds the stored embeddings on the device;
-online, each new frame is embedded once by the store's own frozen encoder (provenance checked) and appended.
-Checkpoints are written atomically; ``resume`` continues a killed run with the same counters and RNG.
+``train(config)`` = a run directory (:mod:`rise_agent.run`) + the builder (:mod:`rise_agent.build`) +
+one of two loops. Offline: gradient steps on the store's transitions. Online: an actor thread steps the
+envs (frozen encoder included) while the learner files each vector step into replay and takes exactly
+``num_envs / replay_ratio`` gradient steps per vector step once ``learning_starts`` online transitions
+are in (:mod:`rise_agent.acting`). Finished episodes can be kept as a store (``--save-store``) with the
+embeddings the actor computed. Checkpoints are atomic; ``resume`` continues with the same counters.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,358 +20,204 @@ import torch
 from tqdm import tqdm
 
 from rise_agent.actor import Actor, epsilon_schedule
-from rise_agent.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from rise_agent.learner import Learner, LearnerConfig
-from rise_agent.network import NetworkConfig
-from rise_agent.replay import Replay, ReplayConfig
+from rise_agent.build import Parts, build
+from rise_agent.checkpoint import capture_rng, restore_rng
+from rise_agent.config import TrainConfig
+from rise_agent.options import to_json
+from rise_agent.run import Logger, RunDir, RunError
 from rise_data.encode import resolve_device
-from rise_data.envs import env_spec, make_env
-from rise_data.store import open_store
+
+__all__ = ["TrainConfig", "plot_curves", "train"]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run does; BTR's defaults (BTR paper, Table D6) unless noted."""
+class _Run:
+    """One training run in progress: parts, counters, logger, checkpointing and evaluation."""
 
-    run_dir: str
-    store: str | None = None
-    embedding: str | None = None  # embeddings array in the store; default: the only complete one
-    online: bool = False
-    env: str | None = None  # online env id; default: rebuilt from the store's attributes
-    num_envs: int = 64
-    env_steps: int = 0  # online: total env steps (across envs)
-    updates: int = 0  # offline: gradient steps
-    replay_ratio: int = 64  # env steps per gradient step (BTR: one per 64-env vector step)
-    learning_starts: int = 200_000  # replay transitions (offline + online) before learning starts online
-    eps_start: float = 1.0
-    eps_end: float = 0.01
-    eps_decay_steps: int = 2_000_000  # env steps (8M frames)
-    eps_disable_after: int | None = 25_000_000  # BTR turns ε-greedy off at 100M frames
-    batch_size: int = 256
-    cql_alpha: float | None = None  # None: 1.0 offline, 0.0 online
-    write_back: bool = False  # online: append the played episodes (and their embeddings) to the store
-    init_checkpoint: str | None = None  # start from a trained network (e.g. offline pretraining)
-    encoder_weights: str | None = None  # weights file of the store's encoder, if not where encode found it
-    checkpoint_every: int = 5_000  # gradient steps
-    log_every: int = 100  # gradient steps
-    eval_every: int = 0  # gradient steps; 0 = only at the end
-    eval_episodes: int = 8
-    eval_max_steps: int | None = None  # cap evaluation episodes (vector steps); None: play them out
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-    network: NetworkConfig = field(default_factory=lambda: NetworkConfig(n_actions=1))
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    def __init__(self, config: TrainConfig, parts: Parts, run: RunDir, device: torch.device):
+        self.config, self.parts, self.run, self.device = config, parts, run, device
+        self.counters = {"updates": 0, "env_steps": 0, "episodes": 0, "wall": 0.0}
+        self.rng = np.random.default_rng(config.seed)
+        self.logger: Logger | None = None
+        self.t0 = time.time()
+        self.last_ckpt = 0
 
+    # -- checkpoints -----------------------------------------------------------------------------
+    def payload(self) -> dict:
+        p = self.parts
+        return {
+            "network": p.learner.online.state_dict(),
+            "learner": p.learner.state_dict(),
+            "network_config": json.dumps(dataclasses.asdict(p.net)),
+            "encoder": json.dumps(p.encoder_spec.to_json() if p.encoder_spec else None),
+            "env": json.dumps(p.spec),
+            "train_config": json.dumps(to_json(self.config)),
+            "counters": json.dumps(self.counters),
+            "rng": capture_rng(self.rng),
+        }
 
-def _pick_embedding(store, name: str | None, k: int) -> str | None:
-    if k == 0:
-        return None
-    if name:
-        return name
-    done = [n for n in store.embedding_names() if int(store.embedding_meta(n)["rows_done"]) == store.rows]
-    if len(done) != 1:
-        raise ValueError(
-            f"{store.path} has complete embeddings {done or 'none'}; pass --embedding NAME"
-            + ("" if done else f" after: rise-data encode {store.path} --encoder resnet18")
+    def checkpoint(self) -> None:
+        self.counters["wall"] = time.time() - self.t0
+        self.run.save(self.payload())
+        self.last_ckpt = self.counters["updates"]
+
+    def maybe_checkpoint(self) -> None:
+        if self.counters["updates"] - self.last_ckpt >= self.config.checkpoint_every:
+            self.checkpoint()
+
+    def restore(self, ck: dict) -> None:
+        self.parts.learner.load_state_dict(ck["learner"])
+        self.counters = {**self.counters, **json.loads(ck["counters"])}
+        self.rng = restore_rng(ck["rng"])
+        self.t0 = time.time() - self.counters.get("wall", 0.0)
+        self.last_ckpt = self.counters["updates"]
+
+    # -- learning and evaluation -----------------------------------------------------------------
+    def learn(self, n: int) -> None:
+        p, c = self.parts, self.config
+        for _ in range(n):
+            batch = p.replay.sample(c.batch_size, self.rng)
+            metrics, prio = p.learner.step(batch)
+            p.replay.update_priorities(batch.index, prio)
+            self.counters["updates"] += 1
+            if self.counters["updates"] % c.log_every == 0:
+                self.logger.log("train", self.counters, {"wall": time.time() - self.t0, **metrics})
+
+    def evaluate(self) -> dict:
+        from rise_agent.evaluate import evaluate
+
+        c = self.config
+        out = evaluate(
+            self.parts.learner.online,
+            self.parts.frozen_encoder(c, self.device),
+            self.parts.spec,
+            episodes=c.eval_episodes,
+            seed=c.seed + 10_000,
+            max_steps=c.eval_max_steps,
         )
-    return done[0]
+        row = {k: v for k, v in out.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        self.logger.log("eval", self.counters, {"wall": time.time() - self.t0, **row})
+        return out
+
+    def eval_due(self, before: int) -> bool:
+        every = self.config.eval_every
+        return bool(every) and self.counters["updates"] // every > before // every
 
 
-def _encoder_record(store, name: str | None, weights_override: str | None) -> dict | None:
-    """What rebuilds the store's frozen encoder for new frames: registry name, weights source, identity."""
-    if name is None:
-        return None
-    meta = store.embedding_meta(name)
-    weights = weights_override or meta.get("config", {}).get("weights")
-    return {
-        "name": meta["encoder"],
-        "weights": weights,
-        "weights_id": meta["weights_id"],
-        "source": meta["preprocessing"]["source"],
-        "dim": meta["dim"],
-        "embedding": name,
-    }
-
-
-class _Logger:
-    """CSV files + TensorBoard, one row per event kind."""
-
-    def __init__(self, run_dir: Path):
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.run_dir = run_dir
-        self.tb = SummaryWriter(str(run_dir / "tb"))
-        self.files: dict[str, tuple] = {}
-
-    def log(self, kind: str, step: int, row: dict) -> None:
-        row = {"step": step, "time": round(time.time(), 3), **row}
-        if kind not in self.files:
-            path = self.run_dir / f"{kind}.csv"
-            new = not path.exists()
-            f = path.open("a", newline="")
-            w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
-            if new:
-                w.writeheader()
-            self.files[kind] = (f, w)
-        f, w = self.files[kind]
-        w.writerow(row)
-        f.flush()
-        for k, v in row.items():
-            if k not in ("step", "time") and isinstance(v, int | float) and math.isfinite(v):
-                self.tb.add_scalar(f"{kind}/{k}", v, step)
-
-    def close(self) -> None:
-        for f, _ in self.files.values():
-            f.close()
-        self.tb.close()
-
-
-def _config_json(config: TrainConfig) -> str:
-    return json.dumps(dataclasses.asdict(config), indent=2, default=str)
+def _finished_message(config: TrainConfig, counters: dict) -> str | None:
+    if config.is_online and counters["env_steps"] >= config.env_steps:
+        return f"{counters['env_steps']}/{config.env_steps} env steps"
+    if not config.is_online and counters["updates"] >= config.updates:
+        return f"{counters['updates']}/{config.updates} updates"
+    return None
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict:
-    """Run (or resume) training; returns the final counters and evaluation."""
-    from rise_agent.evaluate import evaluate, rebuild_encoder
-
-    run_dir = Path(config.run_dir)
-    ckpt_path = run_dir / "checkpoint.pt"
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        raise ValueError(
-            f"{run_dir} already holds a run; pass --resume to continue it or choose a new --run-dir"
-        )
-    if resume and not ckpt_path.exists():
-        raise ValueError(f"{run_dir} has no checkpoint.pt to resume; start it without --resume")
-    if config.online and config.env_steps <= 0:
-        raise ValueError("online training needs --env-steps N")
-    if not config.online and (config.updates <= 0 or config.store is None):
-        raise ValueError("offline training needs --store STORE and --updates N")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(_config_json(config))
+    """Run (or resume) training; returns the final counters and the last evaluation."""
+    run = RunDir(config.run_dir)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-
-    store = open_store(config.store) if config.store else None
-    spec = store.env if store is not None else env_spec(config.env)
-    if config.env and store is not None and config.env != spec["id"]:
-        raise ValueError(f"--env {config.env} differs from the store's env {spec['id']}")
-    k = config.network.context_len
-    emb_name = _pick_embedding(store, config.embedding, k) if store is not None else None
-    enc_record = _encoder_record(store, emb_name, config.encoder_weights) if store is not None else None
-    if k > 0 and enc_record is None:
-        raise ValueError(
-            "context_len > 0 needs a store with embeddings (the frozen encoder is taken from it)"
-        )
-    net_cfg = dataclasses.replace(
-        config.network,
-        n_actions=int(spec["n_actions"]),
-        embed_dim=int(enc_record["dim"]) if enc_record else config.network.embed_dim,
-        context_len=k,
-        frame_hw=tuple(spec["obs_shape"]),  # the env's agent view (84x84 on Atari)
-    )
-    cql = config.cql_alpha if config.cql_alpha is not None else (0.0 if config.online else 1.0)
-    learner = Learner(net_cfg, dataclasses.replace(config.learner, cql_alpha=cql), device)
-    num_envs = config.num_envs if config.online else 0
-    replay_cfg = dataclasses.replace(config.replay, context_len=k)
-    if store is not None:
-        replay = Replay.from_store(store.path, emb_name, replay_cfg, num_envs=num_envs, device=device)
-    else:
-        replay = Replay(
-            replay_cfg,
-            obs_shape=tuple(spec["obs_shape"]),
-            embed_dim=net_cfg.embed_dim,
-            num_envs=num_envs,
-            device=device,
-        )
-
-    counters = {"updates": 0, "env_steps": 0, "episodes": 0}
-    if config.init_checkpoint and not resume:
-        init = load_checkpoint(config.init_checkpoint, device)
-        learner.online.load_state_dict(init["network"])
-        learner.target.load_state_dict(init["network"])
+    ck = run.load(device) if resume else None
+    if ck is not None:
+        done = _finished_message(config, json.loads(ck["counters"]))
+        if done:
+            target = "--env-steps" if config.is_online else "--updates"
+            raise RunError(f"{run.path} already finished ({done}); pass a larger {target} to continue it")
+    parts = build(config, device, run.replay_dir)  # fails before the run directory is touched
     if resume:
-        ck = load_checkpoint(ckpt_path, device)
-        learner.load_state_dict(ck["learner"])
-        counters = json.loads(ck["counters"])
-        rng = restore_rng(ck["rng"])
-
-    def checkpoint() -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "network": learner.online.state_dict(),
-                "learner": learner.state_dict(),
-                "network_config": json.dumps(dataclasses.asdict(net_cfg)),
-                "encoder": json.dumps(enc_record),
-                "env": json.dumps(spec),
-                "train_config": _config_json(config),
-                "counters": json.dumps(counters),
-                "rng": capture_rng(rng),
-            },
-        )
-
-    print(f"TrainConfig: {_config_json(config)}", flush=True)
-    logger = _Logger(run_dir)
-    t0 = time.time() - counters.get("wall", 0.0)
-    last_ckpt = counters["updates"]
-
-    def learn(n: int) -> None:
-        for _ in range(n):
-            batch = replay.sample(config.batch_size, rng)
-            metrics, prio = learner.step(batch)
-            replay.update_priorities(batch.index, prio)
-            counters["updates"] += 1
-            if counters["updates"] % config.log_every == 0:
-                logger.log(
-                    "train",
-                    counters["updates"],
-                    {"env_steps": counters["env_steps"], "wall": time.time() - t0, **metrics},
-                )
-
-    def maybe_checkpoint() -> None:
-        nonlocal last_ckpt
-        if counters["updates"] - last_ckpt >= config.checkpoint_every:
-            counters["wall"] = time.time() - t0
-            checkpoint()
-            last_ckpt = counters["updates"]
-
-    encoders: dict = {}
-
-    def frozen_encoder():
-        """The store's frozen encoder, built once (refused if its weights differ from the embeddings')."""
-        if enc_record is not None and "enc" not in encoders:
-            encoders["enc"] = rebuild_encoder(enc_record, device, config.encoder_weights)
-        return encoders.get("enc")
-
-    def run_eval() -> dict:
-        encoder = frozen_encoder()
-        out = evaluate(
-            learner.online,
-            encoder,
-            spec,
-            episodes=config.eval_episodes,
-            seed=config.seed + 10_000,
-            max_steps=config.eval_max_steps,
-        )
-        row = {k: v for k, v in out.items() if isinstance(v, int | float)}
-        logger.log(
-            "eval", counters["updates"], {"env_steps": counters["env_steps"], "wall": time.time() - t0, **row}
-        )
-        return out
-
+        run.resume(config)
+    else:
+        run.start(config)
+    r = _Run(config, parts, run, device)
+    if ck is not None:
+        r.restore(ck)
+    elif config.init_checkpoint:
+        _load_init(parts, config.init_checkpoint, device)
+    _print_config(config, parts)
+    r.logger = run.logger(r.counters if resume else None)
     evaluation: dict = {}
-    writeback = None
     try:
-        if not config.online:
-            bar = tqdm(
-                total=config.updates,
-                initial=counters["updates"],
-                unit="update",
-                disable=not config.progress,
-                desc="offline",
-            )
-            while counters["updates"] < config.updates:
-                n = min(config.log_every, config.updates - counters["updates"])
-                learn(n)
-                bar.update(n)
-                maybe_checkpoint()
-                if config.eval_every and counters["updates"] % config.eval_every == 0:
-                    run_eval()
-            bar.close()
-        else:
-            encoder = frozen_encoder()
-            env = make_env(spec, num_envs=config.num_envs)
-            actor = Actor(
-                learner.online,
-                encoder,
-                config.num_envs,
-                frame_stack=config.replay.frame_stack,
-                context_len=k,
-                device=device,
-            )
-            step = env.reset(seed=config.seed + counters["env_steps"])
-            emb = actor.observe(step)
-            replay.add_first(step.obs, emb)
-            if config.write_back:
-                if store is None:
-                    raise ValueError("--write-back needs --store (the store the episodes are appended to)")
-                from rise_agent.writeback import StoreWriteBack
+        if config.is_online:
+            from rise_agent.online import run_online
 
-                writeback = StoreWriteBack(
-                    store.path, emb_name, config.num_envs, json.loads(_config_json(config))
-                )
-                writeback.first(step, emb)
-            returns = np.zeros(config.num_envs)
-            lengths = np.zeros(config.num_envs, int)
-            owed = 0.0
-            bar = tqdm(
-                total=config.env_steps,
-                initial=counters["env_steps"],
-                unit="step",
-                disable=not config.progress,
-                desc="online",
-            )
-            while counters["env_steps"] < config.env_steps:
-                eps = epsilon_schedule(
-                    counters["env_steps"],
-                    config.eps_start,
-                    config.eps_end,
-                    config.eps_decay_steps,
-                    config.eps_disable_after,
-                )
-                actions = actor.act(eps, rng)
-                step = env.step(actions)
-                emb = actor.observe(step)
-                replay.add(actions, step, emb)
-                if writeback is not None:
-                    writeback.add(actions, step, emb)
-                counters["env_steps"] += config.num_envs
-                bar.update(config.num_envs)
-                live = ~step.is_first
-                returns[live] += step.reward[live]
-                lengths[live] += 1
-                for i in np.flatnonzero(step.terminated | step.truncated):
-                    counters["episodes"] += 1
-                    logger.log(
-                        "episodes",
-                        counters["env_steps"],
-                        {
-                            "return": float(returns[i]),
-                            "length": int(lengths[i]),
-                            "epsilon": eps,
-                            "wall": time.time() - t0,
-                        },
-                    )
-                    returns[i], lengths[i] = 0.0, 0
-                if len(replay) >= max(config.learning_starts, config.batch_size):
-                    owed += config.num_envs / config.replay_ratio
-                    n = int(owed)
-                    owed -= n
-                    if n:
-                        learn(n)
-                        maybe_checkpoint()
-                        if config.eval_every and counters["updates"] % config.eval_every < n:
-                            run_eval()
-            bar.close()
-            env.close()
-        evaluation = run_eval()
+            run_online(r)
+        else:
+            _offline(r)
+        evaluation = r.evaluate()
     except KeyboardInterrupt:
         print("interrupted: writing a checkpoint; continue with --resume", flush=True)
     finally:
-        if writeback is not None:
-            writeback.close()
-        counters["wall"] = time.time() - t0
-        checkpoint()
-        logger.close()
-    plot_curves(run_dir)
-    return {**counters, "eval": evaluation, "run_dir": str(run_dir)}
+        r.checkpoint()
+        r.logger.close()
+    plot_curves(run.path)
+    return {**r.counters, "eval": evaluation, "run_dir": str(run.path)}
+
+
+def _load_init(parts: Parts, path: str, device: torch.device) -> None:
+    from rise_agent.checkpoint import load_checkpoint
+
+    init = load_checkpoint(path, device)
+    try:
+        parts.learner.online.load_state_dict(init["network"])
+        parts.learner.target.load_state_dict(init["network"])
+    except (KeyError, RuntimeError) as e:
+        raise RunError(f"--init-checkpoint {path} does not fit this network ({str(e)[:120]}...)") from None
+
+
+def _print_config(config: TrainConfig, parts: Parts) -> None:
+    decided = {
+        "env": parts.spec["id"],
+        "online": config.is_online,
+        "encoder": parts.encoder_spec.to_json() if parts.encoder_spec else None,
+        "network (derived)": {"n_actions": parts.net.n_actions, "embed_dim": parts.net.embed_dim},
+        "replay": parts.replay.describe() if hasattr(parts.replay, "describe") else None,
+    }
+    if config.progress:
+        print(
+            "TrainConfig:",
+            json.dumps({**to_json(config), "decided": decided}, indent=2, default=str),
+            flush=True,
+        )
+
+
+def _offline(r: _Run) -> None:
+    c = r.config
+    bar = tqdm(
+        total=c.updates, initial=r.counters["updates"], unit="update", disable=not c.progress, desc="offline"
+    )
+    while r.counters["updates"] < c.updates:
+        before = r.counters["updates"]
+        n = min(c.log_every, c.updates - before)
+        r.learn(n)
+        bar.update(n)
+        r.maybe_checkpoint()
+        if r.eval_due(before):
+            r.evaluate()
+    bar.close()
+
+
+def make_actor(r: _Run, network) -> Actor:
+    """The acting side's Actor over ``network`` (the actor thread's copy of the learner's network)."""
+    net = r.parts.net
+    return Actor(
+        network,
+        r.parts.frozen_encoder(r.config, r.device),
+        r.config.num_envs,
+        frame_stack=net.frame_stack,
+        context_len=net.context_len,
+        device=r.device,
+    )
+
+
+def epsilon_at(config: TrainConfig, env_steps: int) -> float:
+    return epsilon_schedule(
+        env_steps, config.eps_start, config.eps_end, config.eps_decay_steps, config.eps_disable_after
+    )
 
 
 def plot_curves(run_dir: Path) -> Path | None:
     """learning_curve.png from the run's CSV files (episode returns, evaluation, loss)."""
+    import csv
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -380,7 +225,10 @@ def plot_curves(run_dir: Path) -> Path | None:
 
     def read(name: str) -> list[dict]:
         path = run_dir / f"{name}.csv"
-        return list(csv.DictReader(path.open())) if path.exists() else []
+        if not path.exists():
+            return []
+        with path.open() as f:
+            return list(csv.DictReader(f))
 
     train_rows, ep_rows, eval_rows = read("train"), read("episodes"), read("eval")
     if not (train_rows or ep_rows or eval_rows):
@@ -388,7 +236,7 @@ def plot_curves(run_dir: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if ep_rows:
         axes[0].plot(
-            [float(r["step"]) for r in ep_rows],
+            [float(r["env_steps"]) for r in ep_rows],
             [float(r["return"]) for r in ep_rows],
             ".",
             alpha=0.4,
@@ -406,7 +254,7 @@ def plot_curves(run_dir: Path) -> Path | None:
     if ep_rows or eval_rows:
         axes[0].legend()
     if train_rows:
-        axes[1].plot([float(r["step"]) for r in train_rows], [float(r["loss"]) for r in train_rows])
+        axes[1].plot([float(r["updates"]) for r in train_rows], [float(r["loss"]) for r in train_rows])
         axes[1].set_xlabel("gradient steps")
         axes[1].set_ylabel("loss")
         axes[1].set_yscale("log")

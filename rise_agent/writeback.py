@@ -1,103 +1,123 @@
-"""Online write-back: episodes played during online fine-tuning appended to the store they came from.
+"""Keeping what online training plays: finished episodes and the actor's embeddings, as a store.
 
-Rows get the same layout as ``rise-data collect`` writes (frames when the store keeps them), and the
-embeddings the actor already computed for each frame are stored with them, under the store's own
-embeddings name, so nothing is encoded twice. Only finished episodes are written, plus, at the end, the
-running ones cut as truncated (as collect does); each write commits.
+``--save-store PATH`` creates (or appends to) a store of the run's env; ``--write-back`` appends to the
+store the run learns from. Rows get collect's layout (RGB frames when the env has them), and the
+embeddings the actor already computed for each frame are committed with their episode under the
+encoder's embeddings name, recorded with its :class:`~rise_data.encoders.EncoderSpec`, so nothing is
+encoded twice and ``rise-agent train --store`` can pretrain on the result. The store's writer lock is
+held for the life of the run; episodes are appended by a writer thread so compression never stalls
+learning.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from torch import Tensor
+import contextlib
+import queue
+import threading
 
-from rise_data.envs import Step
-from rise_data.store import Episode, open_store
+from rise_data.encoders import EncoderError, EncoderSpec, embedding_encoder, library_versions
+from rise_data.envs import env_difference, same_env
+from rise_data.lock import store_lock
+from rise_data.rollout import Finished
+from rise_data.store import Store, StoreError, create_store, is_empty_folder, now_iso, open_store
 
-
-class _Open:
-    def __init__(self) -> None:
-        self.obs: list[np.ndarray] = []
-        self.frame: list[np.ndarray] = []
-        self.emb: list[np.ndarray] = []
-        self.action: list[int] = []
-        self.reward: list[float] = []
+__all__ = ["EpisodeSink"]
 
 
-class StoreWriteBack:
-    """Collects each env's episode and appends finished ones, with their embeddings, to the store."""
+def _open_or_create(path: str, spec: dict, frames: bool) -> Store:
+    if not is_empty_folder(path):  # (the writer lock's folder inside does not count)
+        store = open_store(path, mode="a")
+        if not same_env(store.env, spec):
+            raise StoreError(
+                f"{path} holds {store.env['id']}, not this run's env ({env_difference(store.env, spec)}); "
+                "choose another --save-store path"
+            )
+        store.recover()
+        return store
+    return create_store(path, spec, spec["obs_shape"], spec["frame_shape"] if frames else None)
+
+
+def _ensure_embedding(store: Store, name: str, spec: EncoderSpec, config: dict) -> None:
+    """Create the embeddings array for the actor's encoder, or check an existing one was made by it."""
+    if name in store.embedding_names():
+        try:
+            old = embedding_encoder(store, name)
+        except EncoderError as e:
+            raise StoreError(str(e)) from None
+        diff = old.differences(spec)
+        if diff:
+            raise StoreError(
+                f"embeddings '{name}' of {store.path} come from a different encoder ({', '.join(diff)}); "
+                "choose another --save-store path"
+            )
+        return
+    from rise_data.store import StoreLayout
+
+    record = {
+        "encoder": spec.to_json(),
+        "dtype": "float16",
+        "versions": library_versions(),
+        "config": config,
+        "created": now_iso(),
+    }
+    store.create_embedding(name, spec.dim, "float16", record, StoreLayout(**store.meta.get("layout", {})))
+
+
+class EpisodeSink:
+    """Appends finished episodes (with their embeddings) to a store from a writer thread."""
 
     def __init__(
-        self, store_path: str, embedding: str | None, num_envs: int, config: dict, flush_episodes: int = 8
+        self,
+        path: str,
+        env_spec: dict,
+        encoder_spec: EncoderSpec | None,
+        embedding: str | None,
+        config: dict,
+        command: str,
     ):
-        self.store = open_store(store_path, mode="a")
-        self.store.recover()
-        self.embedding = embedding
-        self.flush_episodes = flush_episodes
-        self.open = [_Open() for _ in range(num_envs)]
-        self.ready: list[tuple[Episode, np.ndarray | None]] = []
-        self.store.log_write(
-            "rise-agent train --online --write-back",
-            config,
-            policy={"name": "rise-agent online"},
-            start_row=self.store.rows,
-        )
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(store_lock(path, command))
+        try:
+            self.store = _open_or_create(path, env_spec, frames=env_spec.get("frame_shape") is not None)
+            self.embedding = embedding if encoder_spec is not None else None
+            if self.embedding is not None:
+                _ensure_embedding(self.store, self.embedding, encoder_spec, config)
+            self.store.log_write(
+                command, config, policy={"name": "rise-agent online"}, start_row=self.store.rows
+            )
+        except BaseException:
+            self._lock.close()
+            raise
+        self.frames = self.store.has_frames
+        self.q: queue.Queue = queue.Queue(maxsize=64)
+        self.error: BaseException | None = None
+        self.episodes = 0
+        self.thread = threading.Thread(target=self._run, daemon=True, name="rise-episode-sink")
+        self.thread.start()
 
-    def _push(self, e: _Open, step: Step, i: int, emb: np.ndarray | None) -> None:
-        e.obs.append(step.obs[i].copy())
-        if self.store.has_frames:
-            e.frame.append(step.frame[i].copy())
-        if emb is not None:
-            e.emb.append(emb[i])
+    def _run(self) -> None:
+        while (batch := self.q.get()) is not None:
+            if self.error is None:
+                try:
+                    self.store.append_episodes(batch)
+                    self.episodes += len(batch)
+                except BaseException as e:  # re-raised by put()/close()
+                    self.error = e
 
-    def first(self, step: Step, emb: Tensor | None) -> None:
-        """The reset step: one new episode per env."""
-        host = None if emb is None else emb.float().cpu().numpy()
-        for i, e in enumerate(self.open):
-            self._push(e, step, i, host)
-
-    def add(self, actions: np.ndarray, step: Step, emb: Tensor | None) -> None:
-        """One vector step (next-step autoreset semantics, as ``rise_data.envs.Step``)."""
-        host = None if emb is None else emb.float().cpu().numpy()
-        for i in range(len(self.open)):
-            if step.is_first[i]:
-                self.open[i] = _Open()
-            else:
-                self.open[i].action.append(int(actions[i]))
-                self.open[i].reward.append(float(step.reward[i]))
-            self._push(self.open[i], step, i, host)
-            if step.terminated[i] or step.truncated[i]:
-                self.ready.append(self._cut(self.open[i], bool(step.terminated[i]), i))
-                self.open[i] = _Open()
-        if len(self.ready) >= self.flush_episodes:
-            self.flush()
-
-    def _cut(self, e: _Open, terminated: bool, i: int) -> tuple[Episode, np.ndarray | None]:
-        t = min(len(e.action), len(e.obs) - 1)
-        ep = Episode(
-            obs=np.stack(e.obs[: t + 1]),
-            frame=np.stack(e.frame[: t + 1]) if self.store.has_frames else None,
-            action=np.asarray(e.action[:t], np.int64),
-            reward=np.asarray(e.reward[:t], np.float32),
-            terminated=terminated,
-            truncated=not terminated,
-            env_index=i,
-        )
-        return ep, (np.stack(e.emb[: t + 1]) if e.emb else None)
-
-    def flush(self) -> None:
-        if not self.ready:
-            return
-        episodes = [ep for ep, _ in self.ready]
-        n0, _ = self.store.append_episodes(episodes)
-        if self.embedding is not None:
-            self.store.append_embeddings(self.embedding, n0, np.concatenate([emb for _, emb in self.ready]))
-        self.ready = []
+    def put(self, finished: list[Finished]) -> None:
+        """Queue the rows of finished episodes (cut ones included: they are marked truncated)."""
+        if self.error is not None:
+            raise self.error
+        batch = [f.episode for f in finished if f.episode is not None and f.length > 0]
+        if batch:
+            self.q.put(batch)
 
     def close(self) -> None:
-        """Cut the running episodes as truncated and write everything."""
-        for i, e in enumerate(self.open):
-            if min(len(e.action), len(e.obs) - 1) > 0:
-                self.ready.append(self._cut(e, False, i))
-        self.open = [_Open() for _ in self.open]
-        self.flush()
+        """Write what is queued, stop the writer thread and release the lock."""
+        try:
+            self.q.put(None)
+            self.thread.join()
+        finally:
+            self._lock.close()
+        if self.error is not None:
+            raise self.error

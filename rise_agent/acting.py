@@ -1,0 +1,154 @@
+"""Acting concurrently with learning: an actor thread a bounded number of vector steps ahead.
+
+The actor thread steps the envs with its own copy of the network (noise, the frozen encoder's forward
+and the env step all happen there) and hands each vector step to the learner through a queue. The
+learner files the step into replay, takes exactly its share of gradient steps (replay ratio), then
+publishes its weights to the actor's copy. The two sides meet once per vector step, deterministically:
+
+- the actor acts at vector step ``s`` with the weights the learner had after filing steps ``< s - lag``;
+- the learner publishes the weights it has after step ``t`` only once the actor finished step ``t + lag``
+  (the last one that uses the previous weights), so the copy never races an actor forward pass.
+
+``lag = 0`` is the serial loop (acting waits for learning); ``lag = 1`` overlaps the actor's step ``t+1``
+with the learner's work on step ``t`` at the price of a policy one vector step older (at BTR's ratio, one
+gradient step). BTR's own loop overlaps only the emulator (``step_async``) with one gradient step.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["ActingThread", "WeightGate"]
+
+
+class WeightGate:
+    """The handshake of the two sides: how far the actor has acted and which weights it may use."""
+
+    def __init__(self, lag: int):
+        self.lag = int(lag)
+        self.acted = 0  # vector steps the actor has finished (the reset step not counted)
+        self.version = 0  # learner steps whose weights the actor's copy holds
+        self.cond = threading.Condition()
+        self.stopped = False
+        self.max_lag_seen = 0
+
+    def actor_may_act(self, s: int) -> bool:
+        """Block until the actor may act at step ``s``; False once stopped."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.stopped or self.version >= s - self.lag)
+            if not self.stopped:
+                self.max_lag_seen = max(self.max_lag_seen, s - self.version)
+            return not self.stopped
+
+    def actor_done(self) -> None:
+        with self.cond:
+            self.acted += 1
+            self.cond.notify_all()
+
+    def publish(self, t: int, copy_weights: Callable[[], None]) -> None:
+        """After the learner finished step ``t``: wait for the actor to finish step ``t + lag``, copy, release."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.stopped or self.acted >= t + self.lag + 1)
+            if self.stopped:
+                return
+            copy_weights()
+            self.version = t + 1
+            self.cond.notify_all()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+
+
+def actor_copy(network: nn.Module) -> nn.Module:
+    """A separate copy of the network for the actor thread (same device, no gradients)."""
+    twin = copy.deepcopy(network)
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
+
+
+@torch.no_grad()
+def copy_weights(src: nn.Module, dst: nn.Module) -> None:
+    """dst <- src, parameters and buffers, in place (one fused copy per list)."""
+    torch._foreach_copy_(list(dst.parameters()), list(src.parameters()))
+    bufs_dst, bufs_src = list(dst.buffers()), list(src.buffers())
+    if bufs_dst:
+        torch._foreach_copy_(bufs_dst, bufs_src)
+
+
+class ActingThread(threading.Thread):
+    """Steps ``env`` (a :class:`~rise_data.rollout.Rollout`) with ``actor``; puts ``(actions, step, embeddings)`` on ``out``.
+
+    The first item is ``(None, reset_step, embeddings)``. ``epsilon(s)`` gives the ε of vector step ``s``
+    (counted from the start of this thread); the thread stops when ``gate.stop()`` is called or after
+    ``steps`` vector steps. An exception in the thread is put on the queue and re-raised by ``get``.
+    """
+
+    def __init__(
+        self,
+        env,
+        actor,
+        gate: WeightGate,
+        epsilon: Callable[[int], float],
+        rng: np.random.Generator,
+        steps: int,
+        seed: int,
+        threads: int = 0,
+    ):
+        super().__init__(daemon=True, name="rise-actor")
+        self.env, self.actor, self.gate = env, actor, gate
+        self.epsilon, self.rng, self.steps, self.seed = epsilon, rng, steps, seed
+        self.threads = threads
+        self.out: queue.Queue = queue.Queue(maxsize=gate.lag + 2)
+
+    def run(self) -> None:
+        try:
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            step = self.env.reset(seed=self.seed)
+            self._put((None, step, self.actor.observe(step)))
+            for s in range(self.steps):
+                if not self.gate.actor_may_act(s):
+                    return
+                actions = self.actor.act(self.epsilon(s), self.rng)
+                self.env.send(actions)  # a rise_data.rollout.Rollout: it remembers the actions for file()
+                step = self.env.recv()
+                emb = self.actor.observe(step)
+                self.gate.actor_done()
+                self._put((actions, step, emb))
+        except BaseException as e:  # surfaced in the learner thread by get()
+            self._put(e)
+
+    def _put(self, item) -> None:
+        while not self.gate.stopped:
+            try:
+                self.out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self):
+        """The next vector step; re-raises the actor thread's exception."""
+        while True:
+            try:
+                item = self.out.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not self.is_alive() and self.out.empty():
+                    raise RuntimeError("the actor thread stopped without a step") from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self.gate.stop()
+        self.join(timeout=30)

@@ -1,0 +1,105 @@
+"""The training config: one frozen tree (run, network, learner, replay), each parameter owned once.
+
+K and the frame stack belong to :class:`~rise_agent.network.NetworkConfig`; replay, actor and learner
+read them from there. Fields the data decides (``n_actions``, ``embed_dim``, ``frame_hw``) are filled
+by the builder from the env and the encoder and are not options. The CLI is generated from these
+classes (:mod:`rise_agent.options`); the trailing comment of each field is its ``--help`` text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rise_agent.learner import LearnerConfig
+from rise_agent.network import NetworkConfig
+from rise_agent.options import ConfigError, from_json, to_json
+from rise_agent.replay import ReplayConfig
+
+__all__ = ["DERIVED", "TrainConfig", "load_config", "save_config"]
+
+# Filled in from the env and the encoder, never set by hand.
+# learner.cql_alpha: the mode decides it unless --cql-alpha says otherwise.
+DERIVED = {"network.n_actions", "network.embed_dim", "network.frame_hw", "learner.cql_alpha"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run does; BTR's defaults (BTR paper, Table D6) unless noted."""
+
+    run_dir: str = ""  # run directory: config, checkpoint, metrics, curves
+    store: str | None = None  # store to pretrain on, or to mix into online replay
+    embedding: str | None = None  # embeddings array of the store (default: the only complete one)
+    online: bool = False  # learn online in vector envs (implied by --env without --store)
+    env: str | None = None  # env id to learn online from scratch (default: the store's env)
+    encoder: str | None = (
+        None  # frozen encoder when there is no store: a registry name or module:function (default resnet18)
+    )
+    weights: str | None = (
+        None  # the frozen encoder's weights file (also: where a store's encoder weights moved)
+    )
+    allow_plugin: tuple[
+        str, ...
+    ] = ()  # plug-in encoders (module:function) a store or checkpoint may name, that you trust
+    save_store: str | None = (
+        None  # online: append each finished episode and its embeddings to this store (created if missing)
+    )
+    write_back: bool = False  # online: append each finished episode and its embeddings to --store itself
+    init_checkpoint: str | None = None  # start from this checkpoint's network (e.g. offline pretraining)
+    updates: int = 0  # offline: gradient steps
+    env_steps: int = 50_000_000  # online: env steps over all envs (BTR: 200M frames)
+    num_envs: int = 64  # online: parallel envs
+    replay_ratio: int = 64  # online: env steps per gradient step (BTR: one per 64-env vector step)
+    learning_starts: int = 200_000  # online: online transitions in replay before learning starts
+    policy_lag: int = 1  # online: the actor acts with weights at most this many vector steps old (0 = serial)
+    eps_start: float = 1.0  # online: initial epsilon
+    eps_end: float = 0.01  # online: epsilon floor
+    eps_decay_steps: int = 2_000_000  # online: env steps over which epsilon decays (8M frames)
+    eps_disable_after: int | None = (
+        25_000_000  # online: env steps after which epsilon is 0 (BTR: 100M frames)
+    )
+    batch_size: int = 256  # transitions per gradient step
+    cql_alpha: float | None = None  # conservative regulariser weight (default 1 offline, 0 online)
+    checkpoint_every: int = 5_000  # gradient steps between checkpoints
+    log_every: int = 100  # gradient steps between metric rows
+    eval_every: int = 0  # gradient steps between evaluations (0: only at the end)
+    eval_episodes: int = 8  # episodes per evaluation
+    eval_max_steps: int | None = None  # cap evaluation episodes at this many steps per env
+    seed: int = 0  # seed of torch, numpy and the envs
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    progress: bool = True  # progress bars
+    network: NetworkConfig = field(default_factory=lambda: NetworkConfig(n_actions=1))
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "replay_ratio", "batch_size", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.policy_lag < 0:
+            raise ConfigError(f"policy_lag must be >= 0, got {self.policy_lag}")
+        if self.write_back and self.save_store:
+            raise ConfigError("give --write-back (append to --store) or --save-store PATH, not both")
+
+    @property
+    def is_online(self) -> bool:
+        """Online when asked, or when an env is given without a store (learning from scratch)."""
+        return self.online or (self.store is None and self.env is not None)
+
+    @property
+    def output_store(self) -> str | None:
+        """Where played episodes go: --save-store, or --store with --write-back."""
+        return self.store if self.write_back else self.save_store
+
+
+def load_config(tree: dict, where: str = "config") -> TrainConfig:
+    """The one strict loader: train (--config FILE), resume (config.json) and evaluation use it."""
+    return from_json(TrainConfig, tree, where)
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """config.json, written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_json(config), indent=2))
+    tmp.replace(path)

@@ -1,0 +1,183 @@
+"""A run directory: config, checkpoint, metrics (CSV + TensorBoard), curves and the online replay's files.
+
+A run *exists* once its first checkpoint is written. A start that fails earlier (bad store, corrupt
+chunk, a kill) leaves files that do not block the next start: ``start`` clears rise's own files of an
+unfinished start. ``--resume`` needs a checkpoint and may point at a copy of the directory: everything
+is written where the command says, never where the saved config was first run. After a resume, metric
+rows written past the checkpoint are dropped, so curves have no repeated steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import time
+from pathlib import Path
+
+from rise_agent.checkpoint import load_checkpoint, save_checkpoint
+from rise_agent.config import TrainConfig, load_config, save_config
+from rise_agent.options import to_json
+
+__all__ = ["RunDir", "RunError"]
+
+_OWN = ("config.json", "train.csv", "episodes.csv", "eval.csv", "learning_curve.png", "tb", "replay")
+_LOGS = ("train", "episodes", "eval")
+
+
+class RunError(ValueError):
+    """The run directory cannot be used as asked; the message says what to do instead."""
+
+
+class RunDir:
+    """The files of one training run."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.checkpoint = self.path / "checkpoint.pt"
+        self.config_file = self.path / "config.json"
+        self.replay_dir = self.path / "replay"
+
+    @property
+    def exists(self) -> bool:
+        return self.checkpoint.is_file()
+
+    def start(self, config: TrainConfig) -> None:
+        """Begin a fresh run here (refused when a run with a checkpoint is already here)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"--run-dir {self.path} is a file; choose a directory")
+        if self.exists:
+            raise RunError(
+                f"{self.path} already holds a run; pass --resume to continue it or choose a new --run-dir"
+            )
+        for name in _OWN:  # leftovers of a start that failed before its first checkpoint
+            p = self.path / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        self._remove_temps()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunError(
+                f"cannot create --run-dir {self.path}: {e.strerror}; choose a writable folder"
+            ) from e
+        save_config(config, self.config_file)
+
+    def saved_config(self) -> TrainConfig:
+        """The config the run was started with (strictly loaded)."""
+        if not self.exists:
+            hint = " (its start failed before the first checkpoint; start it again without --resume)"
+            raise RunError(
+                f"{self.path} has no checkpoint.pt to resume{hint if self.config_file.exists() else ''}"
+            )
+        import json
+
+        try:
+            tree = json.loads(self.config_file.read_text())
+        except (OSError, ValueError) as e:
+            raise RunError(f"cannot read {self.config_file}: {e}") from e
+        return load_config(tree, where=str(self.config_file))
+
+    def resume(self, config: TrainConfig) -> None:
+        """Record the (possibly raised) targets of a resumed run."""
+        self._remove_temps()
+        save_config(config, self.config_file)
+
+    def save(self, payload: dict) -> None:
+        save_checkpoint(self.checkpoint, payload)
+
+    def load(self, device) -> dict:
+        return load_checkpoint(self.checkpoint, device)
+
+    def _remove_temps(self) -> None:
+        if self.path.is_dir():
+            for tmp in self.path.glob("*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    def logger(self, resume: dict | None = None) -> Logger:
+        """Metric writers; after a resume, rows past the checkpoint's counters (redone now) are dropped."""
+        if resume is not None:
+            for kind in _LOGS:
+                _truncate_csv(self.path / f"{kind}.csv", resume)
+        return Logger(self.path, resume)
+
+
+def _truncate_csv(path: Path, counters: dict) -> None:
+    """Keep the rows whose ``updates``/``env_steps`` do not pass the checkpoint's."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    header, body = rows[0], rows[1:]
+    cols = [(header.index(k), counters[k]) for k in ("updates", "env_steps") if k in header and k in counters]
+    keep = [r for r in body if len(r) == len(header) and all(float(r[i]) <= limit for i, limit in cols)]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *keep])
+    tmp.replace(path)
+
+
+class Logger:
+    """CSV files + TensorBoard (``tb/<kind>``), one per event kind.
+
+    ``step`` is the kind's x axis (gradient steps for train/eval, env steps for episodes); every row
+    also carries both counters so a resume can drop what the checkpoint does not cover.
+    """
+
+    STEP = {"train": "updates", "eval": "updates", "episodes": "env_steps"}
+
+    def __init__(self, run_dir: Path, resume: dict | None = None):
+        self.run_dir = run_dir
+        self.resume = resume
+        self.files: dict[str, tuple] = {}
+        self.tb: dict = {}
+
+    def _writer(self, kind: str):
+        from torch.utils.tensorboard import SummaryWriter
+
+        if kind not in self.tb:
+            purge = None if self.resume is None else self.resume.get(self.STEP.get(kind, "updates"), 0) + 1
+            self.tb[kind] = SummaryWriter(str(self.run_dir / "tb" / kind), purge_step=purge)
+        return self.tb[kind]
+
+    def log(self, kind: str, counters: dict, row: dict) -> None:
+        step = int(counters[self.STEP.get(kind, "updates")])
+        row = {
+            "step": step,
+            "updates": counters["updates"],
+            "env_steps": counters["env_steps"],
+            "time": round(time.time(), 3),
+            **row,
+        }
+        if kind not in self.files:
+            path = self.run_dir / f"{kind}.csv"
+            new = not path.exists() or path.stat().st_size == 0
+            f = path.open("a", newline="")
+            w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+            if new:
+                w.writeheader()
+            self.files[kind] = (f, w)
+        f, w = self.files[kind]
+        w.writerow(row)
+        f.flush()
+        tb = self._writer(kind)
+        for k, v in row.items():
+            if (
+                k not in ("step", "time", "updates", "env_steps")
+                and isinstance(v, int | float)
+                and math.isfinite(v)
+            ):
+                tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        for f, _ in self.files.values():
+            f.close()
+        for tb in self.tb.values():
+            tb.close()
+        self.files, self.tb = {}, {}
+
+
+def config_summary(config: TrainConfig, extra: dict) -> dict:
+    """What the run prints at start: the config plus what the builder decided (shares, derived sizes)."""
+    return {**to_json(config), **extra}
