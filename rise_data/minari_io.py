@@ -39,6 +39,7 @@ from rise_data.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_epis
 from rise_data.h5io import ExportConfig, ImportConfig, _compare_checksums
 from rise_data.store import (
     EPISODE_ARRAYS,
+    CorruptStoreError,
     Episode,
     RowHasher,
     StoreError,
@@ -402,9 +403,9 @@ def _import_rise_export(ds, meta: dict, config: ImportConfig):
     store = builder.finish("import", config_to_json(config), format="minari", dataset_id=ds.id)
     mismatched = _compare_checksums((meta.get("checksums") or {}).get("arrays", {}), store.checksums)
     if mismatched:
-        raise StoreError(
+        raise CorruptStoreError(
             f"{config.source}: imported {', '.join(mismatched)} differ from the checksums the export recorded "
-            "(the dataset was changed or damaged)"
+            "(the dataset was changed or damaged); re-export or re-download it"
         )
     return store
 

@@ -226,6 +226,11 @@ def test_minari_export_load_import_round_trip(cue, tmp_path, monkeypatch):
     assert np.array_equal(e.observations["embeddings"]["downsample"], ref["embeddings/downsample"])
     assert np.array_equal(e.actions, ref["action"][:-1]) and np.array_equal(e.rewards, ref["reward"][:-1])
     assert e.terminations[-1] == ref["terminated"][-1] and not e.terminations[:-1].any()
+    # compressed (Minari itself writes images raw), and the env comes back through recover_environment()
+    with h5py.File(tmp_path / "minari" / "rise" / "cue-random-v0" / "data" / "main_data.hdf5") as f:
+        assert f["episode_0/observations/frame"].compression == "gzip"
+    env = ds.recover_environment()
+    assert env.spec.id == "rise/CueMemory-v0" and env.action_space.n == s.env["n_actions"]
     assert "exists" in one_line_error(["export", cue, "minari:rise/cue-random-v0"])
     back = str(tmp_path / "back.zarr")
     ok(["import", "minari:rise/cue-random-v0", back])
@@ -239,7 +244,7 @@ def test_minari_export_load_import_round_trip(cue, tmp_path, monkeypatch):
     with h5py.File(tmp_path / "minari" / "rise" / "cue-random-v0" / "data" / "main_data.hdf5", "r+") as f:
         f["episode_2/rewards"][0] = 5.0
     assert "differ from the checksums" in one_line_error(
-        ["import", "minari:rise/cue-random-v0", str(tmp_path / "x.zarr")]
+        ["import", "minari:rise/cue-random-v0", str(tmp_path / "x.zarr")], code=1
     )
     # Minari cannot hold 0-step episodes: refused with the way out
     syn = synthetic(tmp_path / "syn.zarr", seed=5, episodes=30)
