@@ -116,8 +116,11 @@ class EpisodeBuffer:
         return max(0, min(len(self.action), len(self.reward), self.n - 1))
 
     def cut(self, env_index: int, terminated: bool, truncated: bool) -> Finished:
-        """The episode as it stands: T actions and rewards, T + 1 observation rows."""
+        """The episode as it stands: T actions and rewards, T + 1 observation rows. A prefix shorter than
+        what was recorded (an interrupt between an action and its observation) is a cut: truncated."""
         t = self.steps()
+        if not t == len(self.action) == len(self.reward) == self.n - 1:
+            terminated, truncated = False, True
         reward = np.asarray(self.reward[:t], np.float32)
         finished = Finished(env_index, float(np.sum(reward, dtype=np.float64)), t, terminated, truncated)
         if self.pool is not None:
@@ -225,9 +228,10 @@ class Rollout:
                 b.action.append(actions[i])
                 b.reward.append(step.reward[i])
                 self.steps += 1
+            if done[i]:  # before the push: an interrupt after the push must still know how it ended
+                b.end = (bool(step.terminated[i]), bool(step.truncated[i]))
             b.push(sources, i)
             if done[i]:
-                b.end = (bool(step.terminated[i]), bool(step.truncated[i]))
                 self.episodes += 1
                 self._ended.append((i, b))
                 buffers[i] = EpisodeBuffer(self.pool)
@@ -252,12 +256,10 @@ class Rollout:
         ended = {id(b) for _, b in self._ended}
         out = [b.cut(i, *b.end) for i, b in self._ended]
         for i, b in enumerate(self.buffers):
-            if id(b) in ended:
+            if id(b) in ended or b.steps() == 0:
                 continue
-            if b.end is not None:  # ended, but the interrupt came before it was listed
-                out.append(b.cut(i, *b.end))
-            elif b.steps() > 0:
-                out.append(b.cut(i, False, True))
+            # b.end: it ended, but the interrupt came before it was listed (cut() checks it is whole)
+            out.append(b.cut(i, *(b.end or (False, True))))
         self._ended = []
         self.buffers = [EpisodeBuffer(self.pool) for _ in range(self.num_envs)]
         return out

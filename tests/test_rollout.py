@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 import sys
 
 import numpy as np
@@ -25,16 +26,17 @@ def _actions(n_actions: int) -> np.ndarray:
     return np.random.default_rng(SEED).integers(n_actions, size=(STEPS + 2, N_ENVS))
 
 
-def naive_episodes(spec) -> tuple[list[dict], list[dict]]:
-    """Plain lists per env over the same env, seed and actions: (ended episodes, running ones)."""
+def naive_episodes(spec, steps: int = STEPS) -> tuple[list[dict], list[dict], list[int]]:
+    """Plain lists per env over the same env, seed and actions: (ended episodes, running ones, the steps
+    at which an episode ended)."""
     env = make_env(spec, num_envs=N_ENVS)
     acts = _actions(env.n_actions)
     step = env.reset(seed=SEED)
     cur = [
         {"obs": [step.obs[i]], "frame": [step.frame[i]], "action": [], "reward": []} for i in range(N_ENVS)
     ]
-    ended = []
-    for k in range(STEPS):
+    ended, end_steps = [], []
+    for k in range(steps):
         step = env.step(acts[k])
         for i in range(N_ENVS):
             e = cur[i]
@@ -47,34 +49,41 @@ def naive_episodes(spec) -> tuple[list[dict], list[dict]]:
             e["frame"].append(step.frame[i])
             if step.terminated[i] or step.truncated[i]:
                 ended.append({**e, "env": i, "terminated": bool(step.terminated[i])})
+                end_steps.append(k)
+                cur[i] = {"obs": [], "frame": [], "action": [], "reward": []}
     env.close()
     running = [{**e, "env": i, "terminated": False} for i, e in enumerate(cur) if e["action"]]
-    return ended, running
+    return ended, running, end_steps
 
 
-def drive(spec, keep: dict, interrupt_at: int | None = None):
-    """The collect loop (send before file) for STEPS steps; ``interrupt_at``: raise KeyboardInterrupt at
-    that line event inside the driver's bookkeeping, then continue as collect does after a stop."""
+def drive(spec, keep: dict, steps: int = STEPS, interrupt_at: int | None = None):
+    """The collect loop (send before file) for ``steps`` steps; ``interrupt_at``: raise KeyboardInterrupt at
+    that line event inside the last step's bookkeeping, then continue as collect does after a stop."""
     rollout = Rollout(make_env(spec, num_envs=N_ENVS), **keep)
     acts = _actions(rollout.env.n_actions)
     out = []
     step = rollout.reset(seed=SEED)
     out += rollout.file(step)
     rollout.send(acts[0])
-    lines = [0]
+    lines: list[str] = []  # the source of each line event so far
 
     def tracer(frame, event, arg):
+        # CPython runs signal handlers only at calls and loop back-edges, never between file()'s plain
+        # ``self._ended = []`` and its ``return out``: that one line is no interrupt point
+        src = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+        if frame.f_code.co_name == "file" and src == "return out":
+            return tracer
         if frame.f_code.co_filename.endswith("rollout.py") and event == "line":
-            lines[0] += 1
-            if lines[0] == interrupt_at:
+            lines.append(src)
+            if len(lines) == interrupt_at:
                 raise KeyboardInterrupt
         return tracer
 
     try:
-        for k in range(STEPS):
+        for k in range(steps):
             step = rollout.recv()
             rollout.send(acts[k + 1])
-            if interrupt_at is not None and k == STEPS - 1:
+            if interrupt_at is not None and k == steps - 1:
                 sys.settrace(tracer)
             try:
                 out += rollout.file(step)
@@ -85,7 +94,7 @@ def drive(spec, keep: dict, interrupt_at: int | None = None):
     rollout.recv()
     out += rollout.cut_running()
     rollout.close()
-    return out, lines[0]
+    return out, lines
 
 
 def _same(got, want, rows: bool) -> None:
@@ -105,7 +114,7 @@ def _same(got, want, rows: bool) -> None:
 
 
 def test_matches_naive_loop_keeping_rows_or_nothing(spec):
-    ended, running = naive_episodes(spec)
+    ended, running, _ = naive_episodes(spec)
     assert len(ended) >= 4 and any(len(e["obs"]) > BLOCK_ROWS for e in ended)  # episodes span blocks
     got, _ = drive(spec, {"obs": True, "frames": True})
     _same(got, ended + running, rows=True)
@@ -126,15 +135,20 @@ def _match(f, w: dict, steps: int) -> bool:
 
 @pytest.mark.parametrize("every", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_interrupt_at_any_line_loses_nothing_and_cuts_nothing_twice(spec, every):
-    """A KeyboardInterrupt at a line of the last step's file() (each line in turn when slow; 5 seeded ones
-    otherwise), then cut_running(): every episode exactly once; the one the interrupted step extended is
-    whole or cut one step earlier (as truncated)."""
-    ended, running = naive_episodes(spec)
-    _, lines = drive(spec, {"obs": True}, interrupt_at=10**9)
-    assert lines > 3 * N_ENVS
-    chosen = range(1, lines + 1) if every else np.random.default_rng(0).choice(lines, 5, replace=False) + 1
+    """A KeyboardInterrupt at a line of a step's file(), then cut_running(): every episode exactly once; the
+    one the interrupted step extended is whole or cut one step earlier (as truncated). The interrupted step
+    is the first that ends an episode. Each line in turn when slow; by default the lines around the ending
+    episode's bookkeeping and the hand-over."""
+    steps = naive_episodes(spec)[2][0] + 1
+    ended, running, _ = naive_episodes(spec, steps)
+    _, lines = drive(spec, {"obs": True}, steps, interrupt_at=10**9)
+    assert len(lines) > 3 * N_ENVS
+    end = next(k for k, src in enumerate(lines) if src.startswith("b.end ="))
+    listed = next(k for k, src in enumerate(lines) if src.startswith("self._ended.append"))
+    window = {*range(end - 6, listed + 3), *range(len(lines) - 4, len(lines))}
+    chosen = range(1, len(lines) + 1) if every else sorted(k + 1 for k in window)
     for at in chosen:
-        got, _ = drive(spec, {"obs": True}, interrupt_at=at)
+        got, _ = drive(spec, {"obs": True}, steps, interrupt_at=at)
         for i in range(N_ENVS):
             want = [e for e in ended + running if e["env"] == i]
             mine = [f for f in got if f.env_index == i]
