@@ -349,3 +349,41 @@ def test_two_ranks_encode_an_s3_store(small_store, tmp_path, s3_env):
     assert np.array_equal(s.embedding("downsample")[:], ref)
     keys = s3_env.list_objects_v2(Bucket="rise-data", Prefix="cue.zarr/embeddings/downsample/")["Contents"]
     assert not [k["Key"] for k in keys if MARKER_DIR in k["Key"]]  # progress objects removed at completion
+
+
+# --------------------------------------------------------------------------- collect at scale: shards + merge
+
+
+def test_collect_shards_in_parallel_then_merge(tmp_path):
+    """N collect processes (distinct seeds) into per-worker stores, then one merge keeps every shard's provenance."""
+    shards = [str(tmp_path / f"shard-{i}.zarr") for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rise_data.cli", "collect", "rise/CueMemory-v0", path, "--episodes", "4"]
+            + ["--envs", "1", "--seed", str(100 + i), "--quiet"],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i, path in enumerate(shards)
+    ]
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out
+    merged = str(tmp_path / "all.zarr")
+    res = subprocess.run(
+        [sys.executable, "-m", "rise_data.cli", "merge", *shards, "-o", merged],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    m, parts = open_store(merged), [open_store(p) for p in shards]
+    assert m.rows == sum(p.rows for p in parts) and m.num_episodes == 8
+    entry = m.meta["history"][-1]
+    assert entry["command"] == "merge" and [s["path"] for s in entry["sources"]] == shards
+    seeds = [h["config"]["seed"] for h in m.meta["history"] if h["command"] == "collect"]
+    assert sorted(seeds) == [100, 101]  # every shard's collect is in the merged history
+    assert check_store(merged) == []
