@@ -1,8 +1,8 @@
 """Replay.sample at batch 256, K=80: a git revision's replay vs the working tree's, same data, one run.
 
 Both replays get the same online steps (E envs, random 84x84 frames, 512-d fp16 embeddings, episodes of
-random length) until the ring is full, then ``sample`` is timed on CPU (median of ``--reps`` calls, after
-warm-up). The working tree is also timed with its ring in memory-mapped files (``ring_dir``) when its
+random length) until the ring is full, then ``sample`` is timed on CPU (median of ``--reps`` calls after
+warm-up, the variants' calls interleaved so load drift hits all alike). The working tree is also timed with its ring in memory-mapped files (``ring_dir``) when its
 ReplayConfig has that field. Printed: ms per call and the ratio to the revision's.
 Usage: python benchmarks/replay_sample.py [--rev ed5ce4f] [--envs 16] [--rows-per-env 2048] [--reps 30]
 """
@@ -55,17 +55,20 @@ def fill(replay, envs: int, steps: int, dim: int, seed: int) -> None:
         done = term
 
 
-def time_sample(replay, batch: int, reps: int) -> float:
-    rng = np.random.default_rng(0)
-    for _ in range(3):
-        replay.sample(batch, rng)
-    times = []
+def time_interleaved(replays: dict, batch: int, reps: int) -> dict[str, float]:
+    """Median ms per ``sample`` call of each replay, calls interleaved so load drift hits all alike."""
+    rngs = {name: np.random.default_rng(0) for name in replays}
+    for name, rp in replays.items():
+        for _ in range(3):
+            rp.sample(batch, rngs[name])
+    times: dict[str, list[float]] = {name: [] for name in replays}
     for _ in range(reps):
-        t = time.perf_counter()
-        b = replay.sample(batch, rng)
-        times.append(time.perf_counter() - t)
-        replay.update_priorities(b.index, rng.random(batch))
-    return 1000 * float(np.median(times))
+        for name, rp in replays.items():
+            t = time.perf_counter()
+            b = rp.sample(batch, rngs[name])
+            times[name].append(time.perf_counter() - t)
+            rp.update_priorities(b.index, rngs[name].random(batch))
+    return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
 def main() -> None:
@@ -84,16 +87,16 @@ def main() -> None:
     before = load_revision(args.rev)
     kw = dict(capacity=args.envs * args.rows_per_env, context_len=args.k)
     steps = args.rows_per_env + 100  # the ring wraps once
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         variants = [(f"{args.rev} (RAM)", before, {}), ("working tree (RAM)", now, {})]
         if "ring_dir" in {f.name for f in dataclasses.fields(now.ReplayConfig)}:
             variants.append(("working tree (ring files)", now, {"ring_dir": tmp}))
+        replays = {}
         for name, mod, extra in variants:
-            rp = mod.Replay(mod.ReplayConfig(**kw, **extra), (84, 84), args.dim, args.envs)
-            fill(rp, args.envs, steps, args.dim, seed=1)
-            results[name] = time_sample(rp, args.batch, args.reps)
-            del rp
+            replays[name] = mod.Replay(mod.ReplayConfig(**kw, **extra), (84, 84), args.dim, args.envs)
+            fill(replays[name], args.envs, steps, args.dim, seed=1)
+        results = time_interleaved(replays, args.batch, args.reps)
+        del replays
     print(
         f"Replay.sample, batch {args.batch}, K={args.k}, D={args.dim}, {args.envs} envs x {args.rows_per_env}"
     )
