@@ -2,8 +2,9 @@
 
 Both replays get the same online steps (E envs, random 84x84 frames, 512-d fp16 embeddings, episodes of
 random length) until the ring is full, then ``sample`` is timed on CPU (median of ``--reps`` calls after
-warm-up, the variants' calls interleaved so load drift hits all alike). The working tree is also timed with its ring in memory-mapped files (``ring_dir``) when its
-ReplayConfig has that field. Printed: ms per call and the ratio to the revision's.
+warm-up, the variants' calls interleaved so load drift hits all alike). The working tree is also timed
+with its ring in memory-mapped files (``ring_dir``) when its ReplayConfig has that field. Printed: ms per
+call and the ratio to the revision's.
 Usage: python benchmarks/replay_sample.py [--rev ed5ce4f] [--envs 16] [--rows-per-env 2048] [--reps 30]
 """
 
