@@ -129,3 +129,59 @@ def test_kill_leaves_valid_store_that_appends(tmp_path, sig):
         assert open_store(path).meta["history"][-1]["interrupted"] is True
     collect(CollectConfig("ALE/Pong-v5", path, steps=20, envs=2, seed=3, progress=False))
     assert open_store(path).rows > rows and check_store(path) == []
+
+
+class _StallingPolicy:
+    """Random actions until ``RISE_TEST_STALL_AFTER`` episodes finished, then it writes that count to
+    ``RISE_TEST_STALL_FILE`` and blocks: every step before this one was filed, so those episodes are done."""
+
+    def __init__(self, n_actions: int):
+        self.n_actions, self.finished = n_actions, 0
+        self.after, self.file = int(os.environ["RISE_TEST_STALL_AFTER"]), os.environ["RISE_TEST_STALL_FILE"]
+        self.rng = np.random.default_rng(0)
+
+    def act(self, step):
+        if self.finished >= self.after:  # counted from earlier steps only: this one is not filed yet
+            with open(self.file, "w") as f:
+                f.write(str(self.finished))
+            time.sleep(3600)
+        self.finished += int((step.terminated | step.truncated).sum())
+        return self.rng.integers(self.n_actions, size=len(step.obs))
+
+    def describe(self) -> dict:
+        return {"name": "stalling test policy"}
+
+
+def make_stalling(env, num_envs, seed, checkpoint):
+    return _StallingPolicy(int(env["n_actions"]))
+
+
+def test_finished_episodes_are_committed_without_waiting_for_more(tmp_path):
+    """Stepping stalls after a few short episodes: all of them get committed anyway, so a kill -9 then
+    loses nothing that finished (the old 2,048-row buffer held them back)."""
+    path, flag = str(tmp_path / "d.zarr"), tmp_path / "stalled"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.path.dirname(__file__),
+        "RISE_TEST_STALL_AFTER": "5",
+        "RISE_TEST_STALL_FILE": str(flag),
+    }
+    rise_data = os.path.join(os.path.dirname(sys.executable), "rise-data")
+    args = ["collect", "rise/CueMemory-v0", path, "--steps", "100000", "--envs", "2", "--quiet"]
+    proc = subprocess.Popen(
+        [rise_data, *args, "--policy", "test_collect:make_stalling"], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        t0 = time.time()
+        while not flag.exists():
+            assert proc.poll() is None and time.time() - t0 < 120, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.1)
+        finished = int(flag.read_text())
+        while open_store(path).num_episodes < finished and time.time() - t0 < 120:
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    s = open_store(path)
+    assert finished >= 5 and s.num_episodes == finished and s.rows == finished * 33  # 32-step probe episodes
+    assert check_store(path) == []
