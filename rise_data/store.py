@@ -403,7 +403,9 @@ class Store:
         self, name: str, dim: int, dtype: str, provenance: dict, layout: StoreLayout
     ) -> zarr.Array:
         self._check_writable()
-        rows_per_chunk = layout.image_chunk_rows((dim * np.dtype(dtype).itemsize,))
+        # embedding_chunk_bytes, not frame_chunk_bytes (which image_chunk_rows reads): the largest power of two
+        row_bytes = dim * np.dtype(dtype).itemsize
+        rows_per_chunk = 1 << max(0, (layout.embedding_chunk_bytes // row_bytes).bit_length() - 1)
         arr = self.group.create_array(
             f"embeddings/{name}",
             shape=(self.rows, dim),
