@@ -71,7 +71,7 @@ def run_probe(
                 lstm_hidden=64,
             ),
             learner=LearnerConfig(target_update=100, lr=LR),
-            replay=ReplayConfig(context_len=k, per_alpha=PER_ALPHA),
+            replay=ReplayConfig(per_alpha=PER_ALPHA),
         )
         result = train(config)
         returns = result["eval"]["returns"]
