@@ -2,7 +2,8 @@
 
 ``store_lock(path, command)`` takes ``fcntl.flock`` on ``<store>/.rise/locks/<name>.lock``. The kernel
 drops the lock when the holder's file descriptor closes, so a killed writer (SIGKILL, OOM, power off)
-never leaves a stale lock behind: nothing to clean up, no timeouts. The holder writes who it is (pid,
+never leaves a stale lock behind: no timeouts, no pid checks. A clean release deletes the file (an idle
+store folder is plain Zarr); one a killed writer leaves locks nothing and goes with the next release. The holder writes who it is (pid,
 host, command, since) into the lock file, so a second writer is refused with one line naming the holder.
 
 Names: ``writer`` guards the rows and the root metadata (collect, write-back, edit, import, seal, repair,
@@ -78,7 +79,8 @@ def store_lock(path: str | os.PathLike, command: str, *, name: str = "writer") -
 
     Raises :class:`LockHeld` at once (no waiting) when another process, or another ``store_lock`` of this
     process, holds it. Creates the store folder if it does not exist yet, so a writer creating a store is
-    guarded from its first file on. Not re-entrant.
+    guarded from its first file on (and removes it on release if it is still empty). The lock file and
+    the empty ``.rise`` folders are deleted on release. Not re-entrant.
     """
     path = str(path)
     kind = store_kind(path)
@@ -90,29 +92,54 @@ def store_lock(path: str | os.PathLike, command: str, *, name: str = "writer") -
             )
         yield None
         return
-    fd, file = _open_lock_file(path, name)
+    made_root = not Path(path).exists()
+    fd, file = _acquire(path, name)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeld(_held_message(path, name, _read_info(fd))) from None
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "command": command,
             "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
-        os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-        try:
-            yield file
-        finally:
-            os.ftruncate(fd, 0)  # a free lock names nobody; flock itself is released by close below
+        yield file
     finally:
+        # remove the lock file while still holding it (a process that opened it meanwhile notices the
+        # unlinked inode and retries), then the empty folders, so an idle store folder is plain Zarr
+        file.unlink(missing_ok=True)
+        for folder in (file.parent, file.parent.parent, *([Path(path)] if made_root else [])):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: another lock, or the store's own files
         os.close(fd)
 
 
+def _acquire(store: str, name: str) -> tuple[int, Path]:
+    """Open and flock the lock file; retry when its holder removed it between our open and our flock."""
+    for _ in range(100):
+        fd, file = _open_lock_file(store, name)
+        if fd < 0:
+            continue  # the folder was removed between mkdir and open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            info = _read_info(fd)
+            os.close(fd)
+            raise LockHeld(_held_message(store, name, info)) from None
+        try:
+            current = os.stat(file).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            os.ftruncate(fd, 0)
+            return fd, file
+        os.close(fd)
+    raise LockHeld(f"{store}: the {name} lock kept changing hands; retry")
+
+
 def _open_lock_file(store: str, name: str) -> tuple[int, Path]:
+    """(fd, path) of the lock file, created if missing; fd -1 if its folder vanished meanwhile."""
     file = lock_path(store, name)
     root = Path(store)
     if root.exists() and not root.is_dir():
@@ -121,6 +148,8 @@ def _open_lock_file(store: str, name: str) -> tuple[int, Path]:
         file.parent.mkdir(parents=True, exist_ok=True)
         # no O_TRUNC: the file may name the current holder, and we do not hold the lock yet
         return os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), file
+    except FileNotFoundError:
+        return -1, file
     except OSError as e:
         why = "permission denied" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else e.strerror
         raise StoreError(

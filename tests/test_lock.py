@@ -62,13 +62,52 @@ def test_names_are_independent_and_one_process_cannot_take_one_twice(tmp_path):
         lock_path(store, "../escape")
 
 
-def test_lock_folder_does_not_make_the_store_folder_non_empty(tmp_path):
+def test_lock_folder_does_not_make_the_store_folder_non_empty_and_goes_on_release(tmp_path):
     store = tmp_path / "new.zarr"
     with store_lock(store, "create"):
         assert (store / ".rise" / "locks" / "writer.lock").is_file()
         assert is_empty_folder(store)
-    (store / "other").write_text("x")
+    assert not store.exists()  # made for the lock, still empty: removed again
+    store.mkdir()
+    (store / "zarr.json").write_text("{}")
+    with store_lock(store, "a", name="encode-x"):
+        with store_lock(store, "b"):
+            pass
+        assert (store / ".rise" / "locks" / "encode-x.lock").is_file()  # the other lock keeps the folder
+    assert sorted(p.name for p in store.iterdir()) == ["zarr.json"]  # an idle store folder is plain Zarr
     assert not is_empty_folder(store)
+
+
+COUNT = """
+import sys, time
+from rise_data.lock import LockHeld, store_lock
+store, counter, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+done = 0
+while done < n:
+    try:
+        with store_lock(store, "count"):
+            value = int(open(counter).read())  # read, pause, write: a lost update if two held it at once
+            time.sleep(0.001)
+            open(counter, "w").write(str(value + 1))
+        done += 1
+    except LockHeld:
+        time.sleep(0.0005)
+"""
+
+
+def test_mutual_exclusion_while_holders_keep_deleting_the_file(tmp_path):
+    """Three processes take and release the lock 40 times each (every release deletes the lock file and its
+    folders): an unguarded read-modify-write counter under it never loses an update."""
+    store, counter = tmp_path / "s.zarr", tmp_path / "counter"
+    store.mkdir()
+    counter.write_text("0")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", COUNT, str(store), str(counter), "40"]) for _ in range(3)
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    assert int(counter.read_text()) == 120
+    assert list(store.iterdir()) == []
 
 
 def test_file_and_read_only_folder_are_one_line_errors(tmp_path):

@@ -126,8 +126,104 @@ def test_check_reports_corruption(pong_copy):
     chunk = next((root / "reward" / "c").rglob("*"))
     chunk.write_bytes(b"not zstd")
     problems = check_store(pong_copy)
-    assert any(p.severity == "error" and "unreadable" in p.message for p in problems)
+    assert any(
+        p.severity == "error" and "chunk 0" in p.message and "cannot be read" in p.message for p in problems
+    )
     # damaged root metadata
     (root / "zarr.json").write_text("{")
     problems = check_store(pong_copy)
     assert len(problems) == 1 and problems[0].severity == "error"
+
+
+def _with_embeddings(store, episodes):
+    """Give episodes the rows of the store's 'downsample' embeddings (the real encoder over their obs)."""
+    import torch
+
+    from rise_data.encoders import make_encoder
+
+    enc = make_encoder("downsample", source="obs")
+    for ep in episodes:
+        ep.embeddings = {"downsample": enc(torch.from_numpy(ep.obs)).to(torch.float16).numpy()}
+    return episodes
+
+
+def _store_with_embeddings(tmp_path, spec):
+    from rise_data.encode import EncodeConfig, embedding_record
+    from rise_data.encoders import make_encoder
+    from rise_data.store import StoreLayout
+
+    path = str(tmp_path / "e.zarr")
+    store = create_store(path, spec, (84, 84), (8, 6, 3))
+    enc = make_encoder("downsample", source="obs")
+    record = embedding_record(EncodeConfig(path, encoder="downsample", source="obs"), enc)
+    store.create_embedding("downsample", enc.dim, "float16", record, StoreLayout())
+    return store
+
+
+def test_episodes_carry_embeddings_into_the_same_commit(tmp_path, spec):
+    rng = np.random.default_rng(3)
+    store = _store_with_embeddings(tmp_path, spec)
+    eps = _with_embeddings(store, _episodes(rng, 4))
+    store.append_episodes(eps[:3])
+    store.append_episodes(eps[3:])
+    s = open_store(store.path)
+    assert s.embedding_meta("downsample")["rows_done"] == s.rows
+    want = np.concatenate([e.embeddings["downsample"] for e in eps])
+    assert np.array_equal(s.embedding("downsample")[:], want)
+    assert check_store(s.path) == []
+    # episodes without embeddings leave a gap: rows_done stays, later carried rows do not jump it
+    store.append_episodes(_episodes(rng, 1))
+    store.append_episodes(_with_embeddings(store, _episodes(rng, 1)))
+    assert open_store(store.path).embedding_meta("downsample")["rows_done"] == s.rows
+
+
+def test_carried_embeddings_that_do_not_fit_are_refused_before_any_write(tmp_path, spec):
+    rng = np.random.default_rng(4)
+    store = _store_with_embeddings(tmp_path, spec)
+    store.append_episodes(_with_embeddings(store, _episodes(rng, 2)))
+    rows = store.rows
+    bad_name = _episodes(rng, 1)
+    bad_name[0].embeddings = {"other": np.zeros((bad_name[0].length + 1, 4), np.float16)}
+    bad_dim = _episodes(rng, 1)
+    bad_dim[0].embeddings = {"downsample": np.zeros((bad_dim[0].length + 1, 3), np.float16)}
+    mixed = _with_embeddings(store, _episodes(rng, 1)) + _episodes(rng, 1)
+    for eps, match in (
+        (bad_name, "no embeddings 'other'"),
+        (bad_dim, "do not fit"),
+        (mixed, "same embeddings"),
+    ):
+        with pytest.raises(StoreError, match=match):
+            store.append_episodes(eps)
+    s = open_store(store.path)
+    assert s.rows == rows and s.array("obs").shape[0] == rows and check_store(s.path) == []
+
+
+def test_repair_trims_crash_tails_and_keeps_committed_data(tmp_path, spec):
+    """What a kill mid-append leaves (longer arrays, temp files, rows_done past the commit): repair makes
+    every shape equal the committed rows and changes no committed value."""
+    rng = np.random.default_rng(5)
+    store = _store_with_embeddings(tmp_path, spec)
+    store.append_episodes(_with_embeddings(store, _episodes(rng, 3)))
+    rows, meta = store.rows, dict(store.meta)
+    names = ["obs", "frame", "action", "reward", "is_last", "embeddings/downsample"]
+    before = {n: store.group[n][:rows] for n in names}
+    store.append_episodes(_with_embeddings(store, _episodes(rng, 3)))  # then "killed" before its commit:
+    store.group.attrs[ATTR] = meta
+    emb = store.group["embeddings/downsample"]
+    emb.attrs[ATTR] = {**dict(emb.attrs)[ATTR], "rows_done": emb.shape[0]}
+    for temp in ("obs/c/0.1234.partial", "zarr.json.99.partial"):
+        (Path(store.path) / temp).write_bytes(b"junk")
+    s = open_store(store.path, mode="a")
+    assert s.group["obs"].shape[0] > rows
+    out = s.repair()
+    assert out["rows_dropped"] > 0 and out["episodes_dropped"] == 3 and out["temp_files_removed"] == 2
+    s = open_store(store.path)
+    for n in names:
+        assert s.group[n].shape[0] == rows and np.array_equal(s.group[n][:], before[n]), n
+    assert s.embedding_meta("downsample")["rows_done"] == rows
+    assert not list(Path(store.path).rglob("*.partial")) and check_store(s.path) == []
+    assert open_store(store.path, mode="a").repair() == {
+        "rows_dropped": 0,
+        "episodes_dropped": 0,
+        "temp_files_removed": 0,
+    }
