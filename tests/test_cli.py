@@ -28,8 +28,9 @@ def test_collect_encode_info_check(tmp_path):
     )
     assert out.exit_code == 0, out.output
     out = runner.invoke(app, ["encode", path, "--encoder", "downsample", "--quiet"])
-    assert out.exit_code == 0, out.output
-    assert "embeddings 'downsample'" in out.output
+    assert out.exit_code == 0 and out.output == "", out.output  # --quiet: nothing but errors
+    out = runner.invoke(app, ["encode", path, "--encoder", "downsample"])
+    assert "embeddings 'downsample' are already complete" in out.output
     out = runner.invoke(app, ["info", path])
     assert out.exit_code == 0 and "downsample" in out.output and "96 steps in 3 episodes" in out.output
     out = runner.invoke(app, ["info", path, "--json"])
