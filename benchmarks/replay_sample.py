@@ -56,6 +56,13 @@ def fill(replay, envs: int, steps: int, dim: int, seed: int) -> None:
         done = term
 
 
+def make_replay(mod, capacity: int, windows: dict, extra: dict, dim: int, envs: int):
+    """``mod``'s Replay; revisions before the network owned the windows took them in ReplayConfig."""
+    if "context_len" in {f.name for f in dataclasses.fields(mod.ReplayConfig)}:
+        return mod.Replay(mod.ReplayConfig(capacity=capacity, **windows, **extra), (84, 84), dim, envs)
+    return mod.Replay(mod.ReplayConfig(capacity=capacity, **extra), (84, 84), dim, envs, **windows)
+
+
 def time_interleaved(replays: dict, batch: int, reps: int) -> dict[str, float]:
     """Median ms per ``sample`` call of each replay, calls interleaved so load drift hits all alike."""
     rngs = {name: np.random.default_rng(0) for name in replays}
@@ -86,7 +93,7 @@ def main() -> None:
     import rise_agent.replay as now
 
     before = load_revision(args.rev)
-    kw = dict(capacity=args.envs * args.rows_per_env, context_len=args.k)
+    windows = dict(frame_stack=4, context_len=args.k)
     steps = args.rows_per_env + 100  # the ring wraps once
     with tempfile.TemporaryDirectory() as tmp:
         variants = [(f"{args.rev} (RAM)", before, {}), ("working tree (RAM)", now, {})]
@@ -94,7 +101,9 @@ def main() -> None:
             variants.append(("working tree (ring files)", now, {"ring_dir": tmp}))
         replays = {}
         for name, mod, extra in variants:
-            replays[name] = mod.Replay(mod.ReplayConfig(**kw, **extra), (84, 84), args.dim, args.envs)
+            replays[name] = make_replay(
+                mod, args.envs * args.rows_per_env, windows, extra, args.dim, args.envs
+            )
             fill(replays[name], args.envs, steps, args.dim, seed=1)
         results = time_interleaved(replays, args.batch, args.reps)
         del replays

@@ -128,9 +128,9 @@ def build(config: TrainConfig, device: torch.device, replay_dir: Path | None = N
 def _replay(config, net, store, emb, device, replay_dir) -> Replay:
     num_envs = config.num_envs if config.is_online else 0
     # the replay's windows are the network's: K and the frame stack are owned by NetworkConfig
-    rcfg = dataclasses.replace(config.replay, context_len=net.context_len, frame_stack=net.frame_stack)
+    windows = {"frame_stack": net.frame_stack, "context_len": net.context_len}
     if store is not None:
-        return Replay.from_store(store.path, emb, rcfg, num_envs=num_envs, device=device)
+        return Replay.from_store(store.path, emb, config.replay, num_envs=num_envs, device=device, **windows)
     return Replay(
-        rcfg, obs_shape=tuple(net.frame_hw), embed_dim=net.embed_dim, num_envs=num_envs, device=device
+        config.replay, tuple(net.frame_hw), net.embed_dim, num_envs=num_envs, device=device, **windows
     )

@@ -31,7 +31,7 @@ RESUMABLE = {
     "weights",
     "allow_plugin",
 }
-SKIP = DERIVED | {"run_dir", "replay.context_len", "replay.frame_stack"}
+SKIP = DERIVED | {"run_dir"}
 ALIASES = {
     "network.context_len": ("-k",),
     "weights": ("--encoder-weights",),

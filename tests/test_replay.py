@@ -34,6 +34,11 @@ from rise_data.store import open_store
 CUE = "rise/CueMemory-v0"
 
 
+def windows(k: int, s: int = 4) -> dict:
+    """The network's windows (K, S) as the keyword arguments Replay takes them in."""
+    return {"context_len": k, "frame_stack": s}
+
+
 # -- naive reference ------------------------------------------------------------------------------
 class Log:
     """Linear rows (a store, or one env's unwrapped history) in plain Python lists."""
@@ -75,8 +80,8 @@ def store_log(path, embedding=None) -> Log:
     return log
 
 
-def naive(log: Log, t: int, cfg: ReplayConfig) -> dict:
-    """One transition from row t, by walking the rows one at a time."""
+def naive(log: Log, t: int, cfg) -> dict:
+    """One transition from row t, by walking the rows one at a time (``cfg``: a replay's ``config``)."""
     start = log.start(t)
     S, K, n, g = cfg.frame_stack, cfg.context_len, cfg.n_step, cfg.gamma
     clip = (lambda r: max(-cfg.reward_clip, min(cfg.reward_clip, r))) if cfg.reward_clip else (lambda r: r)
@@ -116,7 +121,7 @@ def naive(log: Log, t: int, cfg: ReplayConfig) -> dict:
     }
 
 
-def check_batch(batch, ref_of, cfg: ReplayConfig) -> None:
+def check_batch(batch, ref_of, cfg) -> None:
     """Every field of every sample equals the naive reconstruction of its row."""
     B = len(batch.index)
     assert batch.frames.dtype == torch.uint8 and batch.frames.shape[:2] == (B, cfg.frame_stack)
@@ -157,18 +162,20 @@ def cache(tmp_path) -> str:
 
 
 @pytest.mark.parametrize(
-    "cfg",
+    "cfg,win",
     [
-        ReplayConfig(context_len=8, n_step=3, prioritized=False),
-        ReplayConfig(context_len=40, n_step=5, frame_stack=2, prioritized=False, reward_clip=0.5),
-        ReplayConfig(context_len=0, n_step=1, prioritized=False, reward_clip=None),
+        (ReplayConfig(n_step=3, prioritized=False), windows(8)),
+        (ReplayConfig(n_step=5, prioritized=False, reward_clip=0.5), windows(40, 2)),
+        (ReplayConfig(n_step=1, prioritized=False, reward_clip=None), windows(0)),
     ],
 )
-def test_offline_batches_match_naive(cue_store, cache, cfg):
+def test_offline_batches_match_naive(cue_store, cache, cfg, win):
     s = open_store(cue_store)
     assert s.read("terminated").sum() >= 2 and s.read("truncated").sum() >= 2  # both endings present
-    emb = "downsample" if cfg.context_len else None
-    rp = Replay.from_store(cue_store, emb, cfg, cache_dir=cache)
+    emb = "downsample" if win["context_len"] else None
+    rp = Replay.from_store(cue_store, emb, cfg, cache_dir=cache, **win)
+    cfg = rp.config  # the user's config with the network's windows added
+    assert rp.windows == (cfg.frame_stack, cfg.context_len) == (win["frame_stack"], win["context_len"])
     log = store_log(cue_store, emb)
     assert len(rp) == s.rows - s.num_episodes  # every non-last row
     # uniform + batch size = len: the stratified draw takes every sampleable row exactly once
@@ -190,8 +197,8 @@ def test_offline_batches_match_naive(cue_store, cache, cfg):
 
 
 def test_offline_pong_frames(pong_store, cache):
-    cfg = ReplayConfig(context_len=0, prioritized=True)
-    rp = Replay.from_store(pong_store, None, cfg, cache_dir=cache)
+    rp = Replay.from_store(pong_store, None, ReplayConfig(prioritized=True), cache_dir=cache, **windows(0))
+    cfg = rp.config
     log = store_log(pong_store)
     batch = rp.sample(48, np.random.default_rng(0))
     assert torch.all(batch.weights == 1)  # beta = 0
@@ -200,20 +207,25 @@ def test_offline_pong_frames(pong_store, cache):
 
 def test_offline_refusals(cue_store, cache, tmp_path):
     with pytest.raises(ValueError, match="needs embeddings: pass one of .*downsample"):
-        Replay.from_store(cue_store, None, ReplayConfig(context_len=4), cache_dir=cache)
+        Replay.from_store(cue_store, None, ReplayConfig(), cache_dir=cache, **windows(4))
     with pytest.raises(ValueError, match="no embeddings 'resnet18'"):
-        Replay.from_store(cue_store, "resnet18", ReplayConfig(context_len=4), cache_dir=cache)
+        Replay.from_store(cue_store, "resnet18", ReplayConfig(), cache_dir=cache, **windows(4))
     with pytest.raises(ValueError, match="rows per env"):
         Replay.from_store(
-            cue_store, None, ReplayConfig(context_len=0, capacity=12), num_envs=2, cache_dir=cache
+            cue_store, None, ReplayConfig(capacity=12), num_envs=2, cache_dir=cache, **windows(0)
         )
+    with pytest.raises(ValueError, match="frame_stack must be >= 1"):
+        Replay.from_store(cue_store, None, ReplayConfig(), cache_dir=cache, **windows(0, 0))
+    source = Replay.from_store(cue_store, "downsample", ReplayConfig(), cache_dir=cache, **windows(4)).store
+    with pytest.raises(ValueError, match=r"opened for windows \(S, K\) = \(4, 4\), not \(4, 8\)"):
+        Replay(ReplayConfig(), (84, 84), source.emb.shape[1], store=source, **windows(8))
 
 
 def test_obs_cache_built_once_reused_and_rebuilt_after_growth(tmp_path, monkeypatch):
     path, cache = str(tmp_path / "s.zarr"), tmp_path / "cache"
     collect(CollectConfig(CUE, path, episodes=2, envs=2, progress=False))
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
-    cfg = ReplayConfig(context_len=4, prioritized=False)
+    cfg, win = ReplayConfig(prioritized=False), windows(4)
 
     # a build that dies half-way leaves neither a cache nor a temp file
     import rise_data.store as store_mod
@@ -228,15 +240,15 @@ def test_obs_cache_built_once_reused_and_rebuilt_after_growth(tmp_path, monkeypa
     with monkeypatch.context() as m:
         m.setattr(store_mod.Store, "read", boom)
         with pytest.raises(RuntimeError, match="killed"):
-            Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+            Replay.from_store(path, "downsample", cfg, cache_dir=cache, **win)
     assert list(cache.iterdir()) == []
 
-    rp = Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+    rp = Replay.from_store(path, "downsample", cfg, cache_dir=cache, **win)
     (f1,) = list(cache.iterdir())
     assert f1 == obs_cache_path(open_store(path), cache) and f1.suffix == ".npy"
     np.testing.assert_array_equal(np.load(f1), open_store(path).read("obs"))
     mtime = os.stat(f1).st_mtime_ns
-    rp2 = Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+    rp2 = Replay.from_store(path, "downsample", cfg, cache_dir=cache, **win)
     assert os.stat(f1).st_mtime_ns == mtime and list(cache.iterdir()) == [f1]
     assert isinstance(rp2.store.obs, np.memmap)
 
@@ -246,16 +258,18 @@ def test_obs_cache_built_once_reused_and_rebuilt_after_growth(tmp_path, monkeypa
         ValueError,
         match=r"incomplete \(\d+ of \d+ rows\); finish with: rise-data encode .* --encoder downsample",
     ):
-        Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+        Replay.from_store(path, "downsample", cfg, cache_dir=cache, **win)
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
-    rp3 = Replay.from_store(path, "downsample", cfg, cache_dir=cache)
+    rp3 = Replay.from_store(path, "downsample", cfg, cache_dir=cache, **win)
     (f2,) = list(cache.iterdir())  # the old version was removed
     assert f2 != f1
     s = open_store(path)
     np.testing.assert_array_equal(np.load(f2), s.read("obs"))
     assert len(rp3) == s.rows - s.num_episodes and len(rp3) > len(rp)
     log = store_log(path, "downsample")
-    check_batch(rp3.sample(len(rp3), np.random.default_rng(0)), lambda t: naive(log, t, cfg), cfg)
+    check_batch(
+        rp3.sample(len(rp3), np.random.default_rng(0)), lambda t: naive(log, t, rp3.config), rp3.config
+    )
 
 
 # -- online ring -----------------------------------------------------------------------------------
@@ -369,8 +383,8 @@ class Driver:
 
 def test_online_real_env_with_wraparound():
     env = make_env(env_spec(CUE), num_envs=3)
-    cfg = ReplayConfig(capacity=300, context_len=8, n_step=3, prioritized=False, reward_clip=0.5)
-    rp = Replay(cfg, obs_shape=env.obs_shape, embed_dim=16, num_envs=3)
+    cfg = ReplayConfig(capacity=300, n_step=3, prioritized=False, reward_clip=0.5)
+    rp = Replay(cfg, obs_shape=env.obs_shape, embed_dim=16, num_envs=3, **windows(8))
     d = Driver(rp, 16, seed=0)
     rng = np.random.default_rng(0)
     d.first(env.reset(seed=0).obs)
@@ -404,10 +418,8 @@ def synthetic_steps(num_envs, n, rng, obs_shape=(6, 6), max_len=150, cut=0.0):
 
 @pytest.mark.parametrize("context_len,n_step,frame_stack", [(8, 3, 4), (0, 1, 4), (12, 5, 2)])
 def test_online_synthetic_truncation_resets_and_long_episodes(context_len, n_step, frame_stack):
-    cfg = ReplayConfig(
-        capacity=4 * 60, context_len=context_len, n_step=n_step, frame_stack=frame_stack, prioritized=False
-    )
-    rp = Replay(cfg, obs_shape=(6, 6), embed_dim=5, num_envs=4)
+    cfg = ReplayConfig(capacity=4 * 60, n_step=n_step, prioritized=False)
+    rp = Replay(cfg, obs_shape=(6, 6), embed_dim=5, num_envs=4, **windows(context_len, frame_stack))
     d = Driver(rp, 5, seed=1)
     rng = np.random.default_rng(2)
     d.first(rng.integers(0, 256, (4, 6, 6), dtype=np.uint8))
@@ -426,8 +438,8 @@ def test_online_synthetic_truncation_resets_and_long_episodes(context_len, n_ste
 
 def test_online_refusals():
     with pytest.raises(ValueError, match="rows per env"):
-        Replay(ReplayConfig(capacity=3 * 80, context_len=80), num_envs=3)
-    rp = Replay(ReplayConfig(capacity=300, context_len=4), embed_dim=3, num_envs=3, obs_shape=(6, 6))
+        Replay(ReplayConfig(capacity=3 * 80), num_envs=3, **windows(80))
+    rp = Replay(ReplayConfig(capacity=300), embed_dim=3, num_envs=3, obs_shape=(6, 6), **windows(4))
     with pytest.raises(RuntimeError, match="add_first"):
         rp.current_frames()
     with pytest.raises(ValueError, match="emb of shape"):
@@ -442,7 +454,7 @@ def test_online_refusals():
             np.zeros(3), Step(np.zeros((3, 6, 6), np.uint8), None, np.zeros(3), z, z, z), torch.zeros(3, 3)
         )
     with pytest.raises(ValueError, match="no sampleable"):
-        Replay(ReplayConfig(capacity=300, context_len=0), num_envs=3, obs_shape=(6, 6)).sample(
+        Replay(ReplayConfig(capacity=300), num_envs=3, obs_shape=(6, 6), **windows(0)).sample(
             4, np.random.default_rng()
         )
 
@@ -465,9 +477,9 @@ def roundtrip(sd: dict) -> dict:
 
 
 def test_mixed_sources_and_state_dict_round_trip(cue_store, cache):
-    cfg = ReplayConfig(capacity=2 * 100, context_len=8, per_beta=0.4, offline_fraction=0.25)
+    cfg = ReplayConfig(capacity=2 * 100, per_beta=0.4, offline_fraction=0.25)
     D = open_store(cue_store).embedding("downsample").shape[1]
-    rp = Replay.from_store(cue_store, "downsample", cfg, num_envs=2, cache_dir=cache)
+    rp = Replay.from_store(cue_store, "downsample", cfg, num_envs=2, cache_dir=cache, **windows(8))
     base = open_store(cue_store).rows
     d = Driver(rp, D, seed=3)
     rng = np.random.default_rng(3)
@@ -483,10 +495,10 @@ def test_mixed_sources_and_state_dict_round_trip(cue_store, cache):
     log = store_log(cue_store, "downsample")
     b = rp.sample(400, rng)
     assert (b.index < base).sum() == 100  # offline_fraction 0.25, exactly
-    check_batch(b, lambda t: naive(log, t, cfg) if t < base else d.ref(t), cfg)
+    check_batch(b, lambda t: naive(log, t, rp.config) if t < base else d.ref(t), rp.config)
 
     sd = roundtrip(rp.state_dict())  # RAM ring: its rows travel in the state
-    rp2 = Replay.from_store(cue_store, "downsample", cfg, num_envs=2, cache_dir=cache)
+    rp2 = Replay.from_store(cue_store, "downsample", cfg, num_envs=2, cache_dir=cache, **windows(8))
     rp2.load_state_dict(sd)
     assert len(rp2) == len(rp) and rp2.online_transitions == rp.online_transitions
     same(rp.sample(64, np.random.default_rng(9)), rp2.sample(64, np.random.default_rng(9)))
@@ -501,7 +513,14 @@ def test_mixed_sources_and_state_dict_round_trip(cue_store, cache):
         rp2.add(a, step, emb)
     same(rp.sample(64, np.random.default_rng(10)), rp2.sample(64, np.random.default_rng(10)))
     with pytest.raises(ValueError, match="does not fit"):
-        Replay(dataclasses.replace(cfg, offline_fraction=None), embed_dim=D, num_envs=2).load_state_dict(sd)
+        Replay(
+            dataclasses.replace(cfg, offline_fraction=None), embed_dim=D, num_envs=2, **windows(8)
+        ).load_state_dict(sd)
+    for other in (windows(6), windows(8, 2)):  # a state of the same store and ring, other windows
+        with pytest.raises(ValueError, match=r"written for windows \(S, K\) = \(4, 8\)"):
+            Replay.from_store(
+                cue_store, "downsample", cfg, num_envs=2, cache_dir=cache, **other
+            ).load_state_dict(sd)
 
 
 # -- samplers ----------------------------------------------------------------------------------------
@@ -555,13 +574,13 @@ def test_mixer_resolves_implied_fractions_and_refuses_impossible_ones():
     with pytest.raises(ValueError, match="needs a store"):
         Mixer.resolve(0.25, False, True)
     with pytest.raises(ValueError, match="needs a store"):
-        Replay(ReplayConfig(capacity=300, context_len=0, offline_fraction=0.5), (6, 6), num_envs=3)
+        Replay(ReplayConfig(capacity=300, offline_fraction=0.5), (6, 6), num_envs=3, **windows(0))
 
 
 @pytest.mark.parametrize("fraction,want", [(0.0, 0), (0.25, 64), (1.0, 256), (None, 128)])
 def test_offline_fraction_is_exact_from_the_first_sample(cue_store, cache, fraction, want):
-    cfg = ReplayConfig(capacity=2 * 100, context_len=0, n_step=3, offline_fraction=fraction)
-    rp = Replay.from_store(cue_store, None, cfg, num_envs=2, cache_dir=cache)
+    cfg = ReplayConfig(capacity=2 * 100, n_step=3, offline_fraction=fraction)
+    rp = Replay.from_store(cue_store, None, cfg, num_envs=2, cache_dir=cache, **windows(0))
     s = open_store(cue_store)
     base = rp.store.num_rows
     assert rp.online_transitions == 0 and len(rp) == rp.store_transitions == s.rows - s.num_episodes
@@ -589,8 +608,8 @@ def test_offline_fraction_is_exact_from_the_first_sample(cue_store, cache, fract
 
 
 def test_priority_updates_land_in_their_source(cue_store, cache):
-    cfg = ReplayConfig(capacity=2 * 100, context_len=0, per_alpha=1.0, per_eps=1e-9, offline_fraction=0.5)
-    rp = Replay.from_store(cue_store, None, cfg, num_envs=2, cache_dir=cache)
+    cfg = ReplayConfig(capacity=2 * 100, per_alpha=1.0, per_eps=1e-9, offline_fraction=0.5)
+    rp = Replay.from_store(cue_store, None, cfg, num_envs=2, cache_dir=cache, **windows(0))
     d = Driver(rp, 0, seed=0)
     d.first(np.zeros((2, 84, 84), np.uint8))
     for step in synthetic_steps(2, 60, np.random.default_rng(1), obs_shape=(84, 84), max_len=80):
@@ -631,9 +650,10 @@ def test_ring_files_resume_gives_identical_samples(tmp_path, monkeypatch, mapped
     # mirrored: embeddings gathered from a copy and mirrored into the file, the GPU path, run on CPU
     monkeypatch.setattr(OnlineRing, "map_cpu_embeddings", mapped)
     ring = tmp_path / "run" / "replay"
-    cfg_f = ReplayConfig(capacity=3 * 60, context_len=8, per_alpha=0.5, per_beta=0.4, ring_dir=str(ring))
+    cfg_f = ReplayConfig(capacity=3 * 60, per_alpha=0.5, per_beta=0.4, ring_dir=str(ring))
     cfg_r = dataclasses.replace(cfg_f, ring_dir=None)
-    uninterrupted, files = Replay(cfg_r, (6, 6), 5, 3), Replay(cfg_f, (6, 6), 5, 3)
+    win = windows(8)
+    uninterrupted, files = Replay(cfg_r, (6, 6), 5, 3, **win), Replay(cfg_f, (6, 6), 5, 3, **win)
     assert files.describe()["sources"]["online"]["storage"] == f"files in {ring}"
     rng, data = np.random.default_rng(0), np.random.default_rng(1)
     emb = torch.zeros(3, 5, dtype=torch.float16)
@@ -653,7 +673,7 @@ def test_ring_files_resume_gives_identical_samples(tmp_path, monkeypatch, mapped
     assert {p.name for p in ring.iterdir()} >= {"obs.npy", "emb.npy", "pos.npy", "written.npy", "ring.json"}
     del files  # the process ends right after its checkpoint
 
-    resumed = Replay(cfg_f, (6, 6), 5, 3)
+    resumed = Replay(cfg_f, (6, 6), 5, 3, **win)
     resumed.load_state_dict(sd)
     assert resumed.online_transitions == uninterrupted.online_transitions
     same(uninterrupted.sample(64, np.random.default_rng(9)), resumed.sample(64, np.random.default_rng(9)))
@@ -677,8 +697,8 @@ def test_ring_files_killed_after_checkpoint_lose_only_overwritten_rows(tmp_path,
     """Rows written after the checkpoint overwrote its oldest ones: those (and rows whose windows reach
     them) are dropped on load; everything kept reads only checkpoint-era rows; 35 > 40 - 2 - 6 + 1
     overwrites an env's newest rows too, so that env starts over."""
-    cfg = ReplayConfig(capacity=3 * 40, context_len=6, n_step=2, prioritized=False, ring_dir=str(tmp_path))
-    d = Driver(Replay(cfg, (6, 6), 4, 3), 4, seed=0)
+    cfg = ReplayConfig(capacity=3 * 40, n_step=2, prioritized=False, ring_dir=str(tmp_path))
+    d = Driver(Replay(cfg, (6, 6), 4, 3, **windows(6)), 4, seed=0)
     data, rng = np.random.default_rng(1), np.random.default_rng(2)
     steps = synthetic_steps(3, 400, data, max_len=30)
     d.first(np.zeros((3, 6, 6), np.uint8))
@@ -690,8 +710,9 @@ def test_ring_files_killed_after_checkpoint_lose_only_overwritten_rows(tmp_path,
         d.step(rng.integers(0, 4, 3), next(steps))
     del d  # killed
 
-    rp = Replay(cfg, (6, 6), 4, 3)
+    rp = Replay(cfg, (6, 6), 4, 3, **windows(6))
     rp.load_state_dict(sd)
+    cfg = rp.config
     d = Driver(rp, 4, seed=3)
     d.logs = logs
     kept = set((np.flatnonzero(rp.ring.ok) + rp.ring.base).tolist())
@@ -736,7 +757,8 @@ def run(rp, n, gen, pause=0.0):
 
 if __name__ == "__main__":
     ring, ckpt, ready = sys.argv[1:4]
-    rp = Replay(ReplayConfig(capacity=3 * 200, context_len=6, prioritized=False, ring_dir=ring), (6, 6), 4, 3)
+    cfg = ReplayConfig(capacity=3 * 200, prioritized=False, ring_dir=ring)
+    rp = Replay(cfg, (6, 6), 4, 3, frame_stack=4, context_len=6)
     rp.add_first(np.zeros((3, 6, 6), np.uint8), torch.zeros(3, 4))
     gen = steps(7)
     run(rp, 300, gen)
@@ -764,8 +786,8 @@ def test_ring_files_sigkill_after_checkpoint(tmp_path):
 
     ns: dict = {}
     exec(compile(_KILL_CHILD, str(child), "exec"), ns)  # the child's data, replayed into a naive log
-    cfg = ReplayConfig(capacity=3 * 200, context_len=6, prioritized=False)
-    d = Driver(Replay(cfg, (6, 6), 4, 3), 4, seed=0)
+    cfg = ReplayConfig(capacity=3 * 200, prioritized=False)
+    d = Driver(Replay(cfg, (6, 6), 4, 3, **windows(6)), 4, seed=0)
     d.first(np.zeros((3, 6, 6), np.uint8))
     gen = ns["steps"](7)
     for _ in range(300):
@@ -774,8 +796,9 @@ def test_ring_files_sigkill_after_checkpoint(tmp_path):
         d.step(a, st)
     valid = d.valid()
 
-    rp = Replay(dataclasses.replace(cfg, ring_dir=str(ring)), (6, 6), 4, 3)
+    rp = Replay(dataclasses.replace(cfg, ring_dir=str(ring)), (6, 6), 4, 3, **windows(6))
     rp.load_state_dict(torch.load(ckpt, weights_only=True))
+    cfg = rp.config
     kept = set((np.flatnonzero(rp.ring.ok) + rp.ring.base).tolist())
     assert kept and kept <= valid and len(valid - kept) <= 3 * (150 + cfg.lookback)
     d.rp = rp
@@ -783,30 +806,37 @@ def test_ring_files_sigkill_after_checkpoint(tmp_path):
 
 
 def test_ring_files_refuse_a_state_that_is_not_theirs(tmp_path):
-    cfg = ReplayConfig(capacity=3 * 40, context_len=4, ring_dir=str(tmp_path / "a"))
+    cfg, win = ReplayConfig(capacity=3 * 40, ring_dir=str(tmp_path / "a")), windows(4)
     z = np.zeros((3, 6, 6), np.uint8)
     e = torch.zeros(3, 2)
-    rp = Replay(cfg, (6, 6), 2, 3)
+    rp = Replay(cfg, (6, 6), 2, 3, **win)
     rp.add_first(z, e)
     sd = roundtrip(rp.state_dict())
     with pytest.raises(RuntimeError, match="before adding any rows"):
         rp.load_state_dict(sd)
     with pytest.raises(ValueError, match="keeps its rows in ring files"):
-        Replay(dataclasses.replace(cfg, ring_dir=None), (6, 6), 2, 3).load_state_dict(sd)
+        Replay(dataclasses.replace(cfg, ring_dir=None), (6, 6), 2, 3, **win).load_state_dict(sd)
     with pytest.raises(ValueError, match="does not belong to the ring files"):
-        Replay(dataclasses.replace(cfg, ring_dir=str(tmp_path / "b")), (6, 6), 2, 3).load_state_dict(sd)
+        Replay(dataclasses.replace(cfg, ring_dir=str(tmp_path / "b")), (6, 6), 2, 3, **win).load_state_dict(
+            sd
+        )
     with pytest.raises(ValueError, match="3 envs x 40 rows"):
-        Replay(dataclasses.replace(cfg, capacity=3 * 50), (6, 6), 2, 3).load_state_dict(sd)
+        Replay(dataclasses.replace(cfg, capacity=3 * 50), (6, 6), 2, 3, **win).load_state_dict(sd)
+    for other in (windows(5), windows(4, 2)):  # the run's own ring files, other network windows
+        with pytest.raises(ValueError, match=r"written for windows \(S, K\) = \(4, 4\)"):
+            Replay(cfg, (6, 6), 2, 3, **other).load_state_dict(sd)
     del rp
-    fresh = Replay(cfg, (6, 6), 2, 3)  # a fresh run in the same folder: its first write starts a new ring
+    fresh = Replay(
+        cfg, (6, 6), 2, 3, **win
+    )  # a fresh run in the same folder: its first write starts a new ring
     fresh.add_first(z, e)
     with pytest.raises(ValueError, match="does not belong to the ring files"):
-        Replay(cfg, (6, 6), 2, 3).load_state_dict(sd)
+        Replay(cfg, (6, 6), 2, 3, **win).load_state_dict(sd)
 
 
 def test_describe_names_sources_sizes_and_shares(cue_store, cache):
-    cfg = ReplayConfig(capacity=2 * 100, context_len=0, offline_fraction=0.25)
-    rp = Replay.from_store(cue_store, None, cfg, num_envs=2, cache_dir=cache)
+    cfg = ReplayConfig(capacity=2 * 100, offline_fraction=0.25)
+    rp = Replay.from_store(cue_store, None, cfg, num_envs=2, cache_dir=cache, **windows(0))
     d = rp.describe(256)
     s = open_store(cue_store)
     assert d["offline_fraction"] == 0.25 and d["sampler"].startswith("PrioritizedSampler(alpha=0.2")
@@ -820,13 +850,13 @@ def test_describe_names_sources_sizes_and_shares(cue_store, cache):
     assert (on["capacity"], on["envs"], on["rows_per_env"], on["transitions"]) == (200, 2, 100, 0)
     assert on["share"] == 0.75 and on["rows_per_batch"] == 192 and on["storage"] == "RAM"
     json.dumps(d)  # printable as it is
-    only = Replay.from_store(cue_store, None, ReplayConfig(context_len=0), cache_dir=cache).describe()
+    only = Replay.from_store(cue_store, None, ReplayConfig(), cache_dir=cache, **windows(0)).describe()
     assert only["offline_fraction"] == 1.0 and list(only["sources"]) == ["store"]
 
 
 def test_per_frequencies_and_weights(cue_store, cache):
-    cfg = ReplayConfig(context_len=0, per_alpha=1.0, per_beta=0.5, per_eps=1e-9)
-    rp = Replay.from_store(cue_store, None, cfg, cache_dir=cache)
+    cfg = ReplayConfig(per_alpha=1.0, per_beta=0.5, per_eps=1e-9)
+    rp = Replay.from_store(cue_store, None, cfg, cache_dir=cache, **windows(0))
     rows = np.flatnonzero(~open_store(cue_store).read("is_last"))
     hot = rows[rows % 3 == 0]
     td = np.where(rows % 3 == 0, 4.0, 1.0)
@@ -847,8 +877,8 @@ def test_per_frequencies_and_weights(cue_store, cache):
 
 
 def test_per_online_new_rows_get_max_priority_and_overwritten_rows_stay_out():
-    cfg = ReplayConfig(capacity=2 * 40, context_len=4, n_step=2, per_alpha=0.5)
-    rp = Replay(cfg, obs_shape=(6, 6), embed_dim=3, num_envs=2)
+    cfg = ReplayConfig(capacity=2 * 40, n_step=2, per_alpha=0.5)
+    rp = Replay(cfg, obs_shape=(6, 6), embed_dim=3, num_envs=2, **windows(4))
     d = Driver(rp, 3, seed=5)
     rng = np.random.default_rng(5)
     steps = synthetic_steps(2, 200, rng, max_len=25)

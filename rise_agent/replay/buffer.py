@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rise_agent.replay.config import Batch, ReplayConfig
+from rise_agent.replay.config import Batch, ReplayConfig, WindowedConfig
 from rise_agent.replay.mixer import Mixer
 from rise_agent.replay.ring import OnlineRing
 from rise_agent.replay.sources import Source, StoreSource
@@ -18,7 +18,12 @@ __all__ = ["Replay"]
 
 
 class Replay:
-    """Store transitions + online ring, sampled by exact shares (see :mod:`rise_agent.replay`)."""
+    """Store transitions + online ring, sampled by exact shares (see :mod:`rise_agent.replay`).
+
+    ``frame_stack`` (S) and ``context_len`` (K, 0 = no context) are the network's windows
+    (``NetworkConfig.frame_stack`` / ``.context_len``, which own them); ``self.config`` is ``config``
+    with them added.
+    """
 
     def __init__(
         self,
@@ -28,8 +33,16 @@ class Replay:
         num_envs: int = 0,
         device: str | torch.device = "cpu",
         store: StoreSource | None = None,
+        *,
+        frame_stack: int,
+        context_len: int,
     ):
-        self.config = config
+        self.config = config = WindowedConfig.of(config, frame_stack, context_len)
+        if store is not None and (store.config.frame_stack, store.config.context_len) != self.windows:
+            raise ValueError(
+                f"the store source was opened for windows (S, K) = "
+                f"{(store.config.frame_stack, store.config.context_len)}, not {self.windows}: open it with these"
+            )
         self.obs_shape = tuple(int(x) for x in obs_shape)
         self.embed_dim = int(embed_dim) if config.context_len else 0
         self.num_envs = int(num_envs)
@@ -55,6 +68,9 @@ class Replay:
         num_envs: int = 0,
         device: str | torch.device = "cpu",
         cache_dir: str | os.PathLike | None = None,
+        *,
+        frame_stack: int,
+        context_len: int,
     ) -> Replay:
         """A replay whose store source is the store at ``store_path`` (plus an online ring if ``num_envs``).
 
@@ -65,9 +81,18 @@ class Replay:
 
         device = torch.device(device)
         store = open_store(store_path)
-        source = StoreSource.open(store, embedding, config, device, cache_dir)
+        windowed = WindowedConfig.of(config, frame_stack, context_len)
+        source = StoreSource.open(store, embedding, windowed, device, cache_dir)
         dim = source.emb.shape[1] if source.emb is not None else 0
-        return cls(config, tuple(store.env["obs_shape"]), dim, num_envs, device, store=source)
+        shape = tuple(store.env["obs_shape"])
+        return cls(
+            config, shape, dim, num_envs, device, source, frame_stack=frame_stack, context_len=context_len
+        )
+
+    @property
+    def windows(self) -> tuple[int, int]:
+        """``(frame_stack, context_len)``: the network's S and K this replay was built for."""
+        return self.config.frame_stack, self.config.context_len
 
     # -- counters -----------------------------------------------------------------------------------
     @property
@@ -277,7 +302,7 @@ class Replay:
     def state_dict(self) -> dict:
         """Small state, loadable with ``torch.load(weights_only=True)``: the store's sampler weights and
         the ring's ends, open episodes and sampler (plus its rows when the ring lives in RAM)."""
-        sd: dict = {"version": 2, "per_beta": float(self.per_beta)}
+        sd: dict = {"version": 2, "windows": list(self.windows), "per_beta": float(self.per_beta)}
         if self.store is not None:
             sd["store"] = {"rows": self.store.num_rows, "sampler": self.store.sampler.state_dict()}
         if self.ring is not None:
@@ -296,6 +321,11 @@ class Replay:
                 "replay state does not fit this replay (a different store, or online vs offline): "
                 "resume with the run's own --store and mode"
             )
+        if tuple(sd.get("windows", ())) != self.windows:
+            raise ValueError(
+                f"replay state was written for windows (S, K) = {tuple(sd.get('windows', ()))}, this replay "
+                f"has {self.windows}: resume with the run's own network frame_stack and context_len"
+            )
         self.per_beta = float(sd["per_beta"])
         if self.store is not None:
             self.store.sampler.load_state_dict(sd["store"]["sampler"])
@@ -311,7 +341,7 @@ class _Out:
         self.__dict__.update(arrays)
 
 
-def _gather(source: Source, idx: np.ndarray, out: _Out, sl: slice, c: ReplayConfig, dev) -> None:
+def _gather(source: Source, idx: np.ndarray, out: _Out, sl: slice, c: WindowedConfig, dev) -> None:
     """Transitions ``idx`` of ``source`` (targets, frame stacks, context windows) into ``out[sl]``."""
     S, K, nb = c.frame_stack, c.context_len, len(idx)
     r, nxt, d = source.targets(idx)

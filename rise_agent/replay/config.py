@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from torch import Tensor
 
-__all__ = ["Batch", "ReplayConfig"]
+__all__ = ["Batch", "ReplayConfig", "WindowedConfig"]
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    """Replay size, n-step return, windows, prioritisation and the batch mix (defaults: BTR, RISE's K=80).
+    """Replay size, n-step return, prioritisation and the batch mix (defaults: BTR).
+
+    The windows (frame stack S, context length K) are not here: the network owns them
+    (``NetworkConfig.frame_stack`` / ``.context_len``) and :class:`~rise_agent.replay.Replay` takes them
+    as arguments.
 
     ``offline_fraction``: exact share of every batch drawn from the store (``round(f * B)`` rows, from
     the first sample on); None = implied by the sources present (see :mod:`rise_agent.replay.mixer`).
@@ -23,8 +27,6 @@ class ReplayConfig:
     capacity: int = 2**20  # online rows (ring), split evenly into one contiguous segment per env
     n_step: int = 3
     gamma: float = 0.997
-    frame_stack: int = 4
-    context_len: int = 80  # K; 0 = no context (plain BTR)
     prioritized: bool = True  # PER (sum tree) or uniform
     per_alpha: float = 0.2
     per_beta: float = 0.0  # IS exponent (BTR's final code effectively uses none); weights = (N*P)^-beta / max
@@ -34,8 +36,8 @@ class ReplayConfig:
     ring_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.capacity < 1 or self.n_step < 1 or self.frame_stack < 1 or self.context_len < 0:
-            raise ValueError("capacity, n_step and frame_stack must be >= 1 and context_len >= 0")
+        if self.capacity < 1 or self.n_step < 1:
+            raise ValueError(f"capacity and n_step must be >= 1, got {self.capacity} and {self.n_step}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.per_alpha < 0 or self.per_beta < 0 or self.per_eps <= 0:
@@ -44,6 +46,26 @@ class ReplayConfig:
             raise ValueError(f"reward_clip must be > 0 or None, got {self.reward_clip}")
         if self.offline_fraction is not None and not 0.0 <= self.offline_fraction <= 1.0:
             raise ValueError(f"offline_fraction must be in [0, 1] or None, got {self.offline_fraction}")
+
+
+@dataclass(frozen=True)
+class WindowedConfig(ReplayConfig):
+    """Internal: a :class:`ReplayConfig` plus the network's windows, what the replay's parts read."""
+
+    frame_stack: int = field(kw_only=True)  # S
+    context_len: int = field(kw_only=True)  # K; 0 = no context (plain BTR)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.frame_stack < 1 or self.context_len < 0:
+            raise ValueError(
+                f"frame_stack must be >= 1 and context_len >= 0, got {self.frame_stack} and {self.context_len}"
+            )
+
+    @classmethod
+    def of(cls, config: ReplayConfig, frame_stack: int, context_len: int) -> WindowedConfig:
+        own = {f.name: getattr(config, f.name) for f in fields(ReplayConfig)}
+        return cls(**own, frame_stack=int(frame_stack), context_len=int(context_len))
 
     @property
     def lookback(self) -> int:

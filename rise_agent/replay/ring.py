@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rise_agent.replay.config import ReplayConfig
+from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import make_sampler
 from rise_agent.replay.sources import Source, clip_reward
 from rise_agent.returns import nstep_targets
@@ -102,7 +102,7 @@ class OnlineRing(Source):
 
     def __init__(
         self,
-        config: ReplayConfig,
+        config: WindowedConfig,
         num_envs: int,
         obs_shape: tuple[int, ...],
         embed_dim: int,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rise_agent.replay.config import ReplayConfig
+from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import Sampler, make_sampler
 from rise_agent.returns import episode_ends, episode_starts, nstep_targets
 
@@ -71,7 +71,7 @@ class StoreSource(Source):
     name = "store"
 
     def __init__(
-        self, config: ReplayConfig, obs: np.ndarray, emb: Tensor | None, cols: dict[str, np.ndarray]
+        self, config: WindowedConfig, obs: np.ndarray, emb: Tensor | None, cols: dict[str, np.ndarray]
     ):
         self.config = config
         self.obs, self.emb = obs, emb
@@ -92,7 +92,7 @@ class StoreSource(Source):
         cls,
         store,
         embedding: str | None,
-        config: ReplayConfig,
+        config: WindowedConfig,
         device: torch.device,
         cache_dir: str | os.PathLike | None = None,
     ) -> StoreSource:
