@@ -127,6 +127,11 @@ def build(config: TrainConfig, device: torch.device, replay_dir: Path | None = N
 
 def _replay(config, net, store, emb, device, replay_dir) -> Replay:
     num_envs = config.num_envs if config.is_online else 0
+    if not config.is_online:
+        rcfg_online = {"offline_fraction": None}  # offline: the store is the only source
+    else:  # the ring lives in the run directory, so a resume (or a copy of the run) continues with it
+        rcfg_online = {"ring_dir": str(replay_dir) if replay_dir is not None else None}
+    config = dataclasses.replace(config, replay=dataclasses.replace(config.replay, **rcfg_online))
     # the replay's windows are the network's: K and the frame stack are owned by NetworkConfig
     windows = {"frame_stack": net.frame_stack, "context_len": net.context_len}
     if store is not None:

@@ -31,7 +31,7 @@ RESUMABLE = {
     "weights",
     "allow_plugin",
 }
-SKIP = DERIVED | {"run_dir"}
+SKIP = DERIVED | {"run_dir", "replay.ring_dir"}
 ALIASES = {
     "network.context_len": ("-k",),
     "weights": ("--encoder-weights",),
@@ -104,17 +104,23 @@ def evaluate_cmd(
     encoder_weights: Annotated[
         str | None, typer.Option(help="Weights file of the frozen encoder, if needed.")
     ] = None,
+    allow_plugin: Annotated[
+        list[str] | None,
+        typer.Option(help="A plug-in encoder (module:function) the checkpoint may name, that you trust."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a checkpoint: raw and human-normalized scores."""
-    from rise_agent.evaluate import evaluate, load_agent
+    from rise_agent.evaluate import evaluate, load_agent, summary
 
     with user_errors():
         from rise_data.encode import resolve_device
 
         dev = resolve_device(device)
-        net, encoder, meta = load_agent(checkpoint, dev, encoder_weights=encoder_weights)
+        net, encoder, meta = load_agent(
+            checkpoint, dev, encoder_weights=encoder_weights, allowed_plugins=tuple(allow_plugin or ())
+        )
         out = evaluate(
             net,
             encoder,
@@ -129,12 +135,7 @@ def evaluate_cmd(
     if as_json:
         typer.echo(json.dumps(out, indent=2, default=str))
         return
-    hn = out.get("human_normalized")
-    typer.echo(
-        f"{checkpoint}: {len(out['returns'])} episodes, return {out['mean']:.2f} ± {out['std']:.2f}"
-        + (f", human-normalized {hn:.3f}" if hn is not None else "")
-        + (f"; recorded {record}" if record else "")
-    )
+    typer.echo(f"{checkpoint}: {summary(out)}" + (f"; recorded {record}" if record else ""))
 
 
 if __name__ == "__main__":

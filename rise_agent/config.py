@@ -55,7 +55,7 @@ class TrainConfig:
     policy_lag: int = 1  # online: the actor acts with weights at most this many vector steps old (0 = serial)
     eps_start: float = 1.0  # online: initial epsilon
     eps_end: float = 0.01  # online: epsilon floor
-    eps_decay_steps: int = 2_000_000  # online: env steps over which epsilon decays (8M frames)
+    eps_decay_steps: int = 2_000_000  # online: time constant (env steps) of epsilon's exponential decay to eps_end (BTR: 8M frames)
     eps_disable_after: int | None = (
         25_000_000  # online: env steps after which epsilon is 0 (BTR: 100M frames)
     )

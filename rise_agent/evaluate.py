@@ -19,7 +19,6 @@ whole games under it, as BTR and DQN Zoo count them); otherwise the result is ra
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -31,8 +30,10 @@ from rise_agent.actor import Actor
 from rise_agent.atari_scores import atari_score_key, human_normalized, iqm_with_ci, protocol_deviations
 from rise_agent.checkpoint import CheckpointError, load_checkpoint
 from rise_agent.network import NetworkConfig, RiseNetwork, disable_noise, make_network
-from rise_data.encoders import Encoder, EncoderError, make_encoder
+from rise_agent.options import ConfigError, from_json
+from rise_data.encoders import Encoder, EncoderError, EncoderSpec
 from rise_data.envs import Step, make_env
+from rise_data.rollout import Rollout
 
 __all__ = [
     "aggregate",
@@ -242,7 +243,7 @@ def evaluate(
 
 
 def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps):
-    """Play each env's quota of episodes: ([(return, length, end)], vector steps)."""
+    """Play each env's quota of episodes through the rollout driver: ([(return, length, end)], vector steps)."""
     num_envs = env.num_envs
     quota = np.array([episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)])
     device = next(network.parameters()).device
@@ -251,37 +252,33 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps):
     results: list[tuple[float, int, str]] = []
     frames: list[np.ndarray] | None = [] if record is not None else None
     steps = 0
+    rollout = Rollout(env)  # keeps returns and lengths only
     fork = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork), disable_noise(network):
         torch.manual_seed(seed)
         actor = Actor(network, encoder, num_envs, cfg.frame_stack, cfg.context_len, device)
-        step = env.reset(seed=seed)
-        ep_return = np.zeros(num_envs)
-        ep_len = np.zeros(num_envs, np.int64)
+        step = rollout.reset(seed=seed)
+        rollout.file(step)
         finished = np.zeros(num_envs, np.int64)
         while (finished < quota).any():
             if frames is not None:
                 frames.append(_record_frame(step, 0))
             actor.observe(step)
-            step = env.step(actor.act(epsilon, rng, greedy_noise_off=True))
+            rollout.send(actor.act(epsilon, rng, greedy_noise_off=True))
+            step = rollout.recv()
             steps += 1
-            live = ~step.is_first
-            ep_return[live] += step.reward[live]
-            ep_len[live] += 1
+            for f in rollout.file(step):
+                if finished[f.env_index] < quota[f.env_index]:
+                    results.append((f.ret, f.length, "terminated" if f.terminated else "truncated"))
+                    finished[f.env_index] += 1
             ended = step.terminated | step.truncated
-            for i in np.flatnonzero(ended):
-                if finished[i] < quota[i]:
-                    end = "terminated" if step.terminated[i] else "truncated"
-                    results.append((float(ep_return[i]), int(ep_len[i]), end))
-                    finished[i] += 1
-                ep_return[i], ep_len[i] = 0.0, 0
             if frames is not None and (ended[0] or len(frames) >= RECORD_MAX_FRAMES):
                 frames.append(_record_frame(step, 0))  # the episode's last observation
                 write_video(record, frames)
                 frames = None
             if max_steps is not None and steps >= max_steps:
-                for i in np.flatnonzero((finished < quota) & (ep_len > 0)):
-                    results.append((float(ep_return[i]), int(ep_len[i]), "cut"))
+                cut = [f for f in rollout.cut_running() if finished[f.env_index] < quota[f.env_index]]
+                results += [(f.ret, f.length, "cut") for f in cut]
                 break
         if frames:  # max_steps ended the run before env 0's first episode did
             write_video(record, frames)
@@ -293,54 +290,44 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps):
 
 
 def network_config_from_json(text: str) -> NetworkConfig:
-    """NetworkConfig from the JSON of ``dataclasses.asdict`` (lists back to tuples)."""
-    values = json.loads(text)
-    known = {f.name for f in dataclasses.fields(NetworkConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise CheckpointError(f"network config has unknown field(s) {unknown}: written by a newer rise?")
-    return NetworkConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def _weights_hint(record: dict) -> str:
-    name = record.get("weights_file") or (
-        Path(record["weights"]).name if record.get("weights") not in (None, "untrained") else None
-    )
-    return name or f"the weights file with id {record.get('weights_id')}"
+    """NetworkConfig from a checkpoint's JSON, through the one strict config loader."""
+    try:
+        return from_json(NetworkConfig, json.loads(text), "network_config")
+    except (ConfigError, ValueError) as e:
+        raise CheckpointError(
+            f"checkpoint network config does not load ({e}): written by another rise?"
+        ) from None
 
 
 def rebuild_encoder(
-    record: dict, device: torch.device | str = "cpu", weights: str | os.PathLike | None = None
+    record: dict,
+    device: torch.device | str = "cpu",
+    weights: str | os.PathLike | None = None,
+    allowed_plugins: tuple[str, ...] = (),
+    where: str = "the checkpoint",
 ) -> Encoder:
-    """The frozen encoder a checkpoint records (name, weights, source), refused unless its weights_id matches."""
-    name = record["name"]
-    source = record.get("source") or "frame"
-    use = str(weights) if weights is not None else record.get("weights")
+    """The frozen encoder a checkpoint records (an ``EncoderSpec`` as JSON), verified against the record.
+
+    A plug-in encoder is imported only when ``allowed_plugins`` names it (the user's --allow-plugin).
+    """
     try:
-        enc = make_encoder(name, weights=use, source=source)
+        spec = EncoderSpec.from_json(record)
     except EncoderError as e:
-        raise EncoderError(
-            f"cannot rebuild the frozen encoder {name} ({record.get('weights_id')}): {e}; "
-            f"pass --encoder-weights {_weights_hint(record)}"
-        ) from e
-    if enc.weights_id != record.get("weights_id"):
-        raise EncoderError(
-            f"encoder {name} loaded weights {enc.weights_id} but the agent was trained with "
-            f"{record.get('weights_id')}: pass --encoder-weights {_weights_hint(record)}"
-        )
-    return enc.to(device)
+        raise CheckpointError(f"{where}: its encoder record does not parse ({e})") from None
+    return spec.build(weights=weights, allowed_plugins=allowed_plugins, where=where).to(device)
 
 
 def load_agent(
     checkpoint_path: str | os.PathLike,
     device: torch.device | str = "cpu",
     encoder_weights: str | os.PathLike | None = None,
+    allowed_plugins: tuple[str, ...] = (),
 ) -> tuple[RiseNetwork, Encoder | None, dict]:
     """(network in eval mode, frozen encoder or None, meta) from a checkpoint.
 
     ``meta``: ``env`` (spec dict), ``network_config``, ``encoder`` (record or None), ``path``, and
     ``counters`` when the checkpoint has them. ``encoder_weights`` overrides the recorded weights file
-    (it must still have the recorded weights_id).
+    (it must still have the recorded weights_id); a plug-in encoder loads only if ``allowed_plugins`` names it.
     """
     device = torch.device(device)
     ck = load_checkpoint(checkpoint_path, device)
@@ -354,12 +341,14 @@ def load_agent(
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {checkpoint_path}: network weights do not fit its config") from e
     network.eval()
-    record = json.loads(ck["encoder"]) if isinstance(ck.get("encoder"), str) else None
+    record = json.loads(ck["encoder"]) if isinstance(ck.get("encoder"), str) else None  # JSON null for K=0
     encoder = None
     if cfg.context_len > 0:
         if record is None:
             raise CheckpointError(f"checkpoint {checkpoint_path} has context_len > 0 but no encoder record")
-        encoder = rebuild_encoder(record, device, encoder_weights)
+        encoder = rebuild_encoder(
+            record, device, encoder_weights, allowed_plugins, f"checkpoint {checkpoint_path}"
+        )
         if encoder.dim != cfg.embed_dim:
             raise CheckpointError(
                 f"encoder {encoder.name} gives {encoder.dim}-d embeddings, the network expects {cfg.embed_dim}"

@@ -74,6 +74,9 @@ class LearnerConfig:
     target_update: int = 500  # gradient steps between hard target copies
     cql_alpha: float = 0.0  # conservative regulariser weight (the trainer turns it on offline)
     precision: Precision = "fp32"  # learner forward passes: bf16 autocast or fp32 (BTR's)
+    compile: bool = (
+        False  # torch.compile the online and target forward passes (same math; first steps compile)
+    )
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.adam_eps <= 0 or self.grad_clip <= 0 or self.kappa <= 0:
@@ -126,6 +129,14 @@ class Learner:
         self.optimizer = torch.optim.Adam(param_groups(self.online, config), lr=config.lr)
         self.updates = 0
         self._bf16 = config.precision == "bf16"
+        # the forward passes, optionally compiled; taus and noise stay eager-equivalent (fallback_random)
+        self._online_fwd, self._target_fwd = self._forward_online, self._forward_target
+        if config.compile:
+            import torch._inductor.config as inductor
+
+            inductor.fallback_random = True  # compiled random draws equal eager ones: same loss either way
+            self._online_fwd = torch.compile(self._forward_online, dynamic=False)
+            self._target_fwd = torch.compile(self._forward_target, dynamic=False)
         self._gate: Tensor | None = None
         self._capture_gate = False
         if self.online.combine_proj is not None and net_config.combine == "multiply":
@@ -163,6 +174,14 @@ class Learner:
             mask = torch.ones(context.shape[:2], dtype=torch.bool, device=self.device)
         return frames, context, mask.to(self.device, non_blocking=True)
 
+    def _forward_online(self, frames, context, mask, n_tau: int, taus=None):
+        z = self.online.encode(frames, context, mask)
+        return self.online.quantiles(z, n_tau, taus)
+
+    def _forward_target(self, frames, context, mask, n_tau: int, taus=None):
+        z = self.target.encode(frames, context, mask)
+        return self.target.quantiles(z, n_tau, taus)
+
     # -- target ------------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -187,8 +206,7 @@ class Learner:
             context = torch.cat([nc, ctx]) if nc is not None else None
             mask = torch.cat([nm, m]) if nm is not None else None
         with self._autocast():
-            z = self.target.encode(frames, context, mask)
-            quantiles, _ = self.target.quantiles(z, c.n_tau_target, taus)
+            quantiles, _ = self._target_fwd(frames, context, mask, c.n_tau_target, taus)
         quantiles = quantiles.float()
         if not c.munchausen:
             # without Munchausen BTR bootstraps from the target's own greedy action (no double DQN)
@@ -223,8 +241,7 @@ class Learner:
         self._capture_gate, self._gate = True, None
         try:
             with self._autocast():
-                z = self.online.encode(frames, context, mask)
-                quantiles, taus = self.online.quantiles(z, c.n_tau)
+                quantiles, taus = self._online_fwd(frames, context, mask, c.n_tau)
         finally:
             self._capture_gate = False
         quantiles = quantiles.float()  # (B, N, A)

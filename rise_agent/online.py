@@ -77,6 +77,7 @@ def run_online(r) -> None:
             _file(r, rollout, sink, step, emb, emb_name, returns)
             before = r.counters["updates"]
             if _online_transitions(p.replay) >= max(c.learning_starts, c.batch_size):
+                r.counters.setdefault("learning_started_at", r.counters["env_steps"])
                 n, r.counters["owed"] = updates_owed(r.counters.get("owed", 0.0), c.num_envs, c.replay_ratio)
                 r.learn(n)
                 r.maybe_checkpoint()

@@ -203,25 +203,25 @@ def to_json(config: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
+def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
     inner, optional = _unwrap(tp)
     if value is None:
         if optional:
             return None
-        raise ConfigError(f"{where} may not be null")
+        raise ConfigError(f"{where}: key '{key}' may not be null")
     if _is_config(inner):
-        return from_json(inner, value, where)
+        return from_json(inner, value, where, f"{key}.")
     if get_origin(inner) is Literal:
         if value not in get_args(inner):
-            raise ConfigError(f"{where} must be one of {list(get_args(inner))}, got {value!r}")
+            raise ConfigError(f"{where}: key '{key}' must be one of {list(get_args(inner))}, got {value!r}")
         return value
     if get_origin(inner) is tuple:
         if isinstance(value, str):
             value = [v for v in re.split(r"[,\s]+", value.strip()) if v]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
+            raise ConfigError(f"{where}: key '{key}' must be a list, got {value!r}")
         item = get_args(inner)[0]
-        return tuple(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_coerce(item, v, where, f"{key}[{i}]") for i, v in enumerate(value))
     if inner is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if inner is int and isinstance(value, str) and re.fullmatch(r"-?\d+", value):
@@ -229,21 +229,25 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if inner in (int, float, str, bool) and not (
         isinstance(value, inner) and not (inner is int and isinstance(value, bool))
     ):
-        raise ConfigError(f"{where} must be {inner.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: key '{key}' must be {inner.__name__}, got {value!r}")
     return value
 
 
-def from_json(cls: type, tree: dict, where: str = "config") -> Any:
-    """Build ``cls`` from a JSON tree, strictly: unknown keys, wrong types and bad values are refused."""
+def from_json(cls: type, tree: dict, where: str = "config", _path: str = "") -> Any:
+    """Build ``cls`` from a JSON tree, strictly: unknown keys, wrong types and bad values are refused.
+
+    Errors read ``<where>: key 'replay.capasity' is unknown (known in replay: ...)``.
+    """
     if not isinstance(tree, dict):
-        raise ConfigError(f"{where} must be an object, got {type(tree).__name__}")
+        raise ConfigError(f"{where}: {_path or 'the config'} must be an object, got {type(tree).__name__}")
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(tree) - names)
     if unknown:
-        raise ConfigError(f"{where} has unknown key(s) {unknown}; known: {sorted(names)}")
-    values = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in tree.items()}
+        keys = ", ".join(f"'{_path}{k}'" for k in unknown)
+        raise ConfigError(f"{where}: unknown key(s) {keys}; known here: {', '.join(sorted(names))}")
+    values = {k: _coerce(hints[k], v, where, f"{_path}{k}") for k, v in tree.items()}
     try:
         return cls(**values)
-    except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {_path.rstrip('.') or 'config'}: {e}") from None

@@ -42,18 +42,27 @@ class RunDir:
     def exists(self) -> bool:
         return self.checkpoint.is_file()
 
-    def start(self, config: TrainConfig) -> None:
-        """Begin a fresh run here (refused when a run with a checkpoint is already here)."""
+    def prepare(self) -> None:
+        """Make way for a fresh run (refused when a run with a checkpoint is here); creates nothing."""
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"--run-dir {self.path} is a file; choose a directory")
         if self.exists:
             raise RunError(
                 f"{self.path} already holds a run; pass --resume to continue it or choose a new --run-dir"
             )
-        for name in _OWN:  # leftovers of a start that failed before its first checkpoint
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove rise's own files of a start that did not reach its first checkpoint (and the folder if empty)."""
+        for name in _OWN:
             p = self.path / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         self._remove_temps()
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+
+    def start(self, config: TrainConfig) -> None:
+        """Write the config of a fresh run (after :meth:`prepare`)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -53,6 +53,7 @@ class _Run:
             "train_config": json.dumps(to_json(self.config)),
             "counters": json.dumps(self.counters),
             "rng": capture_rng(self.rng),
+            "replay": p.replay.state_dict(),
         }
 
     def checkpoint(self) -> None:
@@ -66,6 +67,8 @@ class _Run:
 
     def restore(self, ck: dict) -> None:
         self.parts.learner.load_state_dict(ck["learner"])
+        if "replay" in ck:
+            self.parts.replay.load_state_dict(ck["replay"])  # the online ring continues from its files
         self.counters = {**self.counters, **json.loads(ck["counters"])}
         self.rng = restore_rng(ck["rng"])
         self.t0 = time.time() - self.counters.get("wall", 0.0)
@@ -83,7 +86,8 @@ class _Run:
                 self.logger.log("train", self.counters, {"wall": time.time() - self.t0, **metrics})
 
     def evaluate(self) -> dict:
-        from rise_agent.evaluate import evaluate
+        """BTR's evaluation protocol (noise off, its ε for this many env steps); raw-only results say why."""
+        from rise_agent.evaluate import btr_eval_epsilon, evaluate
 
         c = self.config
         out = evaluate(
@@ -91,10 +95,14 @@ class _Run:
             self.parts.frozen_encoder(c, self.device),
             self.parts.spec,
             episodes=c.eval_episodes,
+            epsilon=btr_eval_epsilon(self.counters["env_steps"]),
             seed=c.seed + 10_000,
             max_steps=c.eval_max_steps,
         )
-        row = {k: v for k, v in out.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        row = {k: v for k, v in out.items() if isinstance(v, int | float)}
+        row["human_normalized"] = float("nan") if out["human_normalized"] is None else out["human_normalized"]
+        row["raw_only"] = int(out["raw_only"])
+        row["score_note"] = out["score_note"]
         self.logger.log("eval", self.counters, {"wall": time.time() - self.t0, **row})
         return out
 
@@ -116,13 +124,22 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     run = RunDir(config.run_dir)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
+    if resume and not run.exists:
+        run.saved_config()  # raises the one-line reason
     ck = run.load(device) if resume else None
     if ck is not None:
         done = _finished_message(config, json.loads(ck["counters"]))
         if done:
             target = "--env-steps" if config.is_online else "--updates"
             raise RunError(f"{run.path} already finished ({done}); pass a larger {target} to continue it")
-    parts = build(config, device, run.replay_dir)  # fails before the run directory is touched
+    if not resume:
+        run.prepare()
+    try:
+        parts = build(config, device, run.replay_dir)
+    except BaseException:
+        if not resume:
+            run.discard()  # a start that fails leaves nothing that blocks the next one
+        raise
     if resume:
         run.resume(config)
     else:
@@ -169,7 +186,7 @@ def _print_config(config: TrainConfig, parts: Parts) -> None:
         "online": config.is_online,
         "encoder": parts.encoder_spec.to_json() if parts.encoder_spec else None,
         "network (derived)": {"n_actions": parts.net.n_actions, "embed_dim": parts.net.embed_dim},
-        "replay": parts.replay.describe() if hasattr(parts.replay, "describe") else None,
+        "replay": parts.replay.describe(config.batch_size),
     }
     if config.progress:
         print(

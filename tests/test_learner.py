@@ -308,3 +308,21 @@ def test_precision_and_policy_are_checked():
         LearnerConfig(precision="fp16")
     with pytest.raises(ValueError, match="munchausen_policy"):
         LearnerConfig(munchausen_policy="behaviour")
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_the_eager_loss():
+    """torch.compile changes no math: the same init, noise, taus and batch give the same loss and priorities."""
+    torch.set_num_threads(1)
+    k = 4
+    out = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        learner = Learner(small_config(k), LearnerConfig(compile=compiled), "cpu")
+        batch = make_batch(k)
+        torch.manual_seed(1)
+        metrics, prio = learner.step(batch)
+        out.append((metrics["loss"], prio))
+    (loss_e, prio_e), (loss_c, prio_c) = out
+    assert math.isclose(loss_e, loss_c, rel_tol=1e-4), (loss_e, loss_c)
+    np.testing.assert_allclose(prio_e, prio_c, rtol=1e-3, atol=1e-5)

@@ -1,34 +1,40 @@
-"""Training through the real CLI: offline and online runs finish and write checkpoints and metrics; resume."""
+"""Training through the real CLI: offline, online from a store and from scratch, run directories, resume."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import textwrap
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from rise_agent.checkpoint import load_checkpoint
-from rise_agent.cli import app, config_from_json
+from rise_agent.cli import app
+from rise_agent.config import load_config
 from rise_agent.learner import Learner
+from rise_agent.online import updates_owed
 from rise_agent.train import train
+from rise_data.check import check_store
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
+from rise_data.store import open_store
 
 runner = CliRunner()
 SMALL = [
-    "--batch-size", "8", "--context-len", "8", "--lstm-hidden", "16", "--impala-width", "1", "--hidden", "32",
-    "--log-every", "2", "--eval-episodes", "1", "--eval-max-steps", "10", "--quiet",
+    "--batch-size", "8", "--context-len", "8", "--lstm-hidden", "16", "--impala-channels", "8,16,16",
+    "--hidden", "32", "--log-every", "2", "--eval-episodes", "1", "--eval-max-steps", "10", "--no-progress",
 ]  # fmt: skip
+PROBE = "rise/CueMemory-v0"
 
 
 @pytest.fixture(scope="module")
 def probe_store(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("train") / "probe.zarr")
-    collect(
-        CollectConfig(
-            "rise/CueMemory-v0", path, episodes=4, envs=2, seed=0, env_options={"delay": 6}, progress=False
-        )
-    )
+    collect(CollectConfig(PROBE, path, episodes=4, envs=2, seed=0, env_options={"delay": 6}, progress=False))
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
     return path
 
@@ -36,6 +42,10 @@ def probe_store(tmp_path_factory) -> str:
 def _ok(out):
     assert out.exit_code == 0, out.output
     return out.output
+
+
+def _counters(run) -> dict:
+    return json.loads(load_checkpoint(run / "checkpoint.pt", "cpu")["counters"])
 
 
 def test_offline_then_online_then_eval(probe_store, tmp_path):
@@ -48,7 +58,7 @@ def test_offline_then_online_then_eval(probe_store, tmp_path):
     ck = load_checkpoint(pre / "checkpoint.pt", "cpu")
     assert json.loads(ck["counters"])["updates"] == 6
     assert json.loads(ck["encoder"])["name"] == "downsample"
-    assert config_from_json(json.loads((pre / "config.json").read_text())).updates == 6
+    assert load_config(json.loads((pre / "config.json").read_text())).updates == 6
     ev = (pre / "eval.csv").read_text().splitlines()
     assert int(ev[1].split(",")[ev[0].split(",").index("steps")]) <= 10  # --eval-max-steps caps evaluation
     rows = (pre / "train.csv").read_text().splitlines()
@@ -57,10 +67,13 @@ def test_offline_then_online_then_eval(probe_store, tmp_path):
     args = ["--online", "--env-steps", "48", "--num-envs", "4", "--learning-starts", "0", "--replay-ratio", "4",
             "--replay-capacity", "512", "--offline-fraction", "0.5", "--init-checkpoint", str(pre / "checkpoint.pt")]  # fmt: skip
     _ok(runner.invoke(app, ["train", "--store", probe_store, "--run-dir", str(fine), *args, *SMALL]))
-    ck = load_checkpoint(fine / "checkpoint.pt", "cpu")
-    counters = json.loads(ck["counters"])
-    assert counters["env_steps"] == 48 and counters["updates"] == 12 and counters["episodes"] >= 4
-    assert (fine / "episodes.csv").exists()
+    counters = _counters(fine)
+    # learning starts once a batch of online transitions is in; from that vector step on, one update per 4 env steps
+    assert counters["env_steps"] == 48 and 8 <= counters["learning_started_at"] <= 20
+    assert (
+        counters["updates"] == (48 - counters["learning_started_at"] + 4) // 4 and counters["episodes"] >= 4
+    )
+    assert counters["max_policy_lag"] <= 1
     assert json.loads((fine / "config.json").read_text())["replay"]["offline_fraction"] == 0.5
     out = _ok(
         runner.invoke(
@@ -69,6 +82,83 @@ def test_offline_then_online_then_eval(probe_store, tmp_path):
         )
     )
     assert "3 episodes" in out and (tmp_path / "ep.gif").stat().st_size > 0
+
+
+def test_online_from_scratch_saves_a_store_that_trains(tmp_path):
+    """RISE K>0 with no store: the encoder comes from --encoder; --save-store leaves a valid, trainable store."""
+    run, out = tmp_path / "run", tmp_path / "played.zarr"
+    args = ["--env", PROBE, "--encoder", "downsample", "--env-steps", "96", "--num-envs", "4",
+            "--learning-starts", "16", "--replay-ratio", "8", "--replay-capacity", "512", "--save-store", str(out)]  # fmt: skip
+    _ok(runner.invoke(app, ["train", "--run-dir", str(run), *args, *SMALL]))
+    c = _counters(run)
+    assert c["env_steps"] == 96 and c["updates"] == (96 - c["learning_started_at"] + 4) // 8
+    s = open_store(out)
+    assert s.num_episodes >= c["episodes"]  # every finished episode, plus the running ones cut at the end
+    assert check_store(str(out)) == []  # every chunk decodes, every contract holds
+    assert s.embedding_meta("downsample")["rows_done"] == s.rows
+    # the stored embeddings are what the encoder gives for the stored frames (computed once, by the actor)
+    from rise_data.encoders import make_encoder
+
+    ref = make_encoder("downsample")(torch.from_numpy(s.read("frame"))).numpy()
+    np.testing.assert_allclose(s.embedding("downsample")[:].astype(np.float32), ref, atol=2e-3)
+    _ok(
+        runner.invoke(
+            app, ["train", "--store", str(out), "--run-dir", str(tmp_path / "pre"), "--updates", "2", *SMALL]
+        )
+    )
+
+
+PLUGIN = """
+from pathlib import Path
+from rise_data.encoders import make_encoder
+Path({marker!r}).write_text("imported")
+
+def build(weights=None, source="frame"):
+    return make_encoder("downsample", weights=weights, source=source)
+"""
+
+
+def test_plugin_encoder_end_to_end_and_never_imported_unasked(tmp_path, monkeypatch):
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "tinyenc_mod.py").write_text(textwrap.dedent(PLUGIN.format(marker=str(marker))))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = tmp_path / "run"
+    args = ["--env", PROBE, "--encoder", "tinyenc_mod:build", "--env-steps", "32", "--num-envs", "4",
+            "--learning-starts", "8", "--replay-ratio", "8", "--replay-capacity", "256"]  # fmt: skip
+    _ok(runner.invoke(app, ["train", "--run-dir", str(run), *args, *SMALL]))
+    assert json.loads(load_checkpoint(run / "checkpoint.pt", "cpu")["encoder"])["name"] == "tinyenc_mod:build"
+    marker.unlink()
+    sys.modules.pop("tinyenc_mod", None)
+    out = runner.invoke(app, ["eval", str(run / "checkpoint.pt"), "--episodes", "1"])
+    assert out.exit_code == 2 and "--allow-plugin tinyenc_mod:build" in out.output
+    assert not marker.exists()  # the checkpoint did not make rise import the module
+    _ok(
+        runner.invoke(
+            app,
+            ["eval", str(run / "checkpoint.pt"), "--episodes", "1", "--allow-plugin", "tinyenc_mod:build"],
+        )
+    )
+
+
+def test_learning_starts_counts_online_transitions_only(probe_store, tmp_path):
+    """A store far bigger than --learning-starts does not start learning: only online transitions count."""
+    rows = open_store(probe_store).rows
+    run = tmp_path / "run"
+    args = ["--online", "--env-steps", "64", "--num-envs", "4", "--learning-starts", "32", "--replay-ratio", "4",
+            "--replay-capacity", "512"]  # fmt: skip
+    assert rows > 32
+    _ok(runner.invoke(app, ["train", "--store", probe_store, "--run-dir", str(run), *args, *SMALL]))
+    c = _counters(run)
+    assert 32 <= c["learning_started_at"] <= 48 and c["updates"] == (64 - c["learning_started_at"] + 4) // 4
+
+
+def test_updates_owed_is_exact_over_a_run():
+    for num_envs, ratio in [(64, 64), (8, 3), (4, 8), (5, 2)]:
+        owed, total = 0.0, 0
+        for t in range(1, 500):
+            n, owed = updates_owed(owed, num_envs, ratio)
+            total += n
+            assert total == (t * num_envs) // ratio
 
 
 def test_refusals(probe_store, tmp_path):
@@ -80,24 +170,51 @@ def test_refusals(probe_store, tmp_path):
         app, ["train", "--store", probe_store, "--run-dir", str(run), "--updates", "2", *SMALL]
     )
     assert out.exit_code == 2 and "--resume" in out.output
-    out = runner.invoke(
-        app,
-        [
-            "train",
-            "--store",
-            probe_store,
-            "--run-dir",
-            str(tmp_path / "x"),
-            "--embedding",
-            "nope",
-            "--updates",
-            "2",
-            *SMALL,
-        ],
-    )
+    bad = [
+        "train",
+        "--store",
+        probe_store,
+        "--run-dir",
+        str(tmp_path / "x"),
+        "--embedding",
+        "nope",
+        "--updates",
+        "2",
+    ]
+    out = runner.invoke(app, [*bad, *SMALL])
     assert out.exit_code == 2 and "nope" in out.output
+    assert not (tmp_path / "x").exists()  # a start that fails leaves nothing behind
     out = runner.invoke(app, ["eval", str(tmp_path / "missing.pt")])
     assert out.exit_code == 2 and "error:" in out.output
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"replay": {"capasity": 10}}))
+    out = runner.invoke(app, ["train", "--run-dir", str(tmp_path / "y"), "--config", str(cfg)])
+    assert out.exit_code == 2 and "'replay.capasity'" in out.output and "c.json" in out.output
+    out = runner.invoke(app, ["train", "--run-dir", str(run), "--resume", "--lstm-hidden", "8"])
+    assert out.exit_code == 2 and "--lstm-hidden cannot change" in out.output
+
+
+def test_run_directory_lifecycle(probe_store, tmp_path):
+    """Failed starts do not block; resume raises targets, honours a copy, and keeps metrics free of repeats."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")  # what a start killed before its first checkpoint leaves
+    out = runner.invoke(app, ["train", "--run-dir", str(run), "--resume"])
+    assert out.exit_code == 2 and "start it again without --resume" in out.output
+    _ok(
+        runner.invoke(app, ["train", "--store", probe_store, "--run-dir", str(run), "--updates", "4", *SMALL])
+    )
+    out = runner.invoke(app, ["train", "--run-dir", str(run), "--resume"])
+    assert out.exit_code == 2 and "--updates" in out.output and "already finished" in out.output
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    before = (run / "train.csv").read_text()
+    _ok(runner.invoke(app, ["train", "--run-dir", str(copy), "--resume", "--updates", "8"]))
+    assert _counters(copy)["updates"] == 8 and _counters(run)["updates"] == 4
+    assert (run / "train.csv").read_text() == before  # the original is untouched
+    steps = [int(r.split(",")[0]) for r in (copy / "train.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) == [2, 4, 6, 8]
+    assert not list(copy.glob("*.tmp"))
 
 
 def test_interrupt_then_resume_continues_counters(probe_store, tmp_path, monkeypatch):
@@ -105,11 +222,10 @@ def test_interrupt_then_resume_continues_counters(probe_store, tmp_path, monkeyp
     _ok(
         runner.invoke(app, ["train", "--store", probe_store, "--run-dir", str(run), "--updates", "1", *SMALL])
     )
-    config = config_from_json(json.loads((run / "config.json").read_text()))
-    import dataclasses
-    import shutil
-
+    config = load_config(json.loads((run / "config.json").read_text()))
     shutil.rmtree(run)
+    import dataclasses
+
     config = dataclasses.replace(config, updates=10, checkpoint_every=2)
     real_step = Learner.step
     calls = {"n": 0}
@@ -122,7 +238,7 @@ def test_interrupt_then_resume_continues_counters(probe_store, tmp_path, monkeyp
 
     monkeypatch.setattr(Learner, "step", stop_after_five)
     train(config)
-    assert json.loads(load_checkpoint(run / "checkpoint.pt", "cpu")["counters"])["updates"] == 5
+    assert _counters(run)["updates"] == 5
     monkeypatch.setattr(Learner, "step", real_step)
     out = train(config, resume=True)
     assert out["updates"] == 10
@@ -138,13 +254,7 @@ def test_train_from_packed_store_with_small_screen(tmp_path):
     src = str(tmp_path / "small.zarr")
     collect(
         CollectConfig(
-            "rise/CueMemory-v0",
-            src,
-            episodes=3,
-            envs=1,
-            screen_size=42,
-            env_options={"delay": 4},
-            progress=False,
+            PROBE, src, episodes=3, envs=1, screen_size=42, env_options={"delay": 4}, progress=False
         )
     )
     encode(EncodeConfig(store=src, encoder="downsample", progress=False))
@@ -157,20 +267,13 @@ def test_train_from_packed_store_with_small_screen(tmp_path):
 
 
 def test_online_write_back_appends_episodes_with_embeddings(tmp_path):
-    import numpy as np
-    import torch
-
-    from rise_data.check import check_store
     from rise_data.encoders import make_encoder
-    from rise_data.store import open_store
 
     path = str(tmp_path / "wb.zarr")
-    collect(
-        CollectConfig("rise/CueMemory-v0", path, episodes=2, envs=1, env_options={"delay": 4}, progress=False)
-    )
+    collect(CollectConfig(PROBE, path, episodes=2, envs=1, env_options={"delay": 4}, progress=False))
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
     before = open_store(path).rows
-    args = ["--online", "--env-steps", "40", "--num-envs", "2", "--learning-starts", "0", "--replay-ratio", "8",
+    args = ["--online", "--env-steps", "40", "--num-envs", "2", "--learning-starts", "8", "--replay-ratio", "8",
             "--replay-capacity", "256", "--write-back"]  # fmt: skip
     _ok(runner.invoke(app, ["train", "--store", path, "--run-dir", str(tmp_path / "run"), *args, *SMALL]))
     s = open_store(path)
@@ -179,4 +282,29 @@ def test_online_write_back_appends_episodes_with_embeddings(tmp_path):
     new = s.embedding("downsample")[before:]
     ref = make_encoder("downsample")(torch.from_numpy(s.read("frame", before))).numpy().astype(np.float16)
     np.testing.assert_allclose(new.astype(np.float32), ref.astype(np.float32), atol=2e-3)
-    assert s.meta["history"][-1]["command"].startswith("rise-agent train --online")
+    assert s.meta["history"][-1]["command"] == "rise-agent train --write-back"
+
+
+def test_online_resume_continues_with_its_replay(probe_store, tmp_path, monkeypatch):
+    """Killed mid-run, an online run resumes with its ring (memory-mapped in the run directory): learning
+    goes on at once, so the replay ratio holds exactly over the whole run."""
+    run = tmp_path / "run"
+    args = ["--env", PROBE, "--encoder", "downsample", "--env-steps", "96", "--num-envs", "4", "--learning-starts",
+            "16", "--replay-ratio", "4", "--replay-capacity", "512", "--checkpoint-every", "2", "--run-dir", str(run)]  # fmt: skip
+    real_step = Learner.step
+    calls = {"n": 0}
+
+    def interrupt(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Learner, "step", interrupt)
+    _ok(runner.invoke(app, ["train", *args, *SMALL]))
+    first = _counters(run)
+    assert first["updates"] == 6 and first["env_steps"] < 96 and (run / "replay").is_dir()
+    monkeypatch.setattr(Learner, "step", real_step)
+    _ok(runner.invoke(app, ["train", "--run-dir", str(run), "--resume"]))
+    c = _counters(run)
+    assert c["env_steps"] == 96 and c["updates"] == (96 - c["learning_started_at"] + 4) // 4
