@@ -58,7 +58,9 @@ def run_one(task: str, k: int, a: argparse.Namespace) -> dict:
     _agent(cmd + (["--resume"] if (run / "checkpoint.pt").exists() else []))
     train_s = time.perf_counter() - t0
     ev = ["eval", str(run / "checkpoint.pt"), "--episodes", str(a.episodes), "--json", "--seed", "1000"]
-    result = json.loads(_agent(ev + ["--num-envs", str(min(a.episodes, a.num_envs)), "--device", a.device]))
+    ev += ["--num-envs", str(min(a.episodes, a.num_envs)), "--device", a.device]
+    ev += ["--max-steps", str(a.eval_max_steps)] if a.eval_max_steps else []
+    result = json.loads(_agent(ev))
     returns = result.get("returns") or []
     return {
         "task": task,
@@ -67,6 +69,7 @@ def run_one(task: str, k: int, a: argparse.Namespace) -> dict:
         "mean_return": result.get("mean"),
         "episodes": len(returns),
         "env_steps": a.env_steps,
+        "eval_max_steps": a.eval_max_steps or None,
         "train_wall_s": round(train_s, 1),
         "command": "rise-agent " + " ".join(cmd),
     }
@@ -82,6 +85,9 @@ def main() -> None:
     p.add_argument("--learning-starts", type=int, default=2_000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--episodes", type=int, default=50)
+    p.add_argument(
+        "--eval-max-steps", type=int, default=0, help="cap evaluation episodes (0: none); cut = failed"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--network", choices=["small", "paper"], default="small")
