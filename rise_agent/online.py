@@ -78,8 +78,9 @@ def run_online(r) -> None:
             before = r.counters["updates"]
             if _online_transitions(p.replay) >= max(c.learning_starts, c.batch_size):
                 r.counters.setdefault("learning_started_at", r.counters["env_steps"])
-                n, r.counters["owed"] = updates_owed(r.counters.get("owed", 0.0), c.num_envs, c.replay_ratio)
-                r.learn(n)
+                n, carry = updates_owed(r.counters.get("owed", 0.0), c.num_envs, c.replay_ratio)
+                r.counters["owed"] = carry + n  # paid one by one, so an interrupted step's debt survives a resume
+                r.learn(n, pay=True)
                 r.maybe_checkpoint()
                 if r.eval_due(before):
                     r.evaluate()

@@ -75,13 +75,16 @@ class _Run:
         self.last_ckpt = self.counters["updates"]
 
     # -- learning and evaluation -----------------------------------------------------------------
-    def learn(self, n: int) -> None:
+    def learn(self, n: int, pay: bool = False) -> None:
+        """``n`` gradient steps; ``pay``: each one settles a step the online loop owes (``counters["owed"]``)."""
         p, c = self.parts, self.config
         for _ in range(n):
             batch = p.replay.sample(c.batch_size, self.rng)
             metrics, prio = p.learner.step(batch)
             p.replay.update_priorities(batch.index, prio)
             self.counters["updates"] += 1
+            if pay:
+                self.counters["owed"] -= 1
             if self.counters["updates"] % c.log_every == 0:
                 self.logger.log("train", self.counters, {"wall": time.time() - self.t0, **metrics})
 
