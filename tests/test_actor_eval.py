@@ -458,10 +458,10 @@ def test_iqm_bootstrap_interval_and_refusals():
 
 
 def write_agent(path, spec: dict, k: int = 4, weights_id: str = "none") -> torch.nn.Module:
+    from dataclasses import replace
+
     net = small_net(k)
-    record = (
-        {"name": "downsample", "weights": None, "weights_id": weights_id, "source": "frame"} if k else None
-    )
+    record = replace(make_encoder("downsample").spec, weights_id=weights_id).to_json() if k else None
     save_checkpoint(
         path,
         {
