@@ -277,9 +277,12 @@ def _finish(store: Store, plan: dict) -> bool:
     """Rank 0, after every rank returned: ``rows_done = rows`` once no row is left; markers removed."""
     arr = store.embedding(plan["name"])
     meta = dict(arr.attrs)[ATTR]
-    if plan["prefix"]:
-        return int(meta["rows_done"]) >= store.rows
     markers = RangeMarkers(store.path, plan["name"])
+    if plan["prefix"]:
+        complete = int(meta["rows_done"]) >= store.rows
+        if complete:
+            markers.clear()  # a job.json left by a job killed before its first range
+        return complete
     done = [(0, int(meta["rows_done"])), *markers.done_intervals()]
     if todo_intervals(done, store.rows, 1):
         return False
