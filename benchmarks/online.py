@@ -40,6 +40,9 @@ from rise_data.encode import resolve_device
 from rise_data.envs import make_env
 
 
+SMALL = {"impala_channels": (8, 16, 16), "hidden": 64, "lstm_hidden": 64}
+
+
 def raw_stepping(spec: dict, num_envs: int, steps: int, seed: int = 0) -> float:
     """Seconds for ``steps`` vector steps with random actions."""
     env = make_env(spec, num_envs=num_envs)
@@ -102,6 +105,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=1, help="torch threads per side (0: leave as is)")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--small", action="store_true", help="a small network (Impala 8/16/16, 64 hidden): loop costs show"
+    )
     a = p.parse_args()
     device = resolve_device(a.device)
     if a.threads:
@@ -110,7 +116,7 @@ def main() -> None:
     base = TrainConfig(
         env=a.env, encoder=a.encoder, num_envs=a.num_envs, replay_ratio=a.num_envs, batch_size=a.batch,
         env_steps=a.steps * a.num_envs, eval_episodes=1, progress=False, checkpoint_every=10**9,
-        network=dataclasses.replace(TrainConfig().network, context_len=a.k),
+        network=dataclasses.replace(TrainConfig().network, context_len=a.k, **(SMALL if a.small else {})),
         replay=dataclasses.replace(TrainConfig().replay, capacity=max(4096, 4 * a.steps * a.num_envs)),
     )  # fmt: skip
     spec = build(
@@ -134,7 +140,7 @@ def main() -> None:
     env_steps = a.steps * a.num_envs
     print(f"machine: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
           f"{torch.get_num_threads()} torch threads/side, env {a.env} x{a.num_envs}, {a.steps} vector steps, "
-          f"K={a.k} ({a.encoder}), batch {a.batch}, {updates} updates")  # fmt: skip
+          f"K={a.k} ({a.encoder}), batch {a.batch}, {updates} updates, {'small' if a.small else 'BTR'} network")  # fmt: skip
     print(f"raw stepping      {t_raw:7.2f} s  ({env_steps / t_raw:8.0f} env steps/s)")
     print(f"acting (no learn) {t_act:7.2f} s  ({env_steps / t_act:8.0f} env steps/s)")
     print(f"learning alone    {t_learn:7.2f} s  ({updates / t_learn:8.1f} updates/s)")
