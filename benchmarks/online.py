@@ -39,7 +39,6 @@ from rise_agent.train import _Run
 from rise_data.encode import resolve_device
 from rise_data.envs import make_env
 
-
 SMALL = {"impala_channels": (8, 16, 16), "hidden": 64, "lstm_hidden": 64}
 
 
