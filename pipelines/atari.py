@@ -1,10 +1,14 @@
-"""Full Atari recipe with the paper's defaults: collect -> encode -> pretrain -> fine-tune -> evaluate.
+"""Atari recipes with the paper's defaults.
+
+``--from-scratch`` (the RISE paper's main experiment): online from an empty replay, 64 envs, 200M frames,
+every finished episode kept with its embeddings as a store (``--save-store``), then evaluation. Without
+it, the offline-to-online recipe: collect -> encode -> pretrain -> fine-tune -> evaluate.
 
 BTR's protocol and hyperparameters (BTR paper, Table D6) and RISE's context stream (ImageNet ResNet18
 penultimate features, K = 80). Meant for a machine with a GPU; every stage is resumable, so rerunning the
 script after an interruption continues where it stopped (collect appends, encode resumes, train --resume).
 
-  python pipelines/atari.py --game Pong --out runs/pong [--weights resnet18-f37072fd.pth] [--dry-run]
+  python pipelines/atari.py --game Pong --out runs/pong [--from-scratch] [--weights resnet18-f37072fd.pth] [--dry-run]
 """
 
 from __future__ import annotations
@@ -14,6 +18,29 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+
+def from_scratch(a: argparse.Namespace) -> list[list[str]]:
+    """Online RISE from scratch, resumable: a rerun continues the run (and appends to its store)."""
+    out = Path(a.out)
+    run = out / "online"
+    agent = [sys.executable, "-m", "rise_agent.cli"]
+    weights = ["--weights", a.weights] if a.weights else []
+    train = [*agent, "train", "--env", f"ALE/{a.game}-v5", "--encoder", a.encoder, *weights, "--run-dir", str(run),
+             "--env-steps", str(a.env_steps), "--context-len", str(a.k), "--save-store", str(out / "played.zarr"),
+             "--eval-every", "3900", "--seed", str(a.seed)]  # fmt: skip
+    if (run / "checkpoint.pt").exists():
+        train = [*agent, "train", "--run-dir", str(run), "--resume", *weights]
+    evaluate = [
+        *agent,
+        "eval",
+        str(run / "checkpoint.pt"),
+        "--episodes",
+        "100",
+        "--record",
+        str(out / "episode.gif"),
+    ]
+    return [train, evaluate]
 
 
 def stages(a: argparse.Namespace) -> list[list[str]]:
@@ -80,10 +107,13 @@ def main() -> None:
     p.add_argument("--pretrain-updates", type=int, default=100_000)
     p.add_argument("--env-steps", type=int, default=50_000_000, help="200M frames at frameskip 4")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--from-scratch", action="store_true", help="online from an empty replay (the paper's setting)"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     a = p.parse_args()
     a.out = a.out or f"runs/{a.game.lower()}"
-    for cmd in stages(a):
+    for cmd in from_scratch(a) if a.from_scratch else stages(a):
         print("$ " + shlex.join(cmd), flush=True)
         if not a.dry_run:
             subprocess.run(cmd, check=True)
