@@ -464,7 +464,12 @@ def _resnet18_cached_or_downloaded() -> Path:
     try:
         # The same call torchvision's ResNet18_Weights.get_state_dict makes; it writes `cached`.
         torch.hub.load_state_dict_from_url(
-            RESNET18_URL, model_dir=str(ckpt_dir), map_location="cpu", progress=True, check_hash=True
+            RESNET18_URL,
+            model_dir=str(ckpt_dir),
+            map_location="cpu",
+            progress=True,
+            check_hash=True,
+            weights_only=True,  # never unpickle what a download brings
         )
     except (OSError, RuntimeError) as e:  # URLError is an OSError; RuntimeError: hash mismatch
         raise EncoderError(
