@@ -79,9 +79,20 @@ def collect(
             "resize=64x64, image_key=screen; see docs/envs.md."
         ),
     ] = [],  # noqa: B006
+    commit_rows: Annotated[
+        int,
+        typer.Option(
+            help="Commit once this many finished rows wait (0: every finished episode as soon as the writer "
+            "is free). Larger means fewer commits, but a kill -9 can lose up to this many finished rows."
+        ),
+    ] = 0,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Collect trajectories from an environment into a store."""
+    """Collect trajectories from an environment into a store.
+
+    Holds the store's writer lock (a second writer is refused). Every finished episode is committed as soon
+    as the writer thread is free; a kill -9 loses only the running episodes and those not yet committed.
+    """
     from rise_data.collect import CollectConfig
     from rise_data.collect import collect as run
 
@@ -101,6 +112,7 @@ def collect(
             screen_size=screen_size,
             env_options=_parse_options(env_option),
             wrappers=list(wrapper),
+            commit_rows=commit_rows,
             progress=not quiet,
         )
         _print_config(config)

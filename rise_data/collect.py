@@ -55,6 +55,9 @@ class CollectConfig:
     screen_size: int = 84
     env_options: dict = field(default_factory=dict)
     wrappers: list[str] = field(default_factory=list)  # gymnasium wrappers in order (envs.WRAPPERS)
+    # commit once this many finished rows wait (0: whatever finished, as soon as the writer is free);
+    # raising it trades durability for fewer commits (benchmarks/collect_commit.py measures the cost)
+    commit_rows: int = 0
     layout: StoreLayout = field(default_factory=StoreLayout)
     progress: bool = True
 
@@ -67,16 +70,19 @@ PENDING_ROWS = (
 class _Writer(threading.Thread):
     """Commits finished episodes in order: each turn appends everything handed over since the last one.
 
-    The first error is re-raised in the caller. ``put`` waits while more than ``PENDING_ROWS`` rows are
-    pending, so a slow disk slows stepping instead of filling memory.
+    With ``commit_rows`` it waits until that many rows are ready (or the end). The first error is
+    re-raised in the caller. ``put`` waits while more than ``PENDING_ROWS`` rows are pending, so a slow
+    disk slows stepping instead of filling memory.
     """
 
-    def __init__(self, store: Store, rollout: Rollout):
+    def __init__(self, store: Store, rollout: Rollout, commit_rows: int = 0):
         super().__init__(daemon=True, name="rise-collect-writer")
-        self.store, self.rollout = store, rollout
+        self.store, self.rollout, self.commit_rows = store, rollout, commit_rows
+        self.max_pending = max(PENDING_ROWS, 2 * commit_rows)
         self.cond = threading.Condition()
         self.pending: list[tuple[float, Episode]] = []
-        self.pending_rows = 0
+        self.waiting_rows = 0  # rows in self.pending
+        self.pending_rows = 0  # rows handed over and not committed yet
         self.closed = False
         self.error: BaseException | None = None
         self.latency_max = 0.0  # seconds from an episode's end to its commit, worst seen
@@ -85,11 +91,11 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         while True:
             with self.cond:
-                while not self.pending and not self.closed:
+                while not self.closed and (not self.pending or self.waiting_rows < self.commit_rows):
                     self.cond.wait()
                 if not self.pending:
                     return
-                batch, self.pending = self.pending, []
+                batch, self.pending, self.waiting_rows = self.pending, [], 0
             try:
                 if self.error is None:
                     self.store.append_episodes([ep for _, ep in batch])
@@ -107,10 +113,12 @@ class _Writer(threading.Thread):
             raise self.error
         now = time.perf_counter()
         with self.cond:
-            while self.pending_rows > PENDING_ROWS and self.error is None:
+            while self.pending_rows > self.max_pending and self.error is None:
                 self.cond.wait()
+            rows = sum(len(ep.obs) for ep in episodes)
             self.pending += [(now, ep) for ep in episodes]
-            self.pending_rows += sum(len(ep.obs) for ep in episodes)
+            self.pending_rows += rows
+            self.waiting_rows += rows
             self.cond.notify_all()
 
     def close(self) -> None:
@@ -186,6 +194,8 @@ def collect(config: CollectConfig) -> dict:
         raise ValueError("give exactly one of --steps or --episodes")
     if (config.steps or config.episodes) <= 0 or config.envs <= 0:
         raise ValueError("--steps/--episodes and --envs must be positive")
+    if config.commit_rows < 0:
+        raise ValueError("commit_rows must be >= 0 (0: commit every finished episode at once)")
     spec = env_spec(
         config.env_id, screen_size=config.screen_size, wrappers=config.wrappers, **config.env_options
     )
@@ -197,7 +207,7 @@ def collect(config: CollectConfig) -> dict:
         start_row, start_episode = store.rows, store.num_episodes
         store.log_write("collect", config_to_json(config), policy=policy.describe(), start_row=start_row)
         rollout = Rollout(make_env(spec, num_envs=config.envs), obs=True, frames=config.frames)
-        writer = _Writer(store, rollout)
+        writer = _Writer(store, rollout, config.commit_rows)
         writer.start()
         t0 = time.perf_counter()
         try:

@@ -185,3 +185,18 @@ def test_finished_episodes_are_committed_without_waiting_for_more(tmp_path):
     s = open_store(path)
     assert finished >= 5 and s.num_episodes == finished and s.rows == finished * 33  # 32-step probe episodes
     assert check_store(path) == []
+
+
+def test_commit_rows_trades_commits_for_durability(tmp_path):
+    each, batched = str(tmp_path / "each.zarr"), str(tmp_path / "batched.zarr")
+    collect(CollectConfig("rise/CueMemory-v0", each, episodes=10, envs=2, progress=False))
+    collect(
+        CollectConfig("rise/CueMemory-v0", batched, episodes=10, envs=2, commit_rows=10_000, progress=False)
+    )
+    h_each, h_batched = (open_store(p).meta["history"][-1] for p in (each, batched))
+    assert h_batched["commits"] == 1 and h_each["commits"] >= 2  # 5 pairs of episodes end 32 steps apart
+    assert open_store(each).num_episodes == open_store(batched).num_episodes == 10
+    with pytest.raises(ValueError, match="commit_rows"):
+        collect(
+            CollectConfig("rise/CueMemory-v0", str(tmp_path / "x"), steps=5, commit_rows=-1, progress=False)
+        )
