@@ -265,7 +265,8 @@ class Rollout:
         return out
 
     def recycle(self, episodes: list[Episode]) -> None:
-        """Hand written episodes' blocks back for reuse (optional: unreturned blocks are simply freed)."""
+        """Hand written episodes' blocks back for reuse, once nothing reads their rows any more (they will be
+        overwritten). Optional: blocks never handed back are simply freed."""
         if self.pool is not None:
             for ep in episodes:
                 self.pool.give(ep)
