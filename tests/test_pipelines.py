@@ -1,7 +1,8 @@
-"""The full Atari recipe's commands (dry run): paper defaults, and a rerun that continues instead of redoing."""
+"""The pipelines: the full Atari recipe's commands (dry run) and the `make demo` quickstart at tiny sizes."""
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,34 @@ def test_recipe_rerun_tops_up_and_resumes(tmp_path):
     lines = _dry("--out", str(out), "--collect-steps", "100")
     assert f"--steps {100 - have} " in lines[0]  # tops up what is missing
     assert any("pretrain --resume" in line for line in lines)
+
+
+def test_demo_tiny(tmp_path):
+    """`make demo` end to end at tiny sizes: both agents train and evaluate, one PNG, a verdict, no warnings."""
+    demo = Path(__file__).parents[1] / "pipelines" / "quickstart.py"
+    out = tmp_path / "qs"
+    sizes = ["--delay", "2", "-k", "4", "--episodes", "8", "--updates", "4", "--batch-size", "8"]
+    evals = ["--eval-every", "2", "--eval-episodes", "2"]
+    run = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", str(demo), "--out", str(out), *sizes, *evals],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "RISE K=4: " in run.stdout and "vs K=0: " in run.stdout and "(chance 50%)" in run.stdout
+    assert (out / "memory" / "memory_curves.png").stat().st_size > 0
+    assert "Warning" not in run.stderr, run.stderr[-2000:]
+    for k in (4, 0):
+        assert len(list(csv.DictReader((out / "memory" / f"k{k}" / "eval.csv").open()))) >= 2  # a curve
+
+
+def test_demo_refuses_a_window_without_the_cue(tmp_path):
+    demo = Path(__file__).parents[1] / "pipelines" / "quickstart.py"
+    run = subprocess.run(
+        [sys.executable, str(demo), "--out", str(tmp_path / "qs"), "--delay", "10", "-k", "8"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode != 0
+    assert "--context-len 8 must exceed --delay 10" in run.stderr
+    assert not (tmp_path / "qs").exists()

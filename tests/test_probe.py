@@ -1,4 +1,7 @@
-"""The memory probe (slow, CPU, minutes): with K > delay the agent recalls the cue; with K = 0 it cannot."""
+"""The memory probe (slow, CPU, minutes per seed): with K > delay the agent recalls the cue; with K = 0 it cannot.
+
+One test per seed: a single lucky seed is what hid the probe's fragility before (issue 8).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,19 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.slow
-def test_memory_probe(tmp_path):
+def _probe_module():
     path = Path(__file__).parents[1] / "pipelines" / "memory_probe.py"
     spec = importlib.util.spec_from_file_location("memory_probe", path)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    success = probe.run_probe(tmp_path / "probe", delay=30, ks=[40, 0], updates=2000, episodes=300)
-    assert success[40] >= 0.95
-    assert success[0] <= 0.65  # chance is 0.5; 100 episodes put 3 standard deviations at 0.65
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_memory_probe(tmp_path, seed):
+    probe = _probe_module()
+    results = probe.run_probe(tmp_path / "probe", probe.Probe(seed=seed))  # delay 30, K=40 vs K=0
+    assert results[40]["success"] >= 0.95
+    # chance is 0.5; 100 episodes put 3 standard deviations at 0.65 (a fixed answer scores the cue share)
+    assert results[0]["success"] <= 0.65
