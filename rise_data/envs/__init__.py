@@ -28,6 +28,15 @@ from rise_data.envs.spec import OBS_TRANSFORM, EnvError, EnvSpec, env_difference
 from rise_data.envs.vector import FrameVectorEnv, Step, to_agent_obs
 
 register_family(AtariFamily())
+
+
+class _ImportedFamily(EnvFamily):
+    """Stores imported from Minari datasets: data without an env rise can rebuild (make_vector refuses)."""
+
+    name = "minari"
+
+
+register_family(_ImportedFamily())
 from rise_data.envs import paper  # noqa: E402,F401  (registers the paper's families; imports nothing heavy)
 
 __all__ = [
