@@ -199,7 +199,7 @@ def test_chrono_init_forget_and_input_biases():
     default = make_network(
         NetworkConfig(n_actions=3, context_len=40, embed_dim=16, lstm_hidden=32, lstm_init="default")
     )
-    assert float(default.context.lstm.bias_hh_l0.abs().max()) <= 1 / math.sqrt(32) + 1e-6
+    assert float(default.context.lstm.bias_hh_l0.detach().abs().max()) <= 1 / math.sqrt(32) + 1e-6
 
 
 def _cue_windows(n: int, k: int = 40, delay: int = 30, dim: int = 32) -> tuple[torch.Tensor, ...]:
