@@ -18,6 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from rise_data.envs import register_scores
+
 __all__ = [
     "ATARI_DATA",
     "ATARI_GAMES",
@@ -236,3 +238,6 @@ def iqm_with_ci(
         "games": int(games),
         "resampled": "runs and games" if tasks else "runs",
     }
+
+
+register_scores("atari", atari_reference_scores)  # rise_data's Atari family normalizes through this table

@@ -17,7 +17,7 @@ from rise_agent.learner import Learner
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay
 from rise_data.encoders import Encoder, EncoderError, EncoderSpec, embedding_encoder, make_encoder
-from rise_data.envs import env_spec
+from rise_data.envs import allow_plugin, env_spec, parse_env_options
 from rise_data.store import Store, open_store
 
 __all__ = ["Parts", "build", "pick_embedding"]
@@ -104,9 +104,17 @@ def build(config: TrainConfig, device: torch.device, replay_dir: Path | None = N
     """Open the store / env, resolve the encoder, and build the network, learner and replay."""
     _check_mode(config)
     store = open_store(config.store) if config.store else None
-    spec = store.env if store is not None else env_spec(config.env)
-    if config.env and store is not None and config.env != spec["id"]:
-        raise ValueError(f"--env {config.env} differs from the store's env {spec['id']}; drop --env")
+    if config.env and ":" in config.env:
+        allow_plugin(config.env)  # the user named this env factory: a store naming it may now rebuild it
+    if store is not None:
+        spec = store.env
+        if config.env and config.env != spec["id"]:
+            raise ValueError(f"--env {config.env} differs from the store's env {spec['id']}; drop --env")
+        if config.env_option or config.wrapper:
+            raise ValueError("--env-option/--wrapper describe a new env; a store's env is the one it records")
+    else:
+        options = parse_env_options(config.env_option)
+        spec = env_spec(config.env, config.screen_size, wrappers=config.wrapper, **options)
     k = config.network.context_len
     emb = pick_embedding(store, config.embedding) if (store is not None and k > 0) else None
     enc_spec, encoder = _encoder(config, store, emb, spec) if k > 0 else (None, None)

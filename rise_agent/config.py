@@ -32,7 +32,14 @@ class TrainConfig:
     store: str | None = None  # store to pretrain on, or to mix into online replay
     embedding: str | None = None  # embeddings array of the store (default: the only complete one)
     online: bool = False  # learn online in vector envs (implied by --env without --store)
-    env: str | None = None  # env id to learn online from scratch (default: the store's env)
+    env: str | None = (
+        None  # env id to learn online from scratch (default: the store's env): an id, module:EnvId or module:function
+    )
+    env_option: tuple[str, ...] = ()  # env kwargs KEY=VALUE, comma-separated (e.g. frameskip=4); with --env
+    wrapper: tuple[
+        str, ...
+    ] = ()  # gymnasium wrappers NAME[=ARG], comma-separated, in order (docs/envs.md); with --env
+    screen_size: int = 84  # side of the square grayscale agent view; with --env
     encoder: str | None = (
         None  # frozen encoder when there is no store: a registry name or module:function (default resnet18)
     )

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from rise_agent.actor import Actor
-from rise_agent.atari_scores import atari_score_key, human_normalized, iqm_with_ci, protocol_deviations
+from rise_agent.atari_scores import atari_score_key, iqm_with_ci, protocol_deviations
 from rise_agent.checkpoint import CheckpointError, load_checkpoint
 from rise_agent.network import NetworkConfig, RiseNetwork, disable_noise, make_network
 from rise_agent.options import ConfigError, from_json
 from rise_data.encoders import Encoder, EncoderError, EncoderSpec
-from rise_data.envs import Step, make_env
+from rise_data.envs import EnvSpec, Step, make_env
 from rise_data.rollout import Rollout
 
 __all__ = [
@@ -109,24 +109,26 @@ def score_note(env_spec: dict, returns: list[float], ends: list[str]) -> tuple[f
     """The human-normalised mean of ``returns`` and a one-line note, or (None, why it is raw only).
 
     ``ends`` holds each episode's end: ``terminated``, ``truncated`` (the env's own time limit) or
-    ``cut`` (stopped by ``max_steps``, not a whole episode).
+    ``cut`` (stopped by ``max_steps``, not a whole episode). Reference scores come from the env's family
+    (``EnvSpec.normalize``; the Atari table is registered by :mod:`rise_agent.atari_scores`).
     """
-    game = atari_score_key(env_spec["id"])
-    if game is None:
-        return None, f"raw returns only: no human/random reference scores for {env_spec['id']}"
+    spec = EnvSpec.from_json(env_spec)
     n, cut = len(ends), ends.count("cut")
     if n == 0:
         return None, "raw returns only: no episode finished"
     if cut:
         return None, f"raw returns only: {cut} of {n} episodes were cut by max_steps before they ended"
-    deviations = protocol_deviations(env_spec.get("kwargs") or {})
-    if deviations:
-        return None, "raw returns only: not the standard Atari protocol (" + "; ".join(deviations) + ")"
+    normalized = spec.normalize(float(np.mean(returns))).get("human_normalized")
+    if normalized is None:
+        deviations = protocol_deviations(spec.kwargs) if atari_score_key(spec.id) else []
+        if deviations:
+            return None, "raw returns only: not the standard Atari protocol (" + "; ".join(deviations) + ")"
+        return None, f"raw returns only: no human/random reference scores for {spec.id}"
     capped = ends.count("truncated")
     note = f"human-normalised over {n} whole episodes under the standard Atari protocol"
     if capped:
         note += f" ({capped} reached the 108k-frame cap, counted as the protocol does)"
-    return human_normalized(game, float(np.mean(returns))), note
+    return normalized, note
 
 
 def summary(out: dict) -> str:

@@ -24,19 +24,6 @@ def _print_config(config) -> None:
     typer.echo(f"{type(config).__name__}: " + json.dumps(dataclasses.asdict(config), default=str), err=True)
 
 
-def _parse_options(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--env-option takes KEY=VALUE, got '{item}'")
-        k, v = item.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 @app.command()
 def collect(
     env_id: Annotated[
@@ -95,6 +82,7 @@ def collect(
     """
     from rise_data.collect import CollectConfig
     from rise_data.collect import collect as run
+    from rise_data.envs import parse_env_options
 
     with _user_errors():
         if steps is None and episodes is None:
@@ -110,7 +98,7 @@ def collect(
             checkpoint=checkpoint,
             frames=frames,
             screen_size=screen_size,
-            env_options=_parse_options(env_option),
+            env_options=parse_env_options(env_option),
             wrappers=list(wrapper),
             commit_rows=commit_rows,
             progress=not quiet,

@@ -313,7 +313,11 @@ def test_all_57_games_round_trip_from_ale_ids():
 
 
 def atari_dict(**kwargs) -> dict:
-    return {"id": "ALE/Pong-v5", "kind": "atari", "kwargs": {**STANDARD_PROTOCOL, "maxpool": True, **kwargs}}
+    return {
+        "id": "ALE/Pong-v5",
+        "family": "atari",
+        "kwargs": {**STANDARD_PROTOCOL, "maxpool": True, **kwargs},
+    }
 
 
 def test_score_note_gives_normalized_scores_only_for_whole_standard_episodes():
@@ -326,9 +330,9 @@ def test_score_note_gives_normalized_scores_only_for_whole_standard_episodes():
     assert hns is None and note.startswith("raw returns only") and "1 of 2 episodes were cut" in note
     hns, note = score_note(atari_dict(repeat_action_probability=0.0), [1.0], ["terminated"])
     assert hns is None and "repeat_action_probability=0.0 (standard 0.25)" in note
-    hns, note = score_note({"id": "ALE/Pong-v5", "kwargs": {}}, [1.0], ["terminated"])
+    hns, note = score_note({"id": "ALE/Pong-v5", "family": "atari", "kwargs": {}}, [1.0], ["terminated"])
     assert hns is None and "noop_max not recorded" in note
-    hns, note = score_note({"id": CUE, "kwargs": {}}, [1.0], ["terminated"])
+    hns, note = score_note({"id": CUE, "family": "gymnasium", "kwargs": {}}, [1.0], ["terminated"])
     assert hns is None and f"no human/random reference scores for {CUE}" in note
     assert atari_reference_scores(spec, 14.6) == {"human_normalized": pytest.approx(1.0)}
     assert atari_reference_scores(atari_dict(episodic_life=True), 14.6) == {}
@@ -350,7 +354,7 @@ def test_evaluate_flags_a_nonstandard_atari_cap_as_raw_only():
 
 def fake_result(env_id: str, raw: float, ends: list[str], **kwargs) -> dict:
     """What evaluate returns, built through the same score_note (no env needed)."""
-    spec = {"id": env_id, "kwargs": {**STANDARD_PROTOCOL, **kwargs}}
+    spec = {"id": env_id, "family": "atari", "kwargs": {**STANDARD_PROTOCOL, **kwargs}}
     hns, note = score_note(spec, [raw] * len(ends), ends)
     return {
         "env": env_id,

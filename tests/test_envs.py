@@ -225,3 +225,14 @@ def test_env_spec_stays_a_dict_for_readers():
     spec = env_spec(CUE)
     assert isinstance(spec, dict) and spec["family"] == spec["kind"] == "gymnasium"
     assert spec["obs_shape"] == [84, 84] and spec["n_actions"] == 3
+
+
+def test_every_ale_rom_id_round_trips_through_its_env_id():
+    """ALE/<CamelCase>-v5 -> ale-py's ROM id for all of them, irregular names included (up_n_down)."""
+    from ale_py import roms
+
+    from rise_data.envs import atari_game
+
+    for rom in roms.get_all_rom_ids():
+        camel = "".join(part[:1].upper() + part[1:] for part in rom.split("_"))
+        assert atari_game(f"ALE/{camel}-v5") == rom, rom

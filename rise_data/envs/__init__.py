@@ -24,7 +24,7 @@ from rise_data.envs.family import (
     register_scores,
 )
 from rise_data.envs.gymnasium_family import WRAPPERS, GymnasiumFamily, register_wrapper
-from rise_data.envs.spec import OBS_TRANSFORM, EnvError, EnvSpec, env_difference, same_env
+from rise_data.envs.spec import OBS_TRANSFORM, EnvError, EnvSpec, env_difference, parse_env_options, same_env
 from rise_data.envs.vector import FrameVectorEnv, Step, to_agent_obs
 
 register_family(AtariFamily())
@@ -40,6 +40,7 @@ register_family(_ImportedFamily())
 from rise_data.envs import paper  # noqa: E402,F401  (registers the paper's families; imports nothing heavy)
 
 __all__ = [
+    "parse_env_options",
     "ATARI_DEFAULTS",
     "OBS_TRANSFORM",
     "WRAPPERS",

@@ -8,6 +8,7 @@ derived from it (ITU-R 601 gray, area resize), so both views come from one emula
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any
@@ -31,11 +32,24 @@ ATARI_DEFAULTS: dict[str, Any] = {
 
 
 def atari_game(env_id: str) -> str | None:
-    """``ALE/MsPacman-v5`` -> ``ms_pacman``; None for non-ALE ids."""
+    """``ALE/MsPacman-v5`` -> ``ms_pacman``, ``ALE/UpNDown-v5`` -> ``up_n_down``; None for non-ALE ids.
+
+    The CamelCase name is matched against ale-py's ROM ids with underscores and case ignored (those
+    squashed ids are unique), so irregular names (``up_n_down``, ``tic_tac_toe_3d``) resolve too; a name
+    ale-py does not know falls back to the CamelCase split, which the family then refuses by name.
+    """
     m = re.fullmatch(r"ALE/([A-Za-z0-9]+)-v\d+", env_id)
     if not m:
         return None
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", m.group(1)).lower()
+    name = m.group(1)
+    return _rom_ids().get(name.lower()) or re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+@functools.cache
+def _rom_ids() -> dict[str, str]:
+    from ale_py import roms
+
+    return {rom.replace("_", ""): rom for rom in roms.get_all_rom_ids()}
 
 
 class AtariFamily(EnvFamily):

@@ -142,3 +142,19 @@ def env_difference(a: dict | EnvSpec, b: dict | EnvSpec) -> str:
     diff = [f"{k}={a.kwargs.get(k)} vs {b.kwargs.get(k)}" for k in keys if a.kwargs.get(k) != b.kwargs.get(k)]
     other = [k for k in _SAME_KEYS[1:] if k != "kwargs" and getattr(a, k) != getattr(b, k)]
     return ", ".join(diff + [f"{k} differs" for k in other]) or "specs differ"
+
+
+def parse_env_options(items: list[str] | tuple[str, ...]) -> dict:
+    """``["frameskip=4", "full_action_space=true"]`` -> kwargs (values parsed as JSON when they are JSON)."""
+    import json
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise EnvError(f"--env-option takes KEY=VALUE, got '{item}'")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
