@@ -139,7 +139,7 @@ def _acquire(store: str, name: str) -> tuple[int, Path]:
 
 
 def _open_lock_file(store: str, name: str) -> tuple[int, Path]:
-    """(fd, path) of the lock file, created if missing; fd -1 if its folder vanished meanwhile."""
+    """(fd, path) of the lock file, created if missing; fd -1 if its folder vanished meanwhile (retry)."""
     file = lock_path(store, name)
     root = Path(store)
     if root.exists() and not root.is_dir():
@@ -148,7 +148,8 @@ def _open_lock_file(store: str, name: str) -> tuple[int, Path]:
         file.parent.mkdir(parents=True, exist_ok=True)
         # no O_TRUNC: the file may name the current holder, and we do not hold the lock yet
         return os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), file
-    except FileNotFoundError:
+    except (FileNotFoundError, FileExistsError):
+        # a releasing holder removed a folder between our mkdir's steps (pathlib's exist_ok re-checks it)
         return -1, file
     except OSError as e:
         why = "permission denied" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else e.strerror
