@@ -86,7 +86,7 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> None:
 
 
 class ActingThread(threading.Thread):
-    """Steps ``env`` (a :class:`~rise_data.rollout.Rollout`) with ``actor``; puts ``(actions, step, embeddings)`` on ``out``.
+    """Steps ``env`` (a :class:`~rise_data.envs.rollout.Rollout`) with ``actor``; puts ``(actions, step, embeddings)`` on ``out``.
 
     The first item is ``(None, reset_step, embeddings)``. ``epsilon(s)`` gives the ε of vector step ``s``
     (counted from the start of this thread); the thread stops when ``gate.stop()`` is called or after
@@ -120,7 +120,9 @@ class ActingThread(threading.Thread):
                 if not self.gate.actor_may_act(s):
                     return
                 actions = self.actor.act(self.epsilon(s), self.rng)
-                self.env.send(actions)  # a rise_data.rollout.Rollout: it remembers the actions for file()
+                self.env.send(
+                    actions
+                )  # a rise_data.envs.rollout.Rollout: it remembers the actions for file()
                 step = self.env.recv()
                 emb = self.actor.observe(step)
                 self.gate.actor_done()

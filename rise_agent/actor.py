@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from rise_agent.network import RiseNetwork, disable_noise
-from rise_data.encoders import Encoder
+from rise_data.encode.encoders import Encoder
 from rise_data.envs import Step
 
 __all__ = ["Actor", "epsilon_schedule"]

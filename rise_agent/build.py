@@ -16,7 +16,7 @@ from rise_agent.config import TrainConfig
 from rise_agent.learner import Learner
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay
-from rise_data.encoders import Encoder, EncoderError, EncoderSpec, embedding_encoder, make_encoder
+from rise_data.encode.encoders import Encoder, EncoderError, EncoderSpec, embedding_encoder, make_encoder
 from rise_data.envs import allow_plugin, env_spec, parse_env_options
 from rise_data.store import Store, open_store
 

@@ -31,9 +31,9 @@ from rise_agent.atari_scores import atari_score_key, iqm_with_ci, protocol_devia
 from rise_agent.checkpoint import CheckpointError, load_checkpoint
 from rise_agent.network import NetworkConfig, RiseNetwork, disable_noise, make_network
 from rise_agent.options import ConfigError, from_json
-from rise_data.encoders import Encoder, EncoderError, EncoderSpec
+from rise_data.encode.encoders import Encoder, EncoderError, EncoderSpec
 from rise_data.envs import EnvSpec, Step, make_env
-from rise_data.rollout import Rollout
+from rise_data.envs.rollout import Rollout
 
 __all__ = [
     "aggregate",

@@ -18,7 +18,7 @@ import numpy as np
 from rise_agent.acting import ActingThread, WeightGate, actor_copy, copy_weights
 from rise_agent.options import to_json
 from rise_data.envs import make_env
-from rise_data.rollout import Rollout
+from rise_data.envs.rollout import Rollout
 
 __all__ = ["run_online", "updates_owed"]
 
@@ -79,7 +79,9 @@ def run_online(r) -> None:
             if _online_transitions(p.replay) >= max(c.learning_starts, c.batch_size):
                 r.counters.setdefault("learning_started_at", r.counters["env_steps"])
                 n, carry = updates_owed(r.counters.get("owed", 0.0), c.num_envs, c.replay_ratio)
-                r.counters["owed"] = carry + n  # paid one by one, so an interrupted step's debt survives a resume
+                r.counters["owed"] = (
+                    carry + n
+                )  # paid one by one, so an interrupted step's debt survives a resume
                 r.learn(n, pay=True)
                 r.maybe_checkpoint()
                 if r.eval_due(before):

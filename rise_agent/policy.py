@@ -1,6 +1,6 @@
 """A trained checkpoint as a collection policy: ``rise-data collect ... --policy checkpoint --checkpoint PATH``.
 
-``rise_data.policies`` imports this module by name (``rise_agent.policy:from_checkpoint``), so rise_data
+``rise_data.collect.policies`` imports this module by name (``rise_agent.policy:from_checkpoint``), so rise_data
 never depends on rise_agent. The policy acts like BTR's evaluation: network in eval mode, parameter
 noise off, ε-greedy with ε = 0.01, through the same :class:`~rise_agent.actor.Actor` as training.
 """
@@ -14,10 +14,10 @@ import torch
 
 from rise_agent.actor import Actor
 from rise_agent.evaluate import load_agent
+from rise_data.collect.policies import PolicyError
 from rise_data.encode import resolve_device
-from rise_data.encoders import sha256_file
+from rise_data.encode.encoders import sha256_file
 from rise_data.envs import Step
-from rise_data.policies import PolicyError
 
 __all__ = ["CheckpointPolicy", "from_checkpoint"]
 

@@ -3,7 +3,7 @@
 ``--save-store PATH`` creates (or appends to) a store of the run's env; ``--write-back`` appends to the
 store the run learns from. Rows get collect's layout (RGB frames when the env has them), and the
 embeddings the actor already computed for each frame are committed with their episode under the
-encoder's embeddings name, recorded with its :class:`~rise_data.encoders.EncoderSpec`, so nothing is
+encoder's embeddings name, recorded with its :class:`~rise_data.encode.encoders.EncoderSpec`, so nothing is
 encoded twice and ``rise-agent train --store`` can pretrain on the result. The store's writer lock is
 held for the life of the run; episodes are appended by a writer thread so compression never stalls
 learning.
@@ -15,11 +15,11 @@ import contextlib
 import queue
 import threading
 
-from rise_data.encoders import EncoderError, EncoderSpec, embedding_encoder, library_versions
+from rise_data.encode.encoders import EncoderError, EncoderSpec, embedding_encoder, library_versions
 from rise_data.envs import env_difference, same_env
-from rise_data.lock import store_lock
-from rise_data.rollout import Finished
+from rise_data.envs.rollout import Finished
 from rise_data.store import Store, StoreError, create_store, is_empty_folder, now_iso, open_store
+from rise_data.store.lock import store_lock
 
 __all__ = ["EpisodeSink"]
 

@@ -193,8 +193,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show steps, episodes, returns, arrays and encoders of a store."""
-    from rise_data.info import format_info, store_info
     from rise_data.store import open_store
+    from rise_data.store.info import format_info, store_info
 
     with _user_errors():
         data = store_info(open_store(store))
@@ -218,7 +218,7 @@ def check(
     Exit code 0: valid (warnings allowed); 1: invalid data; 2: usage error; 3: a bug in rise.
     """
     from rise_data._cli import EXIT_INVALID
-    from rise_data.check import check_store, report
+    from rise_data.store.check import check_store, report
 
     with _user_errors():
         problems = check_store(store, fast=fast, progress=not (quiet or as_json))
@@ -252,8 +252,8 @@ def repair(
 
     Committed data is never touched. Takes the store's writer lock: refused while a writer runs.
     """
-    from rise_data.lock import store_lock
     from rise_data.store import open_store
+    from rise_data.store.lock import store_lock
 
     with _user_errors():
         open_store(store, mode="a")  # a writable store directory, before its lock is taken
@@ -307,7 +307,7 @@ def card(
     """Print a store's dataset card (markdown); --id/--author/--license/... set those fields first."""
     from pathlib import Path
 
-    from rise_data.card import CardConfig, card_data, render_card, set_card
+    from rise_data.share.card import CardConfig, card_data, render_card, set_card
     from rise_data.store import open_store
 
     with _user_errors():
@@ -343,8 +343,8 @@ def seal(
 
     from tqdm import tqdm
 
-    from rise_data.lock import store_lock
     from rise_data.store import compute_checksums, open_store
+    from rise_data.store.lock import store_lock
 
     with _user_errors():
         open_store(store, mode="a")  # a writable store directory, before its lock is taken
@@ -374,8 +374,8 @@ def stats(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Normalisation statistics (obs/frame/reward/returns; per-dimension for embeddings), streaming."""
-    from rise_data.stats import StatsConfig, format_stats
-    from rise_data.stats import stats as run
+    from rise_data.share.stats import StatsConfig, format_stats
+    from rise_data.share.stats import stats as run
 
     with _user_errors():
         if bins < 2:
@@ -402,8 +402,8 @@ def pack(
     Only the store's own files go in (no locks, temp files or other files; a store holding a symbolic
     link is refused).
     """
-    from rise_data.pack import PackConfig
-    from rise_data.pack import pack as run
+    from rise_data.share.pack import PackConfig
+    from rise_data.share.pack import pack as run
 
     with _user_errors():
         out = run(PackConfig(store=store, output=output, force=force, progress=not quiet))
@@ -443,7 +443,7 @@ def export(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Export a store to HDF5 or to a Minari dataset (written under MINARI_DATASETS_PATH)."""
-    from rise_data.h5io import ExportConfig, export_hdf5
+    from rise_data.share.h5io import ExportConfig, export_hdf5
 
     with _user_errors():
         fmt = _export_format(output, format)
@@ -451,7 +451,7 @@ def export(
             store=store, output=output, format=fmt, compression=compression, force=force, progress=not quiet
         )
         if fmt == "minari":
-            from rise_data.minari_io import export_minari
+            from rise_data.share.minari_io import export_minari
 
             out = export_minari(config)
             msg = (
@@ -511,7 +511,7 @@ def import_(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Build a store from an HDF5 export or a Minari dataset (then encode it as usual)."""
-    from rise_data.h5io import ImportConfig, import_hdf5
+    from rise_data.share.h5io import ImportConfig, import_hdf5
 
     with _user_errors():
         fmt = _import_format(source, format)
@@ -525,7 +525,7 @@ def import_(
             progress=not quiet,
         )
         if fmt == "minari":
-            from rise_data.minari_io import import_minari
+            from rise_data.share.minari_io import import_minari
 
             out = import_minari(config)
         else:
@@ -545,8 +545,8 @@ def merge(
     ] = False,
 ) -> None:
     """Merge stores of the same env and encoder set into a new store (embeddings kept)."""
-    from rise_data.edit import MergeConfig, summary
-    from rise_data.edit import merge as run
+    from rise_data.share.edit import MergeConfig, summary
+    from rise_data.share.edit import merge as run
 
     with _user_errors():
         out = run(MergeConfig(sources=tuple(sources), output=output, drop_embeddings=drop_embeddings))
@@ -562,8 +562,8 @@ def split(
     seed: Annotated[int, typer.Option(help="Seed of the random episode partition.")] = 0,
 ) -> None:
     """Split a store's episodes at random into two new stores (train/val)."""
-    from rise_data.edit import SplitConfig, summary
-    from rise_data.edit import split as run
+    from rise_data.share.edit import SplitConfig, summary
+    from rise_data.share.edit import split as run
 
     with _user_errors():
         a, b = run(SplitConfig(store=store, train=train, val=val, fraction=fraction, seed=seed))
@@ -585,7 +585,7 @@ def filter_(
     ] = None,
 ) -> None:
     """Keep the episodes whose return and length lie within bounds, in a new store."""
-    from rise_data.edit import SelectConfig, filter_episodes, summary
+    from rise_data.share.edit import SelectConfig, filter_episodes, summary
 
     with _user_errors():
         out = filter_episodes(
@@ -611,8 +611,8 @@ def subset(
     ] = None,
 ) -> None:
     """Copy the first N episodes, or listed ones, into a new store."""
-    from rise_data.edit import SelectConfig, parse_episode_list, summary
-    from rise_data.edit import subset as run
+    from rise_data.share.edit import SelectConfig, parse_episode_list, summary
+    from rise_data.share.edit import subset as run
 
     with _user_errors():
         ids = tuple(parse_episode_list(episodes)) if episodes is not None else None

@@ -35,9 +35,9 @@ from rise_agent.evaluate import (
 )
 from rise_agent.network import NetworkConfig, make_network
 from rise_agent.policy import from_checkpoint
-from rise_data.encoders import EncoderError, make_encoder
+from rise_data.collect.policies import PolicyError
+from rise_data.encode.encoders import EncoderError, make_encoder
 from rise_data.envs import Step, env_spec, make_env
-from rise_data.policies import PolicyError
 
 CUE = "rise/CueMemory-v0"
 

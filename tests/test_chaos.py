@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rise_data.check import check_store
-from rise_data.lock import LockHeld, holder, store_lock
 from rise_data.store import StoreError, open_store
+from rise_data.store.check import check_store
+from rise_data.store.lock import LockHeld, holder, store_lock
 
 RISE_DATA = str(Path(sys.executable).parent / "rise-data")
 ENV = "minigrid:MiniGrid-Empty-5x5-v0"  # small image frames, episodes of varying length

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from rise_data.check import check_store
 from rise_data.collect import CollectConfig, collect
 from rise_data.envs import EnvError, atari_game, env_spec, to_agent_obs
 from rise_data.store import StoreError, open_store
+from rise_data.store.check import check_store
 
 
 def test_pong_store_layout(pong_store):

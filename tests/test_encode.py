@@ -9,16 +9,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rise_data.check import check_store
 from rise_data.cli import app
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
-from rise_data.encoders import EncoderError, embedding_encoder, make_encoder, sha256_file
+from rise_data.encode.encoders import EncoderError, embedding_encoder, make_encoder, sha256_file
 from rise_data.store import ATTR, StoreError, open_store
+from rise_data.store.check import check_store
 
 PLUGIN = '''
 import torch
-from rise_data.encoders import make_encoder
+from rise_data.encode.encoders import make_encoder
 
 CALLS = {"n": 0}
 
@@ -64,7 +64,7 @@ def test_downsample_values_and_provenance(pong_copy):
 
 
 def test_resnet18_from_state_dict_file(pong_copy, tmp_path):
-    from rise_data._torchvision import import_torchvision
+    from rise_data.encode._torchvision import import_torchvision
 
     tv = import_torchvision()
     torch.manual_seed(0)
@@ -133,7 +133,7 @@ SIDE_EFFECT_PLUGIN = """
 from pathlib import Path
 import torch
 from torch import nn
-from rise_data.encoders import Encoder, Preprocessing
+from rise_data.encode.encoders import Encoder, Preprocessing
 
 Path(__file__).with_name("imported.txt").write_text("imported")  # visible proof that this code ran
 
@@ -195,7 +195,7 @@ def test_check_refuses_an_unparseable_encoder_record(pong_copy):
 
 def test_resume_identity_is_spec_and_dtype(pong_copy, tmp_path):
     """A moved weights file continues the same embeddings; other dtype or weights are refused."""
-    from rise_data._torchvision import import_torchvision
+    from rise_data.encode._torchvision import import_torchvision
 
     torch.manual_seed(1)
     weights = tmp_path / "a.pth"

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rise_data import __version__
-from rise_data import efficientnet_lite as el
-from rise_data._torchvision import import_torchvision
-from rise_data.encoders import (
+from rise_data.encode import efficientnet_lite as el
+from rise_data.encode._torchvision import import_torchvision
+from rise_data.encode.encoders import (
     RESNET18_FILE,
     Encoder,
     EncoderError,
@@ -307,7 +307,7 @@ def test_preprocess_layout_and_errors(frames):
 
 _PLUGIN = """
 from torch import nn
-from rise_data.encoders import Encoder, Preprocessing
+from rise_data.encode.encoders import Encoder, Preprocessing
 
 
 def build(weights=None):
@@ -341,7 +341,7 @@ def test_plugin_module_function(tmp_path, monkeypatch, frames):
     with pytest.raises(EncoderError, match="source"):
         make_encoder("tinyenc_plugin:build", source="obs")  # build() cannot read obs rows
 
-    with pytest.raises(EncoderError, match="must return rise_data.encoders.Encoder, got Identity"):
+    with pytest.raises(EncoderError, match="must return rise_data.encode.encoders.Encoder, got Identity"):
         make_encoder("tinyenc_plugin:bad")
     with pytest.raises(EncoderError, match="no callable"):
         make_encoder("tinyenc_plugin:missing")
@@ -405,7 +405,7 @@ def test_spec_round_trips_and_rebuilds_every_builtin(name, weights, source, tmp_
 _SIDE_EFFECT_PLUGIN = """
 from pathlib import Path
 from torch import nn
-from rise_data.encoders import Encoder, Preprocessing
+from rise_data.encode.encoders import Encoder, Preprocessing
 
 Path({marker!r}).write_text("imported")  # visible proof that the module's code ran
 

@@ -35,7 +35,7 @@ PLUGIN = textwrap.dedent(
     import pathlib
     import gymnasium as gym
     import numpy as np
-    from rise_data.probe_env import CueMemoryEnv
+    from rise_data.envs.probe import CueMemoryEnv
 
     pathlib.Path(__file__).with_suffix(".imported").write_text("yes")  # proves whether rise imported us
     if "PluginCue-v0" not in gym.registry:

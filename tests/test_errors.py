@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from rise_data.cli import app
 from rise_data.collect import CollectConfig, collect
-from rise_data.lock import store_lock
 from rise_data.store import open_store
+from rise_data.store.lock import store_lock
 
 runner = CliRunner()
 

@@ -8,13 +8,13 @@ import warnings
 
 import pytest
 
-from rise_data import lock as lock_mod
-from rise_data.lock import LockHeld, holder, lock_path, store_lock
 from rise_data.store import StoreError, is_empty_folder
+from rise_data.store import lock as lock_mod
+from rise_data.store.lock import LockHeld, holder, lock_path, store_lock
 
 HOLD = """
 import sys, time
-from rise_data.lock import store_lock
+from rise_data.store.lock import store_lock
 with store_lock(sys.argv[1], "holder-test", name=sys.argv[2]):
     print("held", flush=True)
     time.sleep(60)
@@ -80,7 +80,7 @@ def test_lock_folder_does_not_make_the_store_folder_non_empty_and_goes_on_releas
 
 COUNT = """
 import sys, time
-from rise_data.lock import LockHeld, store_lock
+from rise_data.store.lock import LockHeld, store_lock
 store, counter, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 done = 0
 while done < n:

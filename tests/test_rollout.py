@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from rise_data.check import check_store
 from rise_data.envs import env_spec, make_env
-from rise_data.rollout import BLOCK_ROWS, Rollout
+from rise_data.envs.rollout import BLOCK_ROWS, Rollout
 from rise_data.store import StoreLayout, create_store, open_store
+from rise_data.store.check import check_store
 
 ENV = "minigrid:MiniGrid-Empty-5x5-v0"  # image observations, episodes of varying length under random actions
 N_ENVS, STEPS, SEED = 3, 160, 5
@@ -169,7 +169,7 @@ def test_extras_are_stored_and_committed_with_their_rows(spec, tmp_path):
     import torch
 
     from rise_data.encode import EncodeConfig, embedding_record
-    from rise_data.encoders import make_encoder
+    from rise_data.encode.encoders import make_encoder
 
     encoder = make_encoder("downsample", source="obs")
     path = str(tmp_path / "x.zarr")

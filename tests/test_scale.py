@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rise_data.check import check_store
 from rise_data.collect import CollectConfig, collect
-from rise_data.distributed import (
+from rise_data.encode import EncodeConfig, encode
+from rise_data.encode.distributed import (
     MARKER_DIR,
     contiguous_prefix,
     merge_intervals,
@@ -29,8 +29,8 @@ from rise_data.distributed import (
     todo_intervals,
     work_unit,
 )
-from rise_data.encode import EncodeConfig, encode
 from rise_data.store import StoreLayout, open_store
+from rise_data.store.check import check_store
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -44,7 +44,7 @@ import os
 import time
 
 import torch
-from rise_data.encoders import make_encoder
+from rise_data.encode.encoders import make_encoder
 
 
 def build(weights=None, source="frame"):

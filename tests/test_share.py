@@ -13,12 +13,11 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from rise_data.check import check_store
 from rise_data.cli import app
 from rise_data.collect import CollectConfig, collect
-from rise_data.edit import SelectConfig, SplitConfig, filter_episodes, split, subset
 from rise_data.encode import EncodeConfig, encode
 from rise_data.envs import env_spec, to_agent_obs
+from rise_data.share.edit import SelectConfig, SplitConfig, filter_episodes, split, subset
 from rise_data.store import (
     ATTR,
     Episode,
@@ -28,6 +27,7 @@ from rise_data.store import (
     create_store,
     open_store,
 )
+from rise_data.store.check import check_store
 
 runner = CliRunner()
 # small chunks, so every streaming path crosses chunk boundaries and partial chunks
@@ -492,7 +492,7 @@ def test_card_identity_rules(cue_copy, tmp_path):
 
 # -- statistics -----------------------------------------------------------------------------------
 def test_stats_streaming_match_numpy(cue_copy):
-    from rise_data.stats import QUANTILES, read_stats
+    from rise_data.share.stats import QUANTILES, read_stats
 
     ok(["stats", cue_copy, "--bins", "512"])
     s = open_store(cue_copy)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import zarr
 
-from rise_data.check import check_store
 from rise_data.envs import env_spec
 from rise_data.store import ATTR, Episode, StoreError, create_store, open_store
+from rise_data.store.check import check_store
 
 
 def _episodes(rng, n, frame_shape=(8, 6, 3)):
@@ -139,7 +139,7 @@ def _with_embeddings(store, episodes):
     """Give episodes the rows of the store's 'downsample' embeddings (the real encoder over their obs)."""
     import torch
 
-    from rise_data.encoders import make_encoder
+    from rise_data.encode.encoders import make_encoder
 
     enc = make_encoder("downsample", source="obs")
     for ep in episodes:
@@ -149,7 +149,7 @@ def _with_embeddings(store, episodes):
 
 def _store_with_embeddings(tmp_path, spec):
     from rise_data.encode import EncodeConfig, embedding_record
-    from rise_data.encoders import make_encoder
+    from rise_data.encode.encoders import make_encoder
     from rise_data.store import StoreLayout
 
     path = str(tmp_path / "e.zarr")

@@ -18,10 +18,10 @@ from rise_agent.config import load_config
 from rise_agent.learner import Learner
 from rise_agent.online import updates_owed
 from rise_agent.train import train
-from rise_data.check import check_store
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
 from rise_data.store import open_store
+from rise_data.store.check import check_store
 
 runner = CliRunner()
 SMALL = [
@@ -97,7 +97,7 @@ def test_online_from_scratch_saves_a_store_that_trains(tmp_path):
     assert check_store(str(out)) == []  # every chunk decodes, every contract holds
     assert s.embedding_meta("downsample")["rows_done"] == s.rows
     # the stored embeddings are what the encoder gives for the stored frames (computed once, by the actor)
-    from rise_data.encoders import make_encoder
+    from rise_data.encode.encoders import make_encoder
 
     ref = make_encoder("downsample")(torch.from_numpy(s.read("frame"))).numpy()
     np.testing.assert_allclose(s.embedding("downsample")[:].astype(np.float32), ref, atol=2e-3)
@@ -110,7 +110,7 @@ def test_online_from_scratch_saves_a_store_that_trains(tmp_path):
 
 PLUGIN = """
 from pathlib import Path
-from rise_data.encoders import make_encoder
+from rise_data.encode.encoders import make_encoder
 Path({marker!r}).write_text("imported")
 
 def build(weights=None, source="frame"):
@@ -249,7 +249,7 @@ def test_interrupt_then_resume_continues_counters(probe_store, tmp_path, monkeyp
 
 def test_train_from_packed_store_with_small_screen(tmp_path):
     """A store read straight from its packed zip; the network takes the store's agent view (42x42 here)."""
-    from rise_data.pack import PackConfig, pack
+    from rise_data.share.pack import PackConfig, pack
 
     src = str(tmp_path / "small.zarr")
     collect(
@@ -267,7 +267,7 @@ def test_train_from_packed_store_with_small_screen(tmp_path):
 
 
 def test_online_write_back_appends_episodes_with_embeddings(tmp_path):
-    from rise_data.encoders import make_encoder
+    from rise_data.encode.encoders import make_encoder
 
     path = str(tmp_path / "wb.zarr")
     collect(CollectConfig(PROBE, path, episodes=2, envs=1, env_options={"delay": 4}, progress=False))

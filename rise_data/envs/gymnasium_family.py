@@ -95,7 +95,7 @@ def _pick_image_key(space: gym.spaces.Dict, env_id: str) -> str:
 def _register_local_envs() -> None:
     """Register rise's own envs (the memory probe) with gymnasium, once."""
     if "rise/CueMemory-v0" not in gym.registry:
-        gym.register("rise/CueMemory-v0", entry_point="rise_data.probe_env:CueMemoryEnv")
+        gym.register("rise/CueMemory-v0", entry_point="rise_data.envs.probe:CueMemoryEnv")
 
 
 class GymnasiumFamily(EnvFamily):

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rise_data import __version__
-from rise_data.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
+from rise_data.share.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
 from rise_data.store import (
     EPISODE_ARRAYS,
     CorruptStoreError,
@@ -137,7 +137,7 @@ class ImportConfig:
 
 def import_hdf5(config: ImportConfig) -> dict:
     """Rebuild a store from a ``rise-data export`` HDF5 file (bit for bit, checksums verified)."""
-    from rise_data.lock import store_lock
+    from rise_data.store.lock import store_lock
 
     with store_lock(config.store, "import"):
         return _import_hdf5(config)

@@ -83,7 +83,7 @@ def _cut_metadata(meta: dict, bound: int) -> tuple[dict, int | None]:
 
 def pack(config: PackConfig) -> dict:
     """Write the store directory ``config.store`` as one zip at ``config.output``; returns a summary."""
-    from rise_data.check import check_store
+    from rise_data.store.check import check_store
 
     src, out = Path(config.store), Path(config.output)
     if not out.name.lower().endswith(".zip"):

@@ -1,8 +1,8 @@
 """Collection: step a vector env with a policy and append whole episodes to a store.
 
-One writer per store: collect holds the store's writer lock (``rise_data.lock``) for its whole life, and
+One writer per store: collect holds the store's writer lock (``rise_data.store.lock``) for its whole life, and
 trims a killed writer's crash tail before appending. Steps go through the one rollout driver
-(``rise_data.rollout``); every finished episode is handed to a writer thread at once, which commits
+(``rise_data.envs.rollout``); every finished episode is handed to a writer thread at once, which commits
 whatever has finished each time it runs (one append, one commit), so compression and disk writes overlap
 env stepping and a finished episode is durable within one write (``commit_latency_max_s`` in the summary
 and history says how long that took). A kill -9 loses the running episodes and those handed to the writer
@@ -22,10 +22,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rise_data.collect.policies import make_policy
 from rise_data.envs import env_difference, env_spec, make_env, same_env
-from rise_data.lock import store_lock
-from rise_data.policies import make_policy
-from rise_data.rollout import Finished, Rollout
+from rise_data.envs.rollout import Finished, Rollout
 from rise_data.store import (
     Episode,
     Store,
@@ -37,6 +36,7 @@ from rise_data.store import (
     open_store,
     store_kind,
 )
+from rise_data.store.lock import store_lock
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rise_data.distributed import (
+from rise_data.encode.distributed import (
     RangeMarkers,
     World,
     new_job,
@@ -33,8 +33,7 @@ from rise_data.distributed import (
     work_unit,
     world_from_env,
 )
-from rise_data.encoders import Encoder, embedding_encoder, library_versions, make_encoder
-from rise_data.lock import store_lock
+from rise_data.encode.encoders import Encoder, embedding_encoder, library_versions, make_encoder
 from rise_data.store import (
     ATTR,
     Store,
@@ -47,6 +46,7 @@ from rise_data.store import (
     store_kind,
     write_rows,
 )
+from rise_data.store.lock import store_lock
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def encode(config: EncodeConfig) -> dict:
 
     Under ``torchrun`` every rank runs this: rank 0 takes the store's locks and plans, each rank encodes
     its share of whole output chunks on its own device, and the array is complete when all ranges are
-    (see ``rise_data.distributed``). Without torchrun it is one process doing all of it.
+    (see ``rise_data.encode.distributed``). Without torchrun it is one process doing all of it.
     """
     if config.threads:
         torch.set_num_threads(config.threads)

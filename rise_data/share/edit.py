@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from rise_data.envs import env_difference, same_env
-from rise_data.lock import store_lock
 from rise_data.store import (
     ATTR,
     EPISODE_ARRAYS,
@@ -33,6 +32,7 @@ from rise_data.store import (
     open_store,
     write_rows,
 )
+from rise_data.store.lock import store_lock
 
 BATCH_BYTES = 64 << 20
 
@@ -214,7 +214,7 @@ def copy_episodes(
 
 
 def _valid_source(path: str) -> Store:
-    from rise_data.check import check_store
+    from rise_data.store.check import check_store
 
     errors = [p for p in check_store(path, fast=True) if p.severity == "error"]  # chunks: checked as read
     if errors:
@@ -461,7 +461,7 @@ def _common_embeddings(stores: list[Store]) -> dict[str, dict]:
 
 def _record_spec(record: dict, where: str):
     """The EncoderSpec of an embeddings record (imported lazily: torch only when embeddings are copied)."""
-    from rise_data.encoders import EncoderError, record_encoder
+    from rise_data.encode.encoders import EncoderError, record_encoder
 
     try:
         return record_encoder(record, where)

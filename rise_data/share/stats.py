@@ -225,7 +225,7 @@ def stats(config: StatsConfig) -> tuple[dict, dict[str, dict], bool]:
     root, emb = compute_stats(store, config.bins, config.progress)
     written = False
     if config.write and store.kind == "directory":
-        from rise_data.lock import store_lock
+        from rise_data.store.lock import store_lock
 
         open_store(config.store, mode="a")  # writable, before its lock is taken
         with store_lock(config.store, "stats"):  # only while writing: computing reads committed rows

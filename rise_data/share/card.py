@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rise_data import __version__
-from rise_data.lock import store_lock
 from rise_data.store import Store, StoreError, compute_checksums, data_fingerprint, now_iso, open_store
+from rise_data.store.lock import store_lock
 
 ID_PATTERN = re.compile(
     r"(?:(?P<namespace>[A-Za-z0-9][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9][A-Za-z0-9_.\-]*)*)/)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*?)-v(?P<version>\d+)"

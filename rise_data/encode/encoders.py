@@ -433,7 +433,7 @@ def _is_untrained(weights: str | Path | None) -> bool:
 
 
 def _resnet18(weights: str | Path | None, source: str) -> Encoder:
-    from rise_data._torchvision import import_torchvision
+    from rise_data.encode._torchvision import import_torchvision
 
     tv = import_torchvision()
     with _seeded(0):
@@ -494,7 +494,7 @@ class _PooledFeatures(nn.Module):
 
 
 def _efficientnet_lite0(weights: str | Path | None, source: str) -> Encoder:
-    from rise_data import efficientnet_lite as el
+    from rise_data.encode import efficientnet_lite as el
 
     with _seeded(0):
         net = el.EfficientNetLite0()
@@ -558,7 +558,9 @@ def _plugin(spec: str, weights: str | Path | None, source: str) -> Encoder:
         pass
     enc = build(**kwargs)
     if not isinstance(enc, Encoder):
-        raise EncoderError(f"plug-in {spec} must return rise_data.encoders.Encoder, got {type(enc).__name__}")
+        raise EncoderError(
+            f"plug-in {spec} must return rise_data.encode.encoders.Encoder, got {type(enc).__name__}"
+        )
     if enc.preprocessing.source != source:
         raise EncoderError(
             f"plug-in {spec} reads {enc.preprocessing.source!r} rows but source={source!r} was asked; "

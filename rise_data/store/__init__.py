@@ -277,7 +277,7 @@ class Store:
         ignore the tail, but a third-party reader trusting shapes would not), ``*.partial`` temp files, and
         possibly ``rows_done`` beyond ``rows``. This trims every array to the commit point, clamps
         ``rows_done`` and deletes the temp files; committed data is never touched. Call it holding the
-        store's writer lock (``rise_data.lock.store_lock``): a tail is also what a live writer's
+        store's writer lock (``rise_data.store.lock.store_lock``): a tail is also what a live writer's
         uncommitted append looks like. ``rise-data collect`` runs it at start; ``rise-data repair`` runs it.
         """
         self._check_writable()
@@ -440,7 +440,9 @@ class Store:
         arr = self.embedding(name)
         meta = dict(arr.attrs).get(ATTR) or {}
         spec = meta.get("encoder") if isinstance(meta.get("encoder"), dict) else {}  # an EncoderSpec record
-        fix = f"rise-data encode {self.path} --encoder {encoder or spec.get('name')} --name {name} --overwrite"
+        fix = (
+            f"rise-data encode {self.path} --encoder {encoder or spec.get('name')} --name {name} --overwrite"
+        )
         if encoder is not None and spec.get("name") != encoder:
             raise StoreError(
                 f"{self.path}: embeddings '{name}' were made by encoder {spec.get('name')!r}, not {encoder!r}; "
@@ -826,7 +828,9 @@ def _missing_bucket(url: str, opts: dict) -> str | None:
                 "bucket name, AWS_ENDPOINT_URL and the credentials"
             )
         if not fs.exists(root.rstrip("/") + "/zarr.json"):
-            return f"{url}: no store at this path (no zarr.json under it); check the path after the bucket name"
+            return (
+                f"{url}: no store at this path (no zarr.json under it); check the path after the bucket name"
+            )
     except Exception:  # the backend cannot answer (network, permissions): keep the original error
         return None
     return None
@@ -845,7 +849,9 @@ def check_zip_members(path: str) -> None:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
     except (OSError, zipfile.BadZipFile) as e:
-        raise CorruptStoreError(f"{path} is not a readable zip file ({e}); re-pack or re-download it") from None
+        raise CorruptStoreError(
+            f"{path} is not a readable zip file ({e}); re-pack or re-download it"
+        ) from None
     for info in infos:
         name = info.filename
         parts = name.replace("\\", "/").split("/")

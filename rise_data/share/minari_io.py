@@ -35,8 +35,8 @@ import numpy as np
 from tqdm import tqdm
 
 from rise_data import __version__
-from rise_data.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
-from rise_data.h5io import ExportConfig, ImportConfig, _compare_checksums
+from rise_data.share.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
+from rise_data.share.h5io import ExportConfig, ImportConfig, _compare_checksums
 from rise_data.store import (
     EPISODE_ARRAYS,
     CorruptStoreError,
@@ -354,7 +354,7 @@ def _data_format(data: Path) -> str:
 
 def import_minari(config: ImportConfig) -> dict:
     """Build a store from a Minari dataset (a rise export is restored exactly; others are mapped)."""
-    from rise_data.lock import store_lock
+    from rise_data.store.lock import store_lock
 
     t0 = time.perf_counter()
     ds = open_minari(config.source)
