@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rise_data.envs import register_scores
+from rise_data.envs import ATARI_DEFAULTS, register_scores
 
 __all__ = [
     "ATARI_DATA",
@@ -99,16 +99,7 @@ ATARI_GAMES: tuple[str, ...] = tuple(sorted(ATARI_DATA))
 # BTR's up-to-30 no-op starts; BTR main.py:17,164, AtariPreprocessingCustom.py:49): whole games (no
 # life-loss episodes), raw rewards, the minimal action set, episodes capped at 108k emulator frames.
 # Keys are rise_data.envs' Atari kwargs.
-STANDARD_PROTOCOL: dict[str, object] = {
-    "frameskip": 4,
-    "repeat_action_probability": 0.25,
-    "noop_max": 30,
-    "max_num_frames_per_episode": 108_000,
-    "full_action_space": False,
-    "use_fire_reset": False,
-    "episodic_life": False,
-    "reward_clipping": False,
-}
+STANDARD_PROTOCOL: dict[str, object] = {k: v for k, v in ATARI_DEFAULTS.items() if k != "maxpool"}
 
 
 def _squash(name: str) -> str:

@@ -22,3 +22,18 @@ def pong_copy(pong_store, tmp_path) -> str:
     dst = str(tmp_path / "pong.zarr")
     shutil.copytree(pong_store, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def cue_store(tmp_path_factory) -> str:
+    """A small rise/CueMemory-v0 store (3 episodes, RGB frames; read-only: copy it before writing)."""
+    path = str(tmp_path_factory.mktemp("stores") / "cue.zarr")
+    collect(CollectConfig("rise/CueMemory-v0", path, episodes=3, envs=1, progress=False))
+    return path
+
+
+@pytest.fixture()
+def cue_copy(cue_store, tmp_path) -> str:
+    dst = str(tmp_path / "cue.zarr")
+    shutil.copytree(cue_store, dst)
+    return dst

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,25 +14,20 @@ import pytest
 from typer.testing import CliRunner
 
 from rise_data.cli import app
-from rise_data.collect import CollectConfig, collect
 from rise_data.store import CorruptStoreError, StoreError, open_store
 from rise_data.store.lock import store_lock
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def cue(tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("check") / "cue.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", path, episodes=3, envs=1, progress=False))
-    return path
+@pytest.fixture()
+def cue(cue_store) -> str:
+    return cue_store
 
 
 @pytest.fixture()
-def copy(cue, tmp_path) -> str:
-    dst = str(tmp_path / "cue.zarr")
-    shutil.copytree(cue, dst)
-    return dst
+def copy(cue_copy) -> str:
+    return cue_copy
 
 
 def chunk_file(store: str, name: str) -> Path:

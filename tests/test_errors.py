@@ -14,7 +14,6 @@ import pytest
 from typer.testing import CliRunner
 
 from rise_data.cli import app
-from rise_data.collect import CollectConfig, collect
 from rise_data.store import open_store
 from rise_data.store.lock import store_lock
 
@@ -29,18 +28,14 @@ def one_line_error(args: list[str], code: int = 2) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def cue(tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("errors") / "cue.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", path, episodes=2, envs=1, progress=False))
-    return path
+@pytest.fixture()
+def cue(cue_store) -> str:
+    return cue_store
 
 
 @pytest.fixture()
-def copy(cue, tmp_path) -> str:
-    dst = str(tmp_path / "cue.zarr")
-    shutil.copytree(cue, dst)
-    return dst
+def copy(cue_copy) -> str:
+    return cue_copy
 
 
 def test_writing_onto_a_regular_file(tmp_path):
