@@ -293,53 +293,12 @@ def test_second_job_on_a_store_being_encoded_is_refused(small_store, tmp_path, p
 # --------------------------------------------------------------------------- S3 (moto's server on loopback)
 
 
-@pytest.fixture()
-def s3_env(monkeypatch):
-    """moto's S3 server on 127.0.0.1 (free port), a bucket ``rise-data``; the environment torchrun gets."""
-    import logging
-    import socket
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server.start()
-    try:
-        env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        }
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        for k in ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-            monkeypatch.delenv(k, raising=False)
-        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.create_bucket(Bucket="rise-data")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield client
-    finally:
-        server.stop()
-
-
 @pytest.mark.slow
-def test_two_ranks_encode_an_s3_store(small_store, tmp_path, s3_env):
+def test_two_ranks_encode_an_s3_store(small_store, tmp_path, s3):
     root = Path(small_store)
     for p in sorted(root.rglob("*")):
         if p.is_file() and ".rise" not in p.parts:
-            s3_env.upload_file(str(p), "rise-data", f"cue.zarr/{p.relative_to(root).as_posix()}")
+            s3.upload_file(str(p), "rise-data", f"cue.zarr/{p.relative_to(root).as_posix()}")
     url = "s3://rise-data/cue.zarr"
     code, out = _finish(_torchrun(2, url, "--encoder", "downsample", "--batch-size", "16", env=_env()))
     assert code == 0, out
@@ -347,7 +306,7 @@ def test_two_ranks_encode_an_s3_store(small_store, tmp_path, s3_env):
     assert s.embedding_meta("downsample")["rows_done"] == s.rows
     ref = _reference(small_store, tmp_path, encoder="downsample", batch_size=16)
     assert np.array_equal(s.embedding("downsample")[:], ref)
-    keys = s3_env.list_objects_v2(Bucket="rise-data", Prefix="cue.zarr/embeddings/downsample/")["Contents"]
+    keys = s3.list_objects_v2(Bucket="rise-data", Prefix="cue.zarr/embeddings/downsample/")["Contents"]
     assert not [k["Key"] for k in keys if MARKER_DIR in k["Key"]]  # progress objects removed at completion
 
 

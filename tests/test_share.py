@@ -526,58 +526,6 @@ def test_stats_streaming_match_numpy(cue_copy):
 
 
 # -- remote: a real S3 API on loopback (moto's server) ----------------------------------------------
-@pytest.fixture()
-def s3(monkeypatch):
-    """moto's S3 server on 127.0.0.1 (free port), credentials in the environment; stopped afterwards.
-
-    Bounded: the server must answer within 10 s, and an alarm fails the test after 120 s.
-    """
-    import logging
-    import signal
-    import socket
-    import time
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-
-    def timeout(signum, frame):
-        raise TimeoutError("S3 test ran past 120 s")
-
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(120)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        for k, v in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }.items():
-            monkeypatch.setenv(k, v)
-        monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-        client = boto3.client("s3", endpoint_url=endpoint)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.create_bucket(Bucket="rise-data")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield client
-    finally:
-        server.stop()
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def test_read_only_commands_on_s3(cue, tmp_path, s3):
