@@ -72,7 +72,7 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=400)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--eval-every", type=int, default=50)
-    p.add_argument("--eval-episodes", type=int, default=50)
+    p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pong", action="store_true", help="also run the Atari plumbing (several more minutes)")
     args = p.parse_args()
