@@ -6,6 +6,7 @@ One test per seed: a single lucky seed is what hid the probe's fragility before 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ def _probe_module():
     path = Path(__file__).parents[1] / "pipelines" / "memory_probe.py"
     spec = importlib.util.spec_from_file_location("memory_probe", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
