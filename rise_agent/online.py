@@ -68,6 +68,7 @@ def run_online(r) -> None:
     thread.start()
     try:
         _, step, emb = thread.get()
+        t_loop = time.perf_counter()  # the loop proper, after building envs and the first reset
         p.replay.add_first(step.obs, emb)
         _file(r, rollout, sink, step, emb, emb_name, returns)
         for t in range(steps):
@@ -90,6 +91,7 @@ def run_online(r) -> None:
                 learned = r.counters["updates"] != before
                 gate.publish(t, (lambda: copy_weights(p.learner.online, twin)) if learned else (lambda: None))
         r.counters["max_policy_lag"] = gate.max_lag_seen
+        r.counters["loop_seconds"] = r.counters.get("loop_seconds", 0.0) + time.perf_counter() - t_loop
     finally:
         thread.stop()
         if sink is not None:
