@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -17,11 +18,16 @@ def pong_store(tmp_path_factory) -> str:
     return path
 
 
+def copy_store(src: str, tmp_path) -> str:
+    """A writable copy of a read-only fixture store, under the test's own tmp_path."""
+    dst = str(tmp_path / Path(src).name)
+    shutil.copytree(src, dst)
+    return dst
+
+
 @pytest.fixture()
 def pong_copy(pong_store, tmp_path) -> str:
-    dst = str(tmp_path / "pong.zarr")
-    shutil.copytree(pong_store, dst)
-    return dst
+    return copy_store(pong_store, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +40,7 @@ def cue_store(tmp_path_factory) -> str:
 
 @pytest.fixture()
 def cue_copy(cue_store, tmp_path) -> str:
-    dst = str(tmp_path / "cue.zarr")
-    shutil.copytree(cue_store, dst)
-    return dst
+    return copy_store(cue_store, tmp_path)
 
 
 @pytest.fixture()
@@ -91,3 +95,14 @@ def s3(monkeypatch):
         server.stop()
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# short names the check/errors tests use (test_share.py has its own ``cue``: an encoded store)
+@pytest.fixture()
+def cue(cue_store) -> str:
+    return cue_store
+
+
+@pytest.fixture()
+def copy(cue_copy) -> str:
+    return cue_copy

@@ -20,16 +20,6 @@ from rise_data.store.lock import store_lock
 runner = CliRunner()
 
 
-@pytest.fixture()
-def cue(cue_store) -> str:
-    return cue_store
-
-
-@pytest.fixture()
-def copy(cue_copy) -> str:
-    return cue_copy
-
-
 def chunk_file(store: str, name: str) -> Path:
     return next(p for p in sorted((Path(store) / name / "c").rglob("*")) if p.is_file())
 

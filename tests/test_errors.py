@@ -28,16 +28,6 @@ def one_line_error(args: list[str], code: int = 2) -> str:
     return lines[0]
 
 
-@pytest.fixture()
-def cue(cue_store) -> str:
-    return cue_store
-
-
-@pytest.fixture()
-def copy(cue_copy) -> str:
-    return cue_copy
-
-
 def test_writing_onto_a_regular_file(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import zarr
+from conftest import copy_store
 from typer.testing import CliRunner
 
 from rise_data.cli import app
@@ -61,11 +62,7 @@ def cue(tmp_path_factory) -> str:
 
 @pytest.fixture()
 def cue_copy(cue, tmp_path) -> str:
-    import shutil
-
-    dst = str(tmp_path / "cue.zarr")
-    shutil.copytree(cue, dst)
-    return dst
+    return copy_store(cue, tmp_path)
 
 
 def synthetic(path, seed=0, episodes=9, embeddings=True, spec=None) -> str:
