@@ -120,78 +120,61 @@ def _check_arrays(store: Store, _progress: bool) -> list[Problem]:
 
 
 def _check_episodes(store: Store, _progress: bool) -> list[Problem]:
-    out: list[Problem] = []
-    n, ep = store.rows, store.episodes()
+    """The episode index tiles the committed rows, and every row agrees with it."""
+    ep = store.episodes()
+    problems = _check_index(store, ep)
+    if problems or store.num_episodes == 0:
+        return problems
+    return _check_rows(store, ep)
+
+
+def _check_index(store: Store, ep: dict) -> list[Problem]:
+    """Episodes are contiguous, start at row 0 and end at the last committed row."""
+    n = store.rows
     for name in EPISODE_ARRAYS:
         if len(ep[name]) != store.num_episodes:
-            return [
-                Problem(
-                    "error", f"episodes/{name}", f"{len(ep[name])} entries, {store.num_episodes} committed"
-                )
-            ]
+            msg = f"{len(ep[name])} entries, {store.num_episodes} committed"
+            return [Problem("error", f"episodes/{name}", msg)]
     start, length = ep["start"], ep["length"]
     if store.num_episodes == 0:
         return [] if n == 0 else [Problem("error", "episodes", f"{n} rows but no episodes")]
     expect_start = np.concatenate([[0], np.cumsum(length + 1)[:-1]])
-    if np.any(length < 0) or not np.array_equal(start, expect_start):
-        bad = (
-            int(np.argmax(start != expect_start))
-            if not np.array_equal(start, expect_start)
-            else int(np.argmax(length < 0))
-        )
-        out.append(
-            Problem(
-                "error",
-                "episodes/start",
-                f"episode {bad} starts at {start[bad]}, expected {expect_start[bad]} (episodes must be contiguous)",
-            )
-        )
-        return out
-    if int(start[-1] + length[-1] + 1) != n:
-        out.append(
-            Problem(
-                "error",
-                "episodes/length",
-                f"episodes cover {int(start[-1] + length[-1] + 1)} rows, {n} committed",
-            )
-        )
-        return out
+    wrong = (start != expect_start) | (length < 0)
+    if wrong.any():
+        bad = int(np.argmax(wrong))
+        msg = f"episode {bad} starts at {start[bad]}, expected {expect_start[bad]} (episodes must be contiguous)"
+        return [Problem("error", "episodes/start", msg)]
+    covered = int(start[-1] + length[-1] + 1)
+    if covered != n:
+        return [Problem("error", "episodes/length", f"episodes cover {covered} rows, {n} committed")]
+    return []
+
+
+def _first_mismatch(a: np.ndarray, b: np.ndarray) -> int | None:
+    return None if np.array_equal(a, b) else int(np.argmax(a != b))
+
+
+def _check_rows(store: Store, ep: dict) -> list[Problem]:
+    """Flags, ids, padding, actions and returns of every row agree with the episode index."""
+    out: list[Problem] = []
+    n, start, length = store.rows, ep["start"], ep["length"]
     cols = {k: store.read(k) for k in STEP_SCALARS}
     last = start + length
-    first_mask = np.zeros(n, bool)
-    first_mask[start] = True
-    last_mask = np.zeros(n, bool)
-    last_mask[last] = True
-    if not np.array_equal(cols["is_first"], first_mask):
-        out.append(
-            Problem(
-                "error",
-                "is_first",
-                f"disagrees with the episode index at row {int(np.argmax(cols['is_first'] != first_mask))}",
-            )
-        )
-    if not np.array_equal(cols["is_last"], last_mask):
-        out.append(
-            Problem(
-                "error",
-                "is_last",
-                f"disagrees with the episode index at row {int(np.argmax(cols['is_last'] != last_mask))}",
-            )
-        )
+    first_mask, last_mask = np.zeros(n, bool), np.zeros(n, bool)
+    first_mask[start], last_mask[last] = True, True
+    for flag, mask in (("is_first", first_mask), ("is_last", last_mask)):
+        row = _first_mismatch(cols[flag], mask)
+        if row is not None:
+            out.append(Problem("error", flag, f"disagrees with the episode index at row {row}"))
     for flag in ("terminated", "truncated"):
         stray = cols[flag] & ~last_mask
         if stray.any():
-            out.append(
-                Problem(
-                    "error", flag, f"set on row {int(np.argmax(stray))}, which is not an episode's last row"
-                )
-            )
+            msg = f"set on row {int(np.argmax(stray))}, which is not an episode's last row"
+            out.append(Problem("error", flag, msg))
     ends = cols["terminated"][last].astype(int) + cols["truncated"][last].astype(int)
     if np.any(ends != 1):
-        bad = int(np.argmax(ends != 1))
-        out.append(
-            Problem("error", "terminated/truncated", f"episode {bad} must end terminated xor truncated")
-        )
+        msg = f"episode {int(np.argmax(ends != 1))} must end terminated xor truncated"
+        out.append(Problem("error", "terminated/truncated", msg))
     if not np.array_equal(cols["episode_id"], np.repeat(np.arange(len(start)), length + 1)):
         out.append(Problem("error", "episode_id", "does not number the rows of each episode"))
     if np.any(cols["action"][last] != 0) or np.any(cols["reward"][last] != 0):
@@ -202,15 +185,11 @@ def _check_episodes(store: Store, _progress: bool) -> list[Problem]:
     if not np.all(np.isfinite(cols["reward"])):
         out.append(Problem("error", "reward", "non-finite values"))
     sums = np.add.reduceat(cols["reward"].astype(np.float64), start)
-    if not np.allclose(sums, ep["return"], rtol=1e-6, atol=1e-3):
-        bad = int(np.argmax(~np.isclose(sums, ep["return"], rtol=1e-6, atol=1e-3)))
-        out.append(
-            Problem(
-                "error",
-                "episodes/return",
-                f"episode {bad} return {ep['return'][bad]} != reward sum {sums[bad]}",
-            )
-        )
+    off = ~np.isclose(sums, ep["return"], rtol=1e-6, atol=1e-3)
+    if off.any():
+        bad = int(np.argmax(off))
+        msg = f"episode {bad} return {ep['return'][bad]} != reward sum {sums[bad]}"
+        out.append(Problem("error", "episodes/return", msg))
     return out
 
 
