@@ -84,13 +84,40 @@ def _spaces(store, embeddings: list[str]):
 
 def export_minari(config: ExportConfig) -> dict:
     """Write a store as a Minari dataset under ``MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``)."""
+    store = open_store(config.store)
+    card = store.meta.get("card") or {}
+    dataset_id, path = _export_target(config, card)
+    ep = store.episodes()
+    if np.any(ep["length"] == 0):
+        first = int(np.argmax(ep["length"] == 0))
+        raise StoreError(
+            f"episode {first} of {config.store} has no steps, which Minari cannot store; drop such episodes "
+            "first: rise-data filter STORE NEW --min-length 1"
+        )
+    t0 = time.perf_counter()
+    names = [
+        n for n in store.embedding_names() if int(store.embedding_meta(n).get("rows_done", 0)) >= store.rows
+    ]
+    ds = _create_dataset(store, dataset_id, card, names)
+    hasher = RowHasher()  # checksums of what is exported, for the import to verify
+    done = _write_batches(store, ep, names, ds, hasher, config.progress)
+    _record_metadata(store, config, ds, ep, names, hasher, card, dataset_id, done)
+    return {
+        "dataset_id": dataset_id,
+        "path": str(path),
+        "episodes": done,
+        "steps": int(np.sum(ep["length"])),
+        "bytes": _folder_bytes(path),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _export_target(config: ExportConfig, card: dict) -> tuple[str, Path]:
+    """The dataset id (option, output name or card id) and its folder, cleared with --force."""
     import minari
-    from minari.data_collector import EpisodeBuffer
     from minari.dataset.minari_dataset import parse_dataset_id
     from minari.storage.datasets_root_dir import get_dataset_path
 
-    store = open_store(config.store)
-    card = store.meta.get("card") or {}
     output = config.output.removeprefix(MINARI_PREFIX) if config.output else None
     dataset_id = config.dataset_id or output or card.get("id")
     if not dataset_id:
@@ -105,17 +132,13 @@ def export_minari(config: ExportConfig) -> dict:
             raise StoreError(f"Minari dataset '{dataset_id}' exists at {path}; pass --force to replace it")
         with _quiet():
             minari.delete_dataset(dataset_id)
-    ep = store.episodes()
-    if np.any(ep["length"] == 0):
-        first = int(np.argmax(ep["length"] == 0))
-        raise StoreError(
-            f"episode {first} of {config.store} has no steps, which Minari cannot store; drop such episodes "
-            "first: rise-data filter STORE NEW --min-length 1"
-        )
-    t0 = time.perf_counter()
-    names = [
-        n for n in store.embedding_names() if int(store.embedding_meta(n).get("rows_done", 0)) >= store.rows
-    ]
+    return dataset_id, path
+
+
+def _create_dataset(store, dataset_id: str, card: dict, names: list[str]):
+    """An empty Minari dataset with the store's spaces, env spec, policies and card."""
+    import minari
+
     observation_space, action_space = _spaces(store, names)
     policies = [
         h["policy"].get("name")
@@ -123,7 +146,7 @@ def export_minari(config: ExportConfig) -> dict:
         if h.get("command") == "collect" and h.get("policy")
     ]
     with _quiet():
-        ds = minari.create_dataset_from_buffers(
+        return minari.create_dataset_from_buffers(
             dataset_id,
             [],
             env=gym_env_spec(store.env),
@@ -136,14 +159,17 @@ def export_minari(config: ExportConfig) -> dict:
             data_format="hdf5",
             jpeg_encoding=False,
         )
+
+
+def _write_batches(store, ep: dict, names: list[str], ds, hasher: RowHasher, progress: bool) -> int:
+    """Stream whole episodes in bounded batches into the dataset; returns the episodes written."""
     per_row = row_bytes(store, [n for n, _ in store._step_arrays()] + [f"embeddings/{n}" for n in names])
-    done = 0
-    bar = tqdm(total=store.num_episodes, unit="episode", desc="export", disable=not config.progress)
-    hasher = RowHasher()  # checksums of what is exported, for the import to verify
     for k in names:
         hasher.update(
             f"embeddings/{k}", np.zeros((0, 1), np.uint8), tag=store.checksum_tag(f"embeddings/{k}")
         )
+    done = 0
+    bar = tqdm(total=store.num_episodes, unit="episode", desc="export", disable=not progress)
     for batch in episode_batches(ep["length"], range(store.num_episodes), per_row, BATCH_BYTES):
         episodes, emb = read_episodes(
             store.read, ep["start"], ep["length"], ep["env_index"], batch, store.has_frames, names
@@ -158,28 +184,7 @@ def export_minari(config: ExportConfig) -> dict:
             hasher.update(name, cols[name])
         for k in names:
             hasher.update(f"embeddings/{k}", emb[k])
-        buffers, row = [], 0
-        for e in episodes:
-            n = e.length + 1
-            observations = {"obs": np.asarray(e.obs)}
-            if e.frame is not None:
-                observations["frame"] = np.asarray(e.frame)
-            if names:
-                observations["embeddings"] = {k: emb[k][row : row + n] for k in names}
-            row += n
-            last = np.zeros(e.length, bool)
-            last[-1:] = True
-            buffers.append(
-                EpisodeBuffer(
-                    observations=observations,
-                    actions=np.asarray(e.action, np.int64),
-                    rewards=np.asarray(e.reward, np.float32),
-                    terminations=last & e.terminated,
-                    truncations=last & e.truncated,
-                    infos={},  # Minari's EpisodeData expects a dict
-                )
-            )
-        write_episodes(ds.storage, buffers, first_id=batch[0])
+        write_episodes(ds.storage, _buffers(episodes, emb, names), first_id=batch[0])
         bar.update(len(batch))
         with _quiet():
             ds.storage.update_episode_metadata(
@@ -190,6 +195,40 @@ def export_minari(config: ExportConfig) -> dict:
                 episode_indices=batch,
             )
         done += len(batch)
+    bar.close()
+    return done
+
+
+def _buffers(episodes, emb: dict, names: list[str]) -> list:
+    """Minari EpisodeBuffers of one batch (observations: obs, frame, embeddings)."""
+    from minari.data_collector import EpisodeBuffer
+
+    buffers, row = [], 0
+    for e in episodes:
+        n = e.length + 1
+        observations = {"obs": np.asarray(e.obs)}
+        if e.frame is not None:
+            observations["frame"] = np.asarray(e.frame)
+        if names:
+            observations["embeddings"] = {k: emb[k][row : row + n] for k in names}
+        row += n
+        last = np.zeros(e.length, bool)
+        last[-1:] = True
+        buffers.append(
+            EpisodeBuffer(
+                observations=observations,
+                actions=np.asarray(e.action, np.int64),
+                rewards=np.asarray(e.reward, np.float32),
+                terminations=last & e.terminated,
+                truncations=last & e.truncated,
+                infos={},  # Minari's EpisodeData expects a dict
+            )
+        )
+    return buffers
+
+
+def _record_metadata(store, config, ds, ep, names, hasher, card, dataset_id: str, done: int) -> None:
+    """rise's own record (history, checksums, embeddings' specs) and reference scores in Minari's metadata."""
     meta = dict(store.meta)
     entry = {
         "command": "export",
@@ -209,19 +248,10 @@ def export_minari(config: ExportConfig) -> dict:
         extra["ref_min_score"] = float(scores.get("random", scores.get("min")))
     if "expert" in scores or "max" in scores:
         extra["ref_max_score"] = float(scores.get("expert", scores.get("max")))
-    bar.close()
     steps = int(np.sum(ep["length"]))
     extra.update(total_episodes=done, total_steps=steps, dataset_size=ds.storage.get_size())
     with _quiet():
         ds.storage.update_metadata(extra)
-    return {
-        "dataset_id": dataset_id,
-        "path": str(path),
-        "episodes": done,
-        "steps": steps,
-        "bytes": _folder_bytes(path),
-        "seconds": time.perf_counter() - t0,
-    }
 
 
 def _folder_bytes(path: Path) -> int:
