@@ -227,13 +227,20 @@ def _fmt(x) -> str:
 
 def render_card(data: dict) -> str:
     """A human-readable markdown card from :func:`card_data`."""
-    env = data["env"]
     title = data.get("id") or "(no id: set one with `rise-data card STORE --id NAME-v0`)"
     lines = [f"# {title}", ""]
     if data.get("description"):
         lines += [data["description"], ""]
     if data.get("identity_warning"):
         lines += [f"> **Warning:** {data['identity_warning']}", ""]
+    lines += ["| field | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in _summary_rows(data)] + [""]
+    lines += _embeddings_section(data) + _stats_section(data) + _integrity_section(data)
+    return "\n".join(lines)
+
+
+def _summary_rows(data: dict) -> list[tuple[str, str]]:
+    """The card's field/value table: identity, env, policy, code, data, returns, format, content hash."""
+    env = data["env"]
     kwargs = " ".join(f"{k}={v}" for k, v in env.get("kwargs", {}).items())
     policies = "; ".join(", ".join(f"{k}={v}" for k, v in p.items()) for p in data["policies"]) or "unknown"
     code = data.get("code_version") or {}
@@ -242,27 +249,25 @@ def render_card(data: dict) -> str:
     )
     writers = ", ".join(data["rise_versions"])
     ret = data["returns"]
+    frames = (
+        f", RGB frames {'x'.join(map(str, data['frames'][:2]))}" if data.get("frames") else ", no RGB frames"
+    )
+    ident = (
+        f"`{data['id']}` (name `{data.get('name')}`, version {data.get('version')})"
+        if data.get("id")
+        else "-"
+    )
     rows = [
-        (
-            "id",
-            f"`{data['id']}` (name `{data.get('name')}`, version {data.get('version')})"
-            if data.get("id")
-            else "-",
-        ),
+        ("id", ident),
         ("author", data.get("author") or "-"),
         ("license", data.get("license") or "-"),
-        ("environment", f"`{env['id']}` ({env.get('kind')}) {kwargs}".strip()),
+        ("environment", f"`{env['id']}` ({env.get('family') or env.get('kind')}) {kwargs}".strip()),
         ("collecting policy", policies),
         ("code version", (code_s + "; " if code_s else "") + f"written by rise {writers or '?'}"),
         (
             "data",
             f"{data['steps']} steps in {data['episodes']} episodes ({data['rows']} rows); agent obs "
-            f"{'x'.join(map(str, env['obs_shape']))} gray"
-            + (
-                f", RGB frames {'x'.join(map(str, data['frames'][:2]))}"
-                if data.get("frames")
-                else ", no RGB frames"
-            ),
+            f"{'x'.join(map(str, env['obs_shape']))} gray{frames}",
         ),
         (
             "returns",
@@ -284,52 +289,63 @@ def render_card(data: dict) -> str:
                 f"`{content['data_sha256']}` ({content['rows']} rows, {content['episodes']} episodes)",
             )
         )
-    lines += ["| field | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
-    lines += ["## Embeddings", ""]
-    if data["embeddings"]:
-        lines += [
-            "| name | encoder | weights | layer | input | dim | dtype | rows done |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for n, m in data["embeddings"].items():
-            enc = m.get("encoder") if isinstance(m.get("encoder"), dict) else {}  # an EncoderSpec record
-            pre = enc.get("preprocessing") or {}
-            res = pre.get("resolution")
-            lines.append(
-                f"| `{n}` | {enc.get('name')} | `{enc.get('weights_id')}` | {enc.get('output_layer')} | "
-                f"{pre.get('source')} {pre.get('channels')} {'x'.join(map(str, res)) if res else 'native'} | "
-                f"{enc.get('dim')} | {m.get('dtype')} | {m.get('rows_done')}/{data['rows']} |"
-            )
-    else:
-        lines.append("none (add with `rise-data encode STORE --encoder NAME`)")
-    lines += ["", "## Normalisation statistics", ""]
+    return rows
+
+
+def _embeddings_section(data: dict) -> list[str]:
+    lines = ["## Embeddings", ""]
+    if not data["embeddings"]:
+        return lines + ["none (add with `rise-data encode STORE --encoder NAME`)"]
+    lines += [
+        "| name | encoder | weights | layer | input | dim | dtype | rows done |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n, m in data["embeddings"].items():
+        enc = m.get("encoder") if isinstance(m.get("encoder"), dict) else {}  # an EncoderSpec record
+        pre = enc.get("preprocessing") or {}
+        res = pre.get("resolution")
+        lines.append(
+            f"| `{n}` | {enc.get('name')} | `{enc.get('weights_id')}` | {enc.get('output_layer')} | "
+            f"{pre.get('source')} {pre.get('channels')} {'x'.join(map(str, res)) if res else 'native'} | "
+            f"{enc.get('dim')} | {m.get('dtype')} | {m.get('rows_done')}/{data['rows']} |"
+        )
+    return lines
+
+
+def _stats_section(data: dict) -> list[str]:
+    lines = ["", "## Normalisation statistics", ""]
     stats = data.get("stats")
-    if stats:
-        stale = "" if stats.get("rows") == data["rows"] else " (**stale**: the data changed since)"
-        lines += [
-            f"Over {stats['rows']} rows{stale}; per-dimension embedding statistics are in each embeddings array's attributes.",
-            "",
-        ]
-        lines += ["| array | mean | std | min | max |", "|---|---|---|---|---|"]
-        for n in ("obs", "frame", "reward", "return", "length"):
-            s = stats.get(n)
-            if s and s.get("count"):
-                lines.append(
-                    f"| {n} | {_fmt(s['mean'])} | {_fmt(s['std'])} | {_fmt(s['min'])} | {_fmt(s['max'])} |"
-                )
-    else:
-        lines.append("not computed (`rise-data stats STORE`)")
+    if not stats:
+        return lines + ["not computed (`rise-data stats STORE`)"]
+    stale = "" if stats.get("rows") == data["rows"] else " (**stale**: the data changed since)"
+    lines += [
+        f"Over {stats['rows']} rows{stale}; per-dimension embedding statistics are in each embeddings array's attributes.",
+        "",
+        "| array | mean | std | min | max |",
+        "|---|---|---|---|---|",
+    ]
+    for n in ("obs", "frame", "reward", "return", "length"):
+        s = stats.get(n)
+        if s and s.get("count"):
+            lines.append(
+                f"| {n} | {_fmt(s['mean'])} | {_fmt(s['std'])} | {_fmt(s['min'])} | {_fmt(s['max'])} |"
+            )
+    return lines
+
+
+def _integrity_section(data: dict) -> list[str]:
+    """Checksums, the store's history, and how to load it."""
     c = data["checksums"]
-    lines += ["", "## Integrity", ""]
+    lines = ["", "## Integrity", ""]
     lines.append(
-        f"sha256 of {c['sealed']} of {c['arrays']} arrays cover all their rows (sealed {c['time']}); verify with `rise-data check --deep`."
+        f"sha256 of {c['sealed']} of {c['arrays']} arrays cover all their rows (sealed {c['time']}); `rise-data check` verifies them."
         if c["sealed"]
         else "not sealed (`rise-data seal STORE`, or `rise-data pack`, records per-array sha256)"
     )
     lines += ["", "## History", "", "| # | command | time | rise |", "|---|---|---|---|"]
     for i, h in enumerate(data["history"]):
         lines.append(f"| {i} | {h['command']} | {h['time']} | {h['rise_version']} |")
-    lines += [
+    return lines + [
         "",
         "## Loading",
         "",
@@ -339,4 +355,3 @@ def render_card(data: dict) -> str:
         "```",
         "",
     ]
-    return "\n".join(lines)
