@@ -58,7 +58,7 @@ def verify_against_recorded(store: Store, digests: dict) -> None:
         if rec["sha256"] != new["sha256"]:
             raise StoreError(
                 f"{store.path}: '{name}' no longer matches its recorded sha256 (corrupt or edited by hand); "
-                f"run: rise-data check --deep {store.path}"
+                f"run: rise-data check {store.path}"
             )
 
 
