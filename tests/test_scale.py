@@ -153,8 +153,9 @@ def _env(extra_path: Path | None = None) -> dict:
     return env
 
 
-def _torchrun(n: int, store: str, *args: str, env: dict, **popen) -> subprocess.Popen:
-    cmd = [*TORCHRUN, "--nproc-per-node", str(n), "-m", "rise_data.cli", "encode", store, "--quiet"]
+def _torchrun(n: int, store: str, *args: str, env: dict, quiet: bool = True, **popen) -> subprocess.Popen:
+    cmd = [*TORCHRUN, "--nproc-per-node", str(n), "-m", "rise_data.cli", "encode", store]
+    cmd += ["--quiet"] if quiet else []
     cmd += ["--threads", "1", *args]
     return subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
@@ -248,11 +249,20 @@ def test_killed_rank_then_resume_with_another_world_size(small_store, tmp_path, 
     assert done_before > 0
 
     if resume_ranks == 1:  # plain process, no torchrun
-        cmd = [sys.executable, "-m", "rise_data.cli", "encode", store, "--quiet", "--threads", "1", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rise_data.cli",
+            "encode",
+            store,
+            "--threads",
+            "1",
+            *args,
+        ]  # summary line
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         code, out = res.returncode, res.stdout + res.stderr
     else:
-        code, out = _finish(_torchrun(resume_ranks, store, *args, env=env))
+        code, out = _finish(_torchrun(resume_ranks, store, *args, env=env, quiet=False))
     assert code == 0, out
     encoded = int(out.split("+", 1)[1].split(" rows", 1)[0])
     assert encoded <= s.rows - done_before + 16 * 3  # finished rows were not redone (a chunk per gap at most)
