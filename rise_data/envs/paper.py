@@ -10,6 +10,7 @@ that registers its ids, its default wrappers and its vectorization choice.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import gymnasium as gym
 
@@ -40,6 +41,12 @@ class VizdoomFamily(GymnasiumFamily):
     module = "vizdoom.gymnasium_wrapper"  # importing it registers the Vizdoom* ids
     prefixes = ("Vizdoom",)
     async_default = True  # one Doom engine per process; the step costs more than the pipe
+
+    def make_vector(self, spec, num_envs: int, vectorization: str, num_threads: int):
+        # Each Doom engine creates ./_vizdoom/ at start; engines starting together in a fresh folder race
+        # on it ("Failed to create ./_vizdoom/ directory: File exists") and crash. Make it first.
+        Path("_vizdoom").mkdir(exist_ok=True)
+        return super().make_vector(spec, num_envs, vectorization, num_threads)
 
 
 class MiniWorldFamily(GymnasiumFamily):
