@@ -102,18 +102,14 @@ class ActingThread(threading.Thread):
         rng: np.random.Generator,
         steps: int,
         seed: int,
-        threads: int = 0,
     ):
         super().__init__(daemon=True, name="rise-actor")
         self.env, self.actor, self.gate = env, actor, gate
         self.epsilon, self.rng, self.steps, self.seed = epsilon, rng, steps, seed
-        self.threads = threads
         self.out: queue.Queue = queue.Queue(maxsize=gate.lag + 2)
 
     def run(self) -> None:
         try:
-            if self.threads:
-                torch.set_num_threads(self.threads)
             step = self.env.reset(seed=self.seed)
             self._put((None, step, self.actor.observe(step)))
             for s in range(self.steps):

@@ -134,16 +134,17 @@ def build(config: TrainConfig, device: torch.device, replay_dir: Path | None = N
 
 
 def _replay(config, net, store, emb, device, replay_dir) -> Replay:
-    num_envs = config.num_envs if config.is_online else 0
-    if not config.is_online:
-        rcfg_online = {"offline_fraction": None}  # offline: the store is the only source
-    else:  # the ring lives in the run directory, so a resume (or a copy of the run) continues with it
-        rcfg_online = {"ring_dir": str(replay_dir) if replay_dir is not None else None}
-    config = dataclasses.replace(config, replay=dataclasses.replace(config.replay, **rcfg_online))
+    if (
+        config.is_online
+    ):  # the ring lives in the run directory: a resume (or a copy of the run) continues with it
+        num_envs, rcfg = (
+            config.num_envs,
+            dataclasses.replace(config.replay, ring_dir=replay_dir and str(replay_dir)),
+        )
+    else:  # offline: the store is the only source
+        num_envs, rcfg = 0, dataclasses.replace(config.replay, offline_fraction=None)
     # the replay's windows are the network's: K and the frame stack are owned by NetworkConfig
     windows = {"frame_stack": net.frame_stack, "context_len": net.context_len}
     if store is not None:
-        return Replay.from_store(store.path, emb, config.replay, num_envs=num_envs, device=device, **windows)
-    return Replay(
-        config.replay, tuple(net.frame_hw), net.embed_dim, num_envs=num_envs, device=device, **windows
-    )
+        return Replay.from_store(store.path, emb, rcfg, num_envs=num_envs, device=device, **windows)
+    return Replay(rcfg, tuple(net.frame_hw), net.embed_dim, num_envs=num_envs, device=device, **windows)

@@ -77,7 +77,7 @@ def run_online(r) -> None:
             r.counters["env_steps"] += c.num_envs
             _file(r, rollout, sink, step, emb, emb_name, returns)
             before = r.counters["updates"]
-            if _online_transitions(p.replay) >= max(c.learning_starts, c.batch_size):
+            if p.replay.online_transitions >= max(c.learning_starts, c.batch_size):
                 r.counters.setdefault("learning_started_at", r.counters["env_steps"])
                 n, carry = updates_owed(r.counters.get("owed", 0.0), c.num_envs, c.replay_ratio)
                 r.counters["owed"] = (
@@ -98,11 +98,6 @@ def run_online(r) -> None:
             sink.put(rollout.cut_running())
             sink.close()
         env.close()
-
-
-def _online_transitions(replay) -> int:
-    n = getattr(replay, "online_transitions", None)
-    return int(n) if n is not None else len(replay)
 
 
 def _file(r, rollout: Rollout, sink, step, emb, emb_name, returns) -> None:

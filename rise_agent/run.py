@@ -10,6 +10,7 @@ rows written past the checkpoint are dropped, so curves have no repeated steps.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 import time
@@ -17,7 +18,6 @@ from pathlib import Path
 
 from rise_agent.checkpoint import load_checkpoint, save_checkpoint
 from rise_agent.config import TrainConfig, load_config, save_config
-from rise_agent.options import to_json
 
 __all__ = ["RunDir", "RunError"]
 
@@ -78,8 +78,6 @@ class RunDir:
             raise RunError(
                 f"{self.path} has no checkpoint.pt to resume{hint if self.config_file.exists() else ''}"
             )
-        import json
-
         try:
             tree = json.loads(self.config_file.read_text())
         except (OSError, ValueError) as e:
@@ -185,8 +183,3 @@ class Logger:
         for tb in self.tb.values():
             tb.close()
         self.files, self.tb = {}, {}
-
-
-def config_summary(config: TrainConfig, extra: dict) -> dict:
-    """What the run prints at start: the config plus what the builder decided (shares, derived sizes)."""
-    return {**to_json(config), **extra}

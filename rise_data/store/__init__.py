@@ -369,24 +369,6 @@ class Store:
                     )
         return names
 
-    def append_embeddings(self, name: str, start: int, values: np.ndarray) -> None:
-        """Write embeddings for rows [start, start+len) and advance ``rows_done`` when they extend it.
-
-        For writers that embed rows as they append them (online fine-tuning writing back): the rows must
-        be committed already, and ``rows_done`` only moves when no gap is left before them.
-        """
-        self._check_writable()
-        arr = self.embedding(name)
-        stop = start + len(values)
-        if stop > self.rows or values.shape[1:] != arr.shape[1:]:
-            raise StoreError(
-                f"embeddings for rows [{start}, {stop}) of shape {values.shape} do not fit {name} {arr.shape}"
-            )
-        write_rows(arr, start, values.astype(arr.dtype, copy=False), self.path)
-        meta = dict(arr.attrs)[ATTR]
-        if int(meta["rows_done"]) >= start:
-            arr.attrs[ATTR] = {**meta, "rows_done": max(int(meta["rows_done"]), stop)}
-
     def log_write(self, command: str, config: Any, **extra: Any) -> None:
         """Record a command that wrote to the store (its frozen config, time, version)."""
         entry = {
