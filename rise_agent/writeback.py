@@ -6,15 +6,14 @@ embeddings the actor already computed for each frame are committed with their ep
 encoder's embeddings name, recorded with its :class:`~rise_data.encode.encoders.EncoderSpec`, so nothing is
 encoded twice and ``rise-agent train --store`` can pretrain on the result. The store's writer lock is
 held for the life of the run; episodes are appended by a writer thread so compression never stalls
-learning.
+learning (collect's :class:`~rise_data.collect.EpisodeWriter`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
-import threading
 
+from rise_data.collect import EpisodeWriter
 from rise_data.encode.encoders import EncoderError, EncoderSpec, embedding_encoder, library_versions
 from rise_data.envs import env_difference, same_env
 from rise_data.envs.rollout import Finished
@@ -89,35 +88,18 @@ class EpisodeSink:
             self._lock.close()
             raise
         self.frames = self.store.has_frames
-        self.q: queue.Queue = queue.Queue(maxsize=64)
-        self.error: BaseException | None = None
-        self.episodes = 0
-        self.thread = threading.Thread(target=self._run, daemon=True, name="rise-episode-sink")
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (batch := self.q.get()) is not None:
-            if self.error is None:
-                try:
-                    self.store.append_episodes(batch)
-                    self.episodes += len(batch)
-                except BaseException as e:  # re-raised by put()/close()
-                    self.error = e
+        self.writer = EpisodeWriter(self.store)  # collect's writer: every finished episode committed promptly
+        self.writer.start()
 
     def put(self, finished: list[Finished]) -> None:
-        """Queue the rows of finished episodes (cut ones included: they are marked truncated)."""
-        if self.error is not None:
-            raise self.error
+        """Hand over the rows of finished episodes (cut ones included: they are marked truncated)."""
         batch = [f.episode for f in finished if f.episode is not None and f.length > 0]
         if batch:
-            self.q.put(batch)
+            self.writer.put(batch)
 
     def close(self) -> None:
-        """Write what is queued, stop the writer thread and release the lock."""
+        """Commit what is handed over, stop the writer thread and release the lock."""
         try:
-            self.q.put(None)
-            self.thread.join()
+            self.writer.close()
         finally:
             self._lock.close()
-        if self.error is not None:
-            raise self.error

@@ -67,16 +67,17 @@ PENDING_ROWS = (
 )
 
 
-class _Writer(threading.Thread):
+class EpisodeWriter(threading.Thread):
     """Commits finished episodes in order: each turn appends everything handed over since the last one.
 
     With ``commit_rows`` it waits until that many rows are ready (or the end). The first error is
     re-raised in the caller. ``put`` waits while more than ``PENDING_ROWS`` rows are pending, so a slow
-    disk slows stepping instead of filling memory.
+    disk slows stepping instead of filling memory. Written episodes' blocks go back to ``rollout`` (if given).
+    Used by collect and by online training's ``--save-store`` / write-back.
     """
 
-    def __init__(self, store: Store, rollout: Rollout, commit_rows: int = 0):
-        super().__init__(daemon=True, name="rise-collect-writer")
+    def __init__(self, store: Store, rollout: Rollout | None = None, commit_rows: int = 0):
+        super().__init__(daemon=True, name="rise-episode-writer")
         self.store, self.rollout, self.commit_rows = store, rollout, commit_rows
         self.max_pending = max(PENDING_ROWS, 2 * commit_rows)
         self.cond = threading.Condition()
@@ -101,7 +102,8 @@ class _Writer(threading.Thread):
                     self.store.append_episodes([ep for _, ep in batch])
                     self.commits += 1
                     self.latency_max = max(self.latency_max, time.perf_counter() - batch[0][0])
-                    self.rollout.recycle([ep for _, ep in batch])
+                    if self.rollout is not None:
+                        self.rollout.recycle([ep for _, ep in batch])
             except BaseException as e:  # surfaced by put()/close()
                 self.error = e
             with self.cond:
@@ -207,7 +209,7 @@ def collect(config: CollectConfig) -> dict:
         start_row, start_episode = store.rows, store.num_episodes
         store.log_write("collect", config_to_json(config), policy=policy.describe(), start_row=start_row)
         rollout = Rollout(make_env(spec, num_envs=config.envs), obs=True, frames=config.frames)
-        writer = _Writer(store, rollout, config.commit_rows)
+        writer = EpisodeWriter(store, rollout, config.commit_rows)
         writer.start()
         t0 = time.perf_counter()
         try:
@@ -241,7 +243,7 @@ def collect(config: CollectConfig) -> dict:
     }
 
 
-def _run(config: CollectConfig, rollout: Rollout, policy, writer: _Writer) -> bool:
+def _run(config: CollectConfig, rollout: Rollout, policy, writer: EpisodeWriter) -> bool:
     """Step until the target or a stop request, handing each finished episode to the writer at once.
 
     The envs step the next actions while this thread files the step they returned (send before file).
