@@ -13,27 +13,13 @@ from __future__ import annotations
 
 import contextlib
 
-from rise_data.collect import EpisodeWriter
+from rise_data.collect import EpisodeWriter, open_for_append
 from rise_data.encode.encoders import EncoderError, EncoderSpec, embedding_encoder, library_versions
-from rise_data.envs import env_difference, same_env
 from rise_data.envs.rollout import Finished
-from rise_data.store import Store, StoreError, create_store, is_empty_folder, now_iso, open_store
+from rise_data.store import Store, StoreError, now_iso
 from rise_data.store.lock import store_lock
 
 __all__ = ["EpisodeSink"]
-
-
-def _open_or_create(path: str, spec: dict, frames: bool) -> Store:
-    if not is_empty_folder(path):  # (the writer lock's folder inside does not count)
-        store = open_store(path, mode="a")
-        if not same_env(store.env, spec):
-            raise StoreError(
-                f"{path} holds {store.env['id']}, not this run's env ({env_difference(store.env, spec)}); "
-                "choose another --save-store path"
-            )
-        store.recover()
-        return store
-    return create_store(path, spec, spec["obs_shape"], spec["frame_shape"] if frames else None)
 
 
 def _ensure_embedding(store: Store, name: str, spec: EncoderSpec, config: dict) -> None:
@@ -77,7 +63,7 @@ class EpisodeSink:
         self._lock = contextlib.ExitStack()
         self._lock.enter_context(store_lock(path, command))
         try:
-            self.store = _open_or_create(path, env_spec, frames=env_spec.get("frame_shape") is not None)
+            self.store = open_for_append(path, env_spec, frames=None)
             self.embedding = embedding if encoder_spec is not None else None
             if self.embedding is not None:
                 _ensure_embedding(self.store, self.embedding, encoder_spec, config)

@@ -155,23 +155,25 @@ class _Stop:
             signal.signal(sig, handler)
 
 
-def open_or_create(config: CollectConfig, spec: dict) -> Store:
-    """Open the store for appending (same env only, crash tail trimmed) or create it. Hold the writer lock."""
-    path = Path(config.store)
+def open_for_append(path: str | Path, spec: dict, frames: bool | None, layout=None) -> Store:
+    """Open a store folder for appending episodes of env ``spec`` (same env only, crash tail trimmed), or
+    create it. ``frames``: keep RGB frames (must match an existing store); None = as the store has them,
+    or as the env has them for a new one. Collect and online ``--save-store`` both append through here."""
+    path = Path(path)
     if store_kind(path) != "directory":
-        raise StoreError(f"{path} is a packed or remote store (read-only); collect into a store folder")
+        raise StoreError(f"{path} is a packed or remote store (read-only); write into a store folder")
     if path.exists() and not path.is_dir():
         raise StoreError(f"{path} is a file, not a store folder; give a folder path")
     if is_empty_folder(path):
-        frame_shape = spec["frame_shape"] if config.frames else None
-        return create_store(path, spec, spec["obs_shape"], frame_shape, config.layout)
+        keep = spec["frame_shape"] is not None if frames is None else frames
+        return create_store(path, spec, spec["obs_shape"], spec["frame_shape"] if keep else None, layout)
     store = open_store(path, mode="a")
     if not same_env(store.env, spec):
         raise StoreError(
             f"{path} holds {store.env['id']}, refusing to append a different env "
             f"({env_difference(store.env, spec)}); use a new store path"
         )
-    if store.has_frames != config.frames:
+    if frames is not None and store.has_frames != frames:
         have = "with" if store.has_frames else "without"
         raise StoreError(
             f"{path} was collected {have} RGB frames; pass {'--frames' if store.has_frames else '--no-frames'}"
@@ -182,10 +184,17 @@ def open_or_create(config: CollectConfig, spec: dict) -> Store:
             f"{path}: dropped {fixed['rows_dropped']} uncommitted rows left by an interrupted write",
             stacklevel=2,
         )
+    return store
+
+
+def open_or_create(config: CollectConfig, spec: dict) -> Store:
+    """The collect target: :func:`open_for_append`, warning when a random-policy seed repeats."""
+    store = open_for_append(config.store, spec, config.frames, config.layout)
     used = {h["config"].get("seed") for h in store.meta.get("history", []) if h["command"] == "collect"}
     if config.seed in used and config.policy == "random":
         warnings.warn(
-            f"seed {config.seed} was already used for {path}: episodes will repeat; pass --seed", stacklevel=2
+            f"seed {config.seed} was already used for {config.store}: episodes will repeat; pass --seed",
+            stacklevel=2,
         )
     return store
 
