@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rise_agent.build import build
 from rise_agent.config import TrainConfig
 from rise_agent.learner import Learner
 from rise_agent.network import NetworkConfig
-from rise_agent.online import run_online
-from rise_agent.run import RunDir
-from rise_agent.train import _Run
+from rise_agent.training.build import build
+from rise_agent.training.online import run_online
+from rise_agent.training.rundir import RunDir
+from rise_agent.training.train import _Run
 from rise_data.encode import resolve_device
 from rise_data.envs import make_env
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from rise_agent.learner import LearnerConfig
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import ReplayConfig
-from rise_agent.train import TrainConfig, train
+from rise_agent.training.train import TrainConfig, train
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
 

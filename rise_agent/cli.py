@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from rise_agent.config import DERIVED, TrainConfig, load_config
-from rise_agent.options import apply_options, cli_options, explicit, to_json, with_options
-from rise_agent.run import RunDir
-from rise_data._cli import new_app, user_errors
+from rise_agent.training.rundir import RunDir
+from rise_data.cli_base import new_app, user_errors
+from rise_data.options import apply_options, cli_options, explicit, to_json, with_options
 
 app = new_app("rise-agent", "The RISE agent: BTR + a frozen-encoder context stream.")
 
@@ -71,7 +71,7 @@ def train(
     **values,
 ) -> None:
     """Train offline from a store (--store, --updates) or online (--env, or --store --online)."""
-    from rise_agent.train import train as run
+    from rise_agent.training.train import train as run
 
     with user_errors():
         config = _train_config(ctx, run_dir, config_file, resume, values)
@@ -112,7 +112,7 @@ def evaluate_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a checkpoint: raw and human-normalized scores."""
-    from rise_agent.evaluate import evaluate, load_agent, summary
+    from rise_agent.evaluation.evaluate import evaluate, load_agent, summary
 
     with user_errors():
         from rise_data.encode import resolve_device

@@ -3,7 +3,7 @@
 K and the frame stack belong to :class:`~rise_agent.network.NetworkConfig`; replay, actor and learner
 read them from there. Fields the data decides (``n_actions``, ``embed_dim``, ``frame_hw``) are filled
 by the builder from the env and the encoder and are not options. The CLI is generated from these
-classes (:mod:`rise_agent.options`); the trailing comment of each field is its ``--help`` text.
+classes (:mod:`rise_data.options`); the trailing comment of each field is its ``--help`` text.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rise_agent.learner import LearnerConfig
 from rise_agent.network import NetworkConfig
-from rise_agent.options import ConfigError, from_json, to_json
 from rise_agent.replay import ReplayConfig
+from rise_data.options import ConfigError, from_json, to_json
 
 __all__ = ["DERIVED", "TrainConfig", "load_config", "save_config"]
 

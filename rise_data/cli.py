@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rise_data._cli import echo, new_app, user_errors
+from rise_data.cli_base import echo, new_app, user_errors
 
 app = new_app(
     "rise-data", "Datasets for RISE: Zarr v3 stores of trajectories, frames and frozen-encoder embeddings."
@@ -217,7 +217,7 @@ def check(
 
     Exit code 0: valid (warnings allowed); 1: invalid data; 2: usage error; 3: a bug in rise.
     """
-    from rise_data._cli import EXIT_INVALID
+    from rise_data.cli_base import EXIT_INVALID
     from rise_data.store.check import check_store, report
 
     with _user_errors():

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rise_agent.acting import WeightGate
+from rise_agent.acting.thread import WeightGate
 
 
 def _run(lag: int, steps: int = 60, seed: int = 0) -> list[tuple]:

@@ -12,18 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from rise_agent.actor import Actor, epsilon_schedule
-from rise_agent.atari_scores import (
-    ATARI_DATA,
-    STANDARD_PROTOCOL,
-    atari_reference_scores,
-    atari_score_key,
-    human_normalized,
-    iqm,
-    iqm_with_ci,
-)
-from rise_agent.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from rise_agent.evaluate import (
+from rise_agent.acting.actor import Actor, epsilon_schedule
+from rise_agent.acting.policy import from_checkpoint
+from rise_agent.evaluation.evaluate import (
     aggregate,
     btr_eval_epsilon,
     evaluate,
@@ -34,10 +25,25 @@ from rise_agent.evaluate import (
     write_video,
 )
 from rise_agent.network import NetworkConfig, make_network
-from rise_agent.policy import from_checkpoint
+from rise_agent.training.checkpoint import (
+    CheckpointError,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from rise_data.collect.policies import PolicyError
 from rise_data.encode.encoders import EncoderError, make_encoder
 from rise_data.envs import Step, env_spec, make_env
+from rise_data.envs.atari_scores import (
+    ATARI_DATA,
+    STANDARD_PROTOCOL,
+    atari_reference_scores,
+    atari_score_key,
+    human_normalized,
+    iqm,
+    iqm_with_ci,
+)
 
 CUE = "rise/CueMemory-v0"
 

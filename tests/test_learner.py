@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import rise_agent.learner as learner_module
-from rise_agent.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from rise_agent.learner import METRICS, Learner, LearnerConfig
 from rise_agent.network import NetworkConfig
+from rise_agent.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 
 B, A, K, D = 8, 4, 8, 16
 

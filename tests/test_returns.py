@@ -1,11 +1,11 @@
-"""rise_agent.returns against naive per-index loops on random step-major data."""
+"""rise_data.windows against naive per-index loops on random step-major data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rise_agent.returns import (
+from rise_data.windows import (
     context_window,
     episode_ends,
     episode_starts,

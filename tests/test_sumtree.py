@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rise_agent.sumtree import SumTree
+from rise_agent.replay.sumtree import SumTree
 
 
 def naive_find(values: np.ndarray, prefix: np.ndarray) -> np.ndarray:

@@ -12,12 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rise_agent.checkpoint import load_checkpoint
 from rise_agent.cli import app
 from rise_agent.config import load_config
 from rise_agent.learner import Learner
-from rise_agent.online import updates_owed
-from rise_agent.train import train
+from rise_agent.training.checkpoint import load_checkpoint
+from rise_agent.training.online import updates_owed
+from rise_agent.training.train import train
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
 from rise_data.store import open_store

@@ -4,7 +4,7 @@
   frames from a memory-mapped ``.npy`` cache of the store, embeddings on the device), and
   :class:`OnlineRing`, per-env ring segments fed by vector envs, in RAM or in memory-mapped files inside
   ``ReplayConfig.ring_dir``. Each has its own length, n-step targets and frame-stack / context windows
-  (the index math of :mod:`rise_agent.returns`).
+  (the index math of :mod:`rise_data.windows`).
 * **Samplers** (:mod:`.samplers`): :class:`UniformSampler` or :class:`PrioritizedSampler` (BTR's PER:
   ``(|td| + eps) ** alpha``, new rows at the running max priority), one per source, each a sum tree.
 * **Mixer** (:mod:`.mixer`): ``offline_fraction = f`` takes exactly ``round(f * B)`` rows of every batch

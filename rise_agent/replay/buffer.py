@@ -12,7 +12,7 @@ from rise_agent.replay.config import Batch, ReplayConfig, WindowedConfig
 from rise_agent.replay.mixer import Mixer
 from rise_agent.replay.ring import OnlineRing
 from rise_agent.replay.sources import Source, StoreSource
-from rise_agent.returns import context_window, frame_stack_indices
+from rise_data.windows import context_window, frame_stack_indices
 
 __all__ = ["Replay"]
 

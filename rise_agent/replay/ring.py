@@ -33,7 +33,7 @@ from torch import Tensor
 from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import make_sampler
 from rise_agent.replay.sources import Source, clip_reward
-from rise_agent.returns import nstep_targets
+from rise_data.windows import nstep_targets
 
 __all__ = ["OnlineRing"]
 

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from rise_agent.sumtree import SumTree
+from rise_agent.replay.sumtree import SumTree
 
 __all__ = ["PrioritizedSampler", "Sampler", "UniformSampler", "make_sampler"]
 

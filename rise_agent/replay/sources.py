@@ -2,7 +2,7 @@
 
 A source holds rows (frames, embeddings, actions, rewards, episode flags), says which rows are
 sampleable (``ok``) and turns sampled rows into n-step targets and frame-stack / context windows with
-:mod:`rise_agent.returns`. Its sampler (:mod:`rise_agent.replay.samplers`) is told whenever a row starts
+:mod:`rise_data.windows`. Its sampler (:mod:`rise_agent.replay.samplers`) is told whenever a row starts
 or stops being sampleable. :class:`StoreSource` is a store's transitions, read-only; the online ring is
 :class:`rise_agent.replay.ring.OnlineRing`.
 
@@ -26,7 +26,7 @@ from torch import Tensor
 
 from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import Sampler, make_sampler
-from rise_agent.returns import episode_ends, episode_starts, nstep_targets
+from rise_data.windows import episode_ends, episode_starts, nstep_targets
 
 __all__ = ["Source", "StoreSource", "WindowFn", "clip_reward", "obs_cache", "obs_cache_path"]
 

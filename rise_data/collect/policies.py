@@ -1,7 +1,7 @@
 """Collecting policies: ``random`` and ``module:function`` plug-ins (e.g. a trained rise-agent checkpoint).
 
 A policy maps one vector step to actions. Plug-ins are imported by name at run time, so rise_data never
-imports rise_agent: ``--policy rise_agent.policy:from_checkpoint --checkpoint run/ckpt.pt``.
+imports rise_agent: ``--policy rise_agent.acting.policy:from_checkpoint --checkpoint run/ckpt.pt``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from rise_data.envs import Step
 
-ALIASES = {"checkpoint": "rise_agent.policy:from_checkpoint"}
+ALIASES = {"checkpoint": "rise_agent.acting.policy:from_checkpoint"}
 
 
 class PolicyError(ValueError):

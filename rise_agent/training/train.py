@@ -1,10 +1,10 @@
 """Training: offline pretraining from a store, or online learning in vector envs (from scratch or a store).
 
-``train(config)`` = a run directory (:mod:`rise_agent.run`) + the builder (:mod:`rise_agent.build`) +
+``train(config)`` = a run directory (:mod:`rise_agent.training.rundir`) + the builder (:mod:`rise_agent.training.build`) +
 one of two loops. Offline: gradient steps on the store's transitions. Online: an actor thread steps the
 envs (frozen encoder included) while the learner files each vector step into replay and takes exactly
 ``num_envs / replay_ratio`` gradient steps per vector step once ``learning_starts`` online transitions
-are in (:mod:`rise_agent.acting`). Finished episodes can be kept as a store (``--save-store``) with the
+are in (:mod:`rise_agent.acting.thread`). Finished episodes can be kept as a store (``--save-store``) with the
 embeddings the actor computed. Checkpoints are atomic; ``resume`` continues with the same counters.
 """
 
@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rise_agent.actor import Actor, epsilon_schedule
-from rise_agent.build import Parts, build
-from rise_agent.checkpoint import capture_rng, restore_rng
+from rise_agent.acting.actor import Actor, epsilon_schedule
 from rise_agent.config import TrainConfig
-from rise_agent.options import to_json
-from rise_agent.run import Logger, RunDir, RunError
+from rise_agent.training.build import Parts, build
+from rise_agent.training.checkpoint import capture_rng, restore_rng
+from rise_agent.training.rundir import Logger, RunDir, RunError
 from rise_data.encode import resolve_device
+from rise_data.options import to_json
 
 __all__ = ["TrainConfig", "plot_curves", "train"]
 
@@ -90,7 +90,7 @@ class _Run:
 
     def evaluate(self) -> dict:
         """BTR's evaluation protocol (noise off, its ε for this many env steps); raw-only results say why."""
-        from rise_agent.evaluate import btr_eval_epsilon, evaluate
+        from rise_agent.evaluation.evaluate import btr_eval_epsilon, evaluate
 
         c = self.config
         out = evaluate(
@@ -157,7 +157,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     evaluation: dict = {}
     try:
         if config.is_online:
-            from rise_agent.online import run_online
+            from rise_agent.training.online import run_online
 
             run_online(r)
         else:
@@ -173,7 +173,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
 
 
 def _load_init(parts: Parts, path: str, device: torch.device) -> None:
-    from rise_agent.checkpoint import load_checkpoint
+    from rise_agent.training.checkpoint import load_checkpoint
 
     init = load_checkpoint(path, device)
     try:

@@ -154,7 +154,7 @@ def atari_reference_scores(spec, raw_return: float) -> dict[str, float]:
 
     The score hook for rise_data's Atari env family (``register_scores("atari", atari_reference_scores)``):
     ``spec`` is an env spec (JSON dict or ``EnvSpec``). Whether the episodes were whole is the caller's
-    to check (``rise_agent.evaluate.score_note`` does).
+    to check (``rise_agent.evaluation.evaluate.score_note`` does).
     """
     env_id, kwargs = _spec_fields(spec)
     game = atari_score_key(env_id)

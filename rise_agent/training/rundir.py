@@ -16,8 +16,8 @@ import shutil
 import time
 from pathlib import Path
 
-from rise_agent.checkpoint import load_checkpoint, save_checkpoint
 from rise_agent.config import TrainConfig, load_config, save_config
+from rise_agent.training.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["RunDir", "RunError"]
 

@@ -3,7 +3,7 @@
 Per env the actor keeps the last ``frame_stack`` agent observations and the last K frozen-encoder
 embeddings of the *current* episode in device ring buffers. Windows are left-padded, current frame
 last, zeros (and mask False) before the episode start -- exactly what
-:func:`rise_agent.returns.frame_stack_indices` / :func:`~rise_agent.returns.context_window` give the
+:func:`rise_data.windows.frame_stack_indices` / :func:`~rise_data.windows.context_window` give the
 replay, and embeddings are kept in float16 as the replay stores them, so the network sees the same
 inputs when acting as when training.
 """

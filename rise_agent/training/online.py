@@ -4,7 +4,7 @@ Per vector step of ``num_envs`` env steps the learner files the step (replay, ep
 optional output store) and, once ``learning_starts`` *online* transitions are in replay, owes
 ``num_envs / replay_ratio`` gradient steps; it takes the whole part of what it owes and carries the rest
 (also across a resume), so over a run ``updates == (env steps since learning started) // replay_ratio``.
-The acting side runs in :class:`~rise_agent.acting.ActingThread`, ``policy_lag`` vector steps ahead
+The acting side runs in :class:`~rise_agent.acting.thread.ActingThread`, ``policy_lag`` vector steps ahead
 at most (see that module for the handshake).
 """
 
@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from rise_agent.acting import ActingThread, WeightGate, actor_copy, copy_weights
-from rise_agent.options import to_json
+from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy, copy_weights
 from rise_data.envs import make_env
 from rise_data.envs.rollout import Rollout
+from rise_data.options import to_json
 
 __all__ = ["run_online", "updates_owed"]
 
@@ -34,7 +34,7 @@ def _sink(r):
     c, p = r.config, r.parts
     if not c.output_store:
         return None
-    from rise_agent.writeback import EpisodeSink
+    from rise_agent.training.writeback import EpisodeSink
 
     name = p.embedding or (p.encoder_spec.name.replace(":", ".") if p.encoder_spec else None)
     command = "rise-agent train --write-back" if c.write_back else "rise-agent train --save-store"
@@ -42,8 +42,8 @@ def _sink(r):
 
 
 def run_online(r) -> None:
-    """Run the online loop of training run ``r`` (a ``rise_agent.train._Run``) to its env-step target."""
-    from rise_agent.train import epsilon_at, make_actor
+    """Run the online loop of training run ``r`` (a ``rise_agent.training.train._Run``) to its env-step target."""
+    from rise_agent.training.train import epsilon_at, make_actor
 
     c, p = r.config, r.parts
     sink, emb_name = _sink(r) or (None, None)

@@ -1,8 +1,8 @@
 """A trained checkpoint as a collection policy: ``rise-data collect ... --policy checkpoint --checkpoint PATH``.
 
-``rise_data.collect.policies`` imports this module by name (``rise_agent.policy:from_checkpoint``), so rise_data
+``rise_data.collect.policies`` imports this module by name (``rise_agent.acting.policy:from_checkpoint``), so rise_data
 never depends on rise_agent. The policy acts like BTR's evaluation: network in eval mode, parameter
-noise off, ε-greedy with ε = 0.01, through the same :class:`~rise_agent.actor.Actor` as training.
+noise off, ε-greedy with ε = 0.01, through the same :class:`~rise_agent.acting.actor.Actor` as training.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rise_agent.actor import Actor
-from rise_agent.evaluate import load_agent
+from rise_agent.acting.actor import Actor
+from rise_agent.evaluation.evaluate import load_agent
 from rise_data.collect.policies import PolicyError
 from rise_data.encode import resolve_device
 from rise_data.encode.encoders import sha256_file

@@ -1,7 +1,7 @@
 """Evaluation: whole episodes with parameter noise off, raw and human-normalised scores, recordings.
 
 ``evaluate`` runs the network greedily (eval mode, noise off; optional ε-greedy on top:
-:func:`btr_eval_epsilon` is BTR's) in ``make_env(spec)`` through the same :class:`~rise_agent.actor.Actor`
+:func:`btr_eval_epsilon` is BTR's) in ``make_env(spec)`` through the same :class:`~rise_agent.acting.actor.Actor`
 that acts during training. Each env is given a fixed quota of episodes up front, so short episodes are
 not over-represented the way "the first N episodes to finish" (BTR's main.py:65-78) would make them.
 Torch's RNG (IQN's tau samples) is forked and seeded, so an evaluation neither depends on nor disturbs
@@ -14,7 +14,7 @@ whole games under it, as BTR and DQN Zoo count them); otherwise the result is ra
 ``raw_only`` set and ``score_note`` saying why.
 
 ``load_agent`` rebuilds a network and its frozen encoder from a checkpoint written with
-:func:`rise_agent.checkpoint.save_checkpoint`.
+:func:`rise_agent.training.checkpoint.save_checkpoint`.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rise_agent.actor import Actor
-from rise_agent.atari_scores import atari_score_key, iqm_with_ci, protocol_deviations
-from rise_agent.checkpoint import CheckpointError, load_checkpoint
+from rise_agent.acting.actor import Actor
 from rise_agent.network import NetworkConfig, RiseNetwork, disable_noise, make_network
-from rise_agent.options import ConfigError, from_json
+from rise_agent.training.checkpoint import CheckpointError, load_checkpoint
 from rise_data.encode.encoders import Encoder, EncoderError, EncoderSpec
 from rise_data.envs import EnvSpec, Step, make_env
+from rise_data.envs.atari_scores import atari_score_key, iqm_with_ci, protocol_deviations
 from rise_data.envs.rollout import Rollout
+from rise_data.options import ConfigError, from_json
 
 __all__ = [
     "aggregate",
@@ -110,7 +110,7 @@ def score_note(env_spec: dict, returns: list[float], ends: list[str]) -> tuple[f
 
     ``ends`` holds each episode's end: ``terminated``, ``truncated`` (the env's own time limit) or
     ``cut`` (stopped by ``max_steps``, not a whole episode). Reference scores come from the env's family
-    (``EnvSpec.normalize``; the Atari table is registered by :mod:`rise_agent.atari_scores`).
+    (``EnvSpec.normalize``; the Atari table is registered by :mod:`rise_data.envs.atari_scores`).
     """
     spec = EnvSpec.from_json(env_spec)
     n, cut = len(ends), ends.count("cut")

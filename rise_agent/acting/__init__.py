@@ -1,0 +1,1 @@
+"""Acting: the actor (network + frozen encoder over a vector env), the acting thread, checkpoint policies."""

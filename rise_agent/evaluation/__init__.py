@@ -1,0 +1,1 @@
+"""Evaluation of trained agents under BTR's protocol: returns, human-normalized scores, recorded episodes."""
