@@ -4,6 +4,9 @@ Each episode shows a white square on the left or the right (the cue), then ``del
 distractor noise with no cue, then a query frame (a bar along the bottom). At the query, action 0
 ("left") or 1 ("right") is rewarded +1 when it matches the cue and -1 otherwise; actions before the
 query do nothing. A policy without memory of the first frame scores 50 % at best.
+
+``cue_at_query=True`` (registered as ``rise/CueVisible-v0``) draws the cue on the query frame too: the
+same task with no memory need, the control against which a memory agent must match one without memory.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ class CueMemoryEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, delay: int = 30, size: int = 64, noise: int = 40, render_mode: str | None = None):
+    def __init__(
+        self,
+        delay: int = 30,
+        size: int = 64,
+        noise: int = 40,
+        cue_at_query: bool = False,
+        render_mode: str | None = None,
+    ):
         self.delay, self.size, self.noise = int(delay), int(size), int(noise)
+        self.cue_at_query = bool(cue_at_query)
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
         self.action_space = gym.spaces.Discrete(3)  # left, right, no-op
@@ -27,10 +38,11 @@ class CueMemoryEnv(gym.Env):
     def _frame(self) -> np.ndarray:
         s, q = self.size, self.size // 4
         img = self.np_random.integers(0, self.noise + 1, (s, s, 3), dtype=np.uint8)
-        if self._t == 0:
+        query = self._t == self.delay + 1
+        if self._t == 0 or (query and self.cue_at_query):
             x0 = q // 2 if self._cue == 0 else s - q - q // 2
             img[s // 2 - q // 2 : s // 2 + q // 2, x0 : x0 + q] = 255
-        if self._t == self.delay + 1:
+        if query:
             img[s - q // 2 :, :] = 255
         self._last = img
         return img
