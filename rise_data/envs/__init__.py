@@ -37,7 +37,7 @@ class _ImportedFamily(EnvFamily):
 
 
 register_family(_ImportedFamily())
-from rise_data.envs import paper  # noqa: E402,F401  (registers the paper's families; imports nothing heavy)
+from rise_data.envs import memory_gym_family, paper, procgen_family  # noqa: E402,F401  (register families; nothing heavy)
 
 __all__ = [
     "parse_env_options",
