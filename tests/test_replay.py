@@ -911,3 +911,38 @@ def test_per_online_new_rows_get_max_priority_and_overwritten_rows_stay_out():
     d.check_all(
         rng
     )  # prioritized: the sampled rows are valid and the non-zero leaves are exactly the valid rows
+
+
+def test_wrapped_add_touches_only_sampleable_rows_and_the_tree_is_exact():
+    """The filtered sum-tree updates of a wrapped ring give the same tree, node for node, as zeroing every
+    row a write names (the unfiltered rule), with PER priorities moving; the leaves are the valid rows."""
+
+    def unfiltered(self, off, on):
+        none = np.zeros(0, np.int64)
+        off_rows, on_rows = np.concatenate([none, *off]), np.concatenate([none, *on])
+        self.ok[off_rows], self.ok[on_rows] = False, True
+        self.sampler.mark(off_rows, on_rows)
+
+    cfg = ReplayConfig(capacity=3 * 50, n_step=3, per_alpha=0.5)
+    fast, ref = (Replay(cfg, (6, 6), 4, 3, **windows(10)) for _ in range(2))
+    ref.ring._apply = unfiltered.__get__(ref.ring)
+    marked = []
+    mark = fast.ring.sampler.mark
+    fast.ring.sampler.mark = lambda off, on: (marked.append(off.size), mark(off, on))
+    d = Driver(fast, 4, seed=3)
+    rng, prio = np.random.default_rng(3), np.random.default_rng(4)
+    d.first(np.zeros((3, 6, 6), np.uint8))
+    ref.add_first(np.zeros((3, 6, 6), np.uint8), torch.zeros(3, 4, dtype=torch.float16))
+    for i, step in enumerate(synthetic_steps(3, 260, rng, max_len=40, cut=0.01)):
+        a = rng.integers(0, 4, 3)
+        d.step(a, step)
+        ref.add(a, step, torch.from_numpy(np.stack([log.emb[-1] for log in d.logs])))
+        if i % 5 == 0 and fast.online_transitions:
+            b = fast.sample(8, np.random.default_rng(i))
+            td = prio.random(8) * 3
+            fast.update_priorities(b.index, td)
+            ref.update_priorities(b.index, td)
+        np.testing.assert_array_equal(fast.ring.sampler.tree.nodes, ref.ring.sampler.tree.nodes)
+    d.check_all(rng)
+    # wrapped writes name >= 3 envs x lookback (10) rows; ~1 per env leaves the tree (more at an episode start)
+    assert np.mean(marked[-100:]) < 6 and max(marked[-100:]) < 3 * 10

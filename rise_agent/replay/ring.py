@@ -201,6 +201,9 @@ class OnlineRing(Source):
     def _apply(self, off: list[np.ndarray], on: list[np.ndarray]) -> None:
         """Rows in ``off`` stop, rows in ``on`` start being sampleable; one sampler update for all."""
         off_rows = np.concatenate(off) if off else _EMPTY
+        # only rows still sampleable change the tree (a wrapped write names ~lookback rows per env, ~1 of
+        # them sampleable): zeroing a zero leaf is a no-op, so the filter is exact
+        off_rows = off_rows[self.ok[off_rows]]
         on_rows = np.concatenate(on) if on else _EMPTY
         self.ok[off_rows] = False
         self.ok[on_rows] = True
@@ -221,6 +224,9 @@ class OnlineRing(Source):
             # overwriting row u-L: it and every later row whose windows reach back to it stop being valid
             j = np.arange(c.lookback)
             back = self.slot(envs[wrapped, None], u[wrapped, None] - self.seg + j)
+            # rows not sampleable stay so (~1 in lookback is): drop them first, test the rest
+            live = self.ok[back]
+            back, j = back[live], np.broadcast_to(j, live.shape)[live]
             off.append(back[(j == 0) | (self.pos[back] >= j)])
         pos = np.where(first, 0, self.pos[self.slot(envs, u - 1)] + 1)
         if self._files is not None:
