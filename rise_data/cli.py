@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from rise_data.cli_base import echo, new_app, user_errors
+from rise_data.options import cli_options, with_options
+from rise_data.view.config import ViewConfig
 
 app = new_app(
     "rise-data", "Datasets for RISE: Zarr v3 stores of trajectories, frames and frozen-encoder embeddings."
@@ -618,6 +620,23 @@ def subset(
         ids = tuple(parse_episode_list(episodes)) if episodes is not None else None
         out = run(SelectConfig(store=store, output=output, first=first, episodes=ids))
     typer.echo(summary(out))
+
+
+# -- looking at a store: rise-data view (docs/viewer.md) -------------------------------------------
+VIEW_OPTIONS = cli_options(ViewConfig, skip={"store"}, aliases={"output": ("-o",)})
+
+
+def view(
+    store: Annotated[str, typer.Argument(help="Store directory, packed .zip or URL.")], **values
+) -> None:
+    """Write a self-contained HTML page to look at a store (frames, timelines, embeddings); --serve: 127.0.0.1."""
+    from rise_data.view import run_view
+
+    with _user_errors():
+        run_view(ViewConfig(store=store, **values), say=typer.echo)
+
+
+app.command()(with_options(view, VIEW_OPTIONS))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,25 @@
+"""What ``rise-data view`` is asked to do: one frozen config, the source of its CLI options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """The page ``rise-data view`` writes for a store (and whether to serve it)."""
+
+    store: str  # store directory, packed .zip or URL (s3://...)
+    output: str | None = None  # folder to write the page into (default: ./NAME.view)
+    episodes: str | None = None  # episodes to show, e.g. 0,3,5-9 (default: first, last, best, worst)
+    max_frames: int = 1000  # frames per episode in the player; a longer episode shows every k-th step
+    sim_steps: int = 256  # steps per side of an episode's embedding similarity matrix
+    serve: bool = False  # serve the page on 127.0.0.1 after writing it (Ctrl-C stops)
+    port: int = 8000  # port for --serve (0: any free port)
+    quiet: bool = False  # no progress bar
+
+    def __post_init__(self) -> None:
+        if self.max_frames < 2 or self.sim_steps < 2:
+            raise ValueError("--max-frames and --sim-steps must be at least 2")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be in 0-65535, got {self.port}")
