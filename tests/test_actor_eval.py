@@ -26,11 +26,13 @@ from rise_agent.evaluation.evaluate import (
 )
 from rise_agent.network import NetworkConfig, make_network
 from rise_agent.training.checkpoint import (
+    Checkpoint,
     CheckpointError,
     capture_rng,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
+    write_checkpoint,
 )
 from rise_data.collect.policies import PolicyError
 from rise_data.encode.encoders import EncoderError, make_encoder
@@ -471,16 +473,8 @@ def write_agent(path, spec: dict, k: int = 4, weights_id: str = "none") -> torch
     from dataclasses import replace
 
     net = small_net(k)
-    record = replace(make_encoder("downsample").spec, weights_id=weights_id).to_json() if k else None
-    save_checkpoint(
-        path,
-        {
-            "network": net.state_dict(),
-            "network_config": json.dumps(asdict(net.config)),
-            "encoder": json.dumps(record),
-            "env": json.dumps(spec),
-        },
-    )
+    encoder = replace(make_encoder("downsample").spec, weights_id=weights_id) if k else None
+    write_checkpoint(path, Checkpoint(net.state_dict(), net.config, encoder, spec))
     return net
 
 

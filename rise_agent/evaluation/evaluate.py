@@ -13,13 +13,12 @@ and the env follows the standard Atari protocol (episodes that reach the protoco
 whole games under it, as BTR and DQN Zoo count them); otherwise the result is raw returns only, with
 ``raw_only`` set and ``score_note`` saying why.
 
-``load_agent`` rebuilds a network and its frozen encoder from a checkpoint written with
-:func:`rise_agent.training.checkpoint.save_checkpoint`.
+``load_agent`` rebuilds a network and its frozen encoder from a checkpoint, read through
+:class:`rise_agent.training.checkpoint.Checkpoint` (the one schema).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -27,21 +26,18 @@ import numpy as np
 import torch
 
 from rise_agent.acting.actor import Actor
-from rise_agent.network import NetworkConfig, RiseNetwork, disable_noise, make_network
-from rise_agent.training.checkpoint import CheckpointError, load_checkpoint
-from rise_data.encode.encoders import Encoder, EncoderError, EncoderSpec
+from rise_agent.network import RiseNetwork, disable_noise, make_network
+from rise_agent.training.checkpoint import CheckpointError, read_checkpoint
+from rise_data.encode.encoders import Encoder
 from rise_data.envs import EnvSpec, Step, make_env
 from rise_data.envs.atari_scores import atari_score_key, iqm_with_ci, protocol_deviations
 from rise_data.envs.rollout import Rollout
-from rise_data.options import ConfigError, from_json
 
 __all__ = [
     "aggregate",
     "btr_eval_epsilon",
     "evaluate",
     "load_agent",
-    "network_config_from_json",
-    "rebuild_encoder",
     "score_note",
     "summary",
     "write_scores_csv",
@@ -291,76 +287,44 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps):
 # Loading a trained agent
 
 
-def network_config_from_json(text: str) -> NetworkConfig:
-    """NetworkConfig from a checkpoint's JSON, through the one strict config loader."""
-    try:
-        return from_json(NetworkConfig, json.loads(text), "network_config")
-    except (ConfigError, ValueError) as e:
-        raise CheckpointError(
-            f"checkpoint network config does not load ({e}): written by another rise?"
-        ) from None
-
-
-def rebuild_encoder(
-    record: dict,
-    device: torch.device | str = "cpu",
-    weights: str | os.PathLike | None = None,
-    allowed_plugins: tuple[str, ...] = (),
-    where: str = "the checkpoint",
-) -> Encoder:
-    """The frozen encoder a checkpoint records (an ``EncoderSpec`` as JSON), verified against the record.
-
-    A plug-in encoder is imported only when ``allowed_plugins`` names it (the user's --allow-plugin).
-    """
-    try:
-        spec = EncoderSpec.from_json(record)
-    except EncoderError as e:
-        raise CheckpointError(f"{where}: its encoder record does not parse ({e})") from None
-    return spec.build(weights=weights, allowed_plugins=allowed_plugins, where=where).to(device)
-
-
 def load_agent(
     checkpoint_path: str | os.PathLike,
     device: torch.device | str = "cpu",
     encoder_weights: str | os.PathLike | None = None,
     allowed_plugins: tuple[str, ...] = (),
 ) -> tuple[RiseNetwork, Encoder | None, dict]:
-    """(network in eval mode, frozen encoder or None, meta) from a checkpoint.
+    """(network in eval mode, frozen encoder or None, meta) from a checkpoint (read through its one schema).
 
     ``meta``: ``env`` (spec dict), ``network_config``, ``encoder`` (record or None), ``path``, and
     ``counters`` when the checkpoint has them. ``encoder_weights`` overrides the recorded weights file
     (it must still have the recorded weights_id); a plug-in encoder loads only if ``allowed_plugins`` names it.
     """
     device = torch.device(device)
-    ck = load_checkpoint(checkpoint_path, device)
-    missing = [k for k in ("network", "network_config", "env") if k not in ck]
-    if missing:
-        raise CheckpointError(f"checkpoint {checkpoint_path} lacks {missing}: not a rise-agent checkpoint")
-    cfg = network_config_from_json(ck["network_config"])
+    ck = read_checkpoint(checkpoint_path, device)
+    cfg = ck.network_config
     network = make_network(cfg).to(device)
     try:
-        network.load_state_dict(ck["network"])
+        network.load_state_dict(ck.network)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {checkpoint_path}: network weights do not fit its config") from e
     network.eval()
-    record = json.loads(ck["encoder"]) if isinstance(ck.get("encoder"), str) else None  # JSON null for K=0
     encoder = None
     if cfg.context_len > 0:
-        if record is None:
+        if ck.encoder is None:
             raise CheckpointError(f"checkpoint {checkpoint_path} has context_len > 0 but no encoder record")
-        encoder = rebuild_encoder(
-            record, device, encoder_weights, allowed_plugins, f"checkpoint {checkpoint_path}"
-        )
+        where = f"checkpoint {checkpoint_path}"
+        encoder = ck.encoder.build(weights=encoder_weights, allowed_plugins=allowed_plugins, where=where)
+        encoder = encoder.to(device)
         if encoder.dim != cfg.embed_dim:
             raise CheckpointError(
                 f"encoder {encoder.name} gives {encoder.dim}-d embeddings, the network expects {cfg.embed_dim}"
             )
     meta = {
-        "env": json.loads(ck["env"]),
+        "env": ck.env,
         "network_config": cfg,
-        "encoder": record,
+        "encoder": ck.encoder.to_json() if ck.encoder is not None else None,
         "path": str(checkpoint_path),
     }
-    if isinstance(ck.get("counters"), str):
-        meta["counters"] = json.loads(ck["counters"])
+    if ck.counters is not None:
+        meta["counters"] = ck.counters
     return network, encoder, meta

@@ -1,5 +1,7 @@
-"""Checkpoints: atomic writes, ``weights_only`` loads, and RNG capture/restore.
+"""Checkpoints: the one schema (:class:`Checkpoint`), atomic writes, ``weights_only`` loads, RNG capture.
 
+:class:`Checkpoint` is what a checkpoint holds, written (``to_payload``) and read (``from_payload``) only
+here: training saves and resumes through it, evaluation and collection policies load agents through it.
 A checkpoint is one ``torch.save`` file holding a dict of tensors, state dicts, ints, floats, bools,
 strings and None only (configs and provenance go in as JSON strings), so ``torch.load(...,
 weights_only=True)`` reads it and loading never unpickles arbitrary objects. The file is written to
@@ -9,17 +11,32 @@ checkpoint intact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["CheckpointError", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+from rise_agent.network import NetworkConfig
+from rise_data.encode.encoders import EncoderError, EncoderSpec
+from rise_data.options import ConfigError, from_json
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "capture_rng",
+    "load_checkpoint",
+    "read_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
+    "write_checkpoint",
+]
 
 _SCALARS = (bool, int, float, str, type(None))
 
@@ -110,3 +127,92 @@ def restore_rng(state: Mapping) -> np.random.Generator | None:
     bit_generator = getattr(np.random, bits["bit_generator"])()
     bit_generator.state = bits
     return np.random.Generator(bit_generator)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The schema
+
+_JSON_KEYS = ("network_config", "encoder", "env", "train_config", "counters")  # stored as JSON strings
+_REQUIRED = ("network", "network_config", "env")  # what an agent needs; the rest is a training run's
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds. An agent (network, its config, encoder, env) and, from training, the rest."""
+
+    network: dict  # the online network's state dict
+    network_config: NetworkConfig
+    encoder: EncoderSpec | None  # the frozen encoder (None when K = 0)
+    env: dict  # the env spec (JSON) the agent acts in
+    train_config: dict | None = None  # the run's TrainConfig as JSON
+    counters: dict | None = None  # the run's counters as JSON
+    learner: dict | None = None  # Learner.state_dict (target, Adam, update count)
+    rng: dict | None = None  # capture_rng
+    replay: dict | None = None  # Replay.state_dict
+
+    def to_payload(self) -> dict:
+        """The ``torch.save`` dict: tensors, state dicts and JSON strings only (``weights_only`` loads it)."""
+        out: dict = {
+            "network": self.network,
+            "network_config": json.dumps(dataclasses.asdict(self.network_config)),
+        }
+        out["encoder"] = json.dumps(self.encoder.to_json() if self.encoder is not None else None)
+        out["env"] = json.dumps(self.env)
+        for key in ("train_config", "counters"):
+            if getattr(self, key) is not None:
+                out[key] = json.dumps(getattr(self, key))
+        for key in ("learner", "rng", "replay"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    @classmethod
+    def from_payload(cls, obj: dict, where: str) -> Checkpoint:
+        """Inverse of :meth:`to_payload`; a one-line CheckpointError names what does not fit."""
+        missing = [k for k in _REQUIRED if k not in obj]
+        if missing:
+            raise CheckpointError(f"checkpoint {where} lacks {missing}: not a rise-agent checkpoint")
+        unknown = sorted(set(obj) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise CheckpointError(f"checkpoint {where} has unknown keys {unknown}: written by another rise?")
+        tree = {k: _json(obj[k], k, where) if k in _JSON_KEYS else v for k, v in obj.items()}
+        tree["network_config"] = _network_config(tree["network_config"], where)
+        tree["encoder"] = _encoder(tree.get("encoder"), where)
+        return cls(**tree)
+
+
+def _json(text: Any, key: str, where: str) -> Any:
+    if not isinstance(text, str):
+        raise CheckpointError(f"checkpoint {where}: '{key}' is a {type(text).__name__}, not a JSON string")
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {where}: '{key}' is not JSON ({e})") from None
+
+
+def _network_config(tree: Any, where: str) -> NetworkConfig:
+    try:
+        return from_json(NetworkConfig, tree, "network_config")
+    except (ConfigError, ValueError) as e:
+        raise CheckpointError(
+            f"checkpoint {where}: its network config does not load ({e}): written by another rise?"
+        ) from None
+
+
+def _encoder(record: Any, where: str) -> EncoderSpec | None:
+    if record is None:
+        return None
+    try:
+        return EncoderSpec.from_json(record)
+    except EncoderError as e:
+        raise CheckpointError(f"checkpoint {where}: its encoder record does not parse ({e})") from None
+
+
+def write_checkpoint(path: str | os.PathLike, ck: Checkpoint) -> Path:
+    """Write ``ck`` atomically (see :func:`save_checkpoint`)."""
+    return save_checkpoint(path, ck.to_payload())
+
+
+def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
+    """Read and parse a checkpoint (``weights_only=True``); one-line CheckpointError if it does not fit."""
+    return Checkpoint.from_payload(load_checkpoint(path, device), str(path))

@@ -15,12 +15,15 @@ import time
 
 import numpy as np
 
+from rise_agent.acting.actor import Actor, epsilon_schedule
 from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy, copy_weights
+from rise_agent.config import TrainConfig
+from rise_agent.training.session import Session
 from rise_data.envs import make_env
 from rise_data.envs.rollout import Rollout
 from rise_data.options import to_json
 
-__all__ = ["run_online", "updates_owed"]
+__all__ = ["epsilon_at", "make_actor", "run_online", "updates_owed"]
 
 
 def updates_owed(owed: float, num_envs: int, replay_ratio: int) -> tuple[int, float]:
@@ -30,8 +33,28 @@ def updates_owed(owed: float, num_envs: int, replay_ratio: int) -> tuple[int, fl
     return n, owed - n
 
 
-def _sink(r):
-    c, p = r.config, r.parts
+def make_actor(s: Session, network) -> Actor:
+    """The acting side's Actor over ``network`` (the actor thread's copy of the learner's network)."""
+    net = s.parts.net
+    return Actor(
+        network,
+        s.parts.frozen_encoder(s.config, s.device),
+        s.config.num_envs,
+        frame_stack=net.frame_stack,
+        context_len=net.context_len,
+        device=s.device,
+    )
+
+
+def epsilon_at(config: TrainConfig, env_steps: int) -> float:
+    """The training ε after ``env_steps`` env steps (BTR's schedule)."""
+    return epsilon_schedule(
+        env_steps, config.eps_start, config.eps_end, config.eps_decay_steps, config.eps_disable_after
+    )
+
+
+def _sink(s: Session):
+    c, p = s.config, s.parts
     if not c.output_store:
         return None
     from rise_agent.training.writeback import EpisodeSink
@@ -41,57 +64,46 @@ def _sink(r):
     return EpisodeSink(c.output_store, p.spec, p.encoder_spec, name, to_json(c), command), name
 
 
-def run_online(r) -> None:
-    """Run the online loop of training run ``r`` (a ``rise_agent.training.train._Run``) to its env-step target."""
-    from rise_agent.training.train import epsilon_at, make_actor
-
-    c, p = r.config, r.parts
-    sink, emb_name = _sink(r) or (None, None)
+def run_online(s: Session) -> None:
+    """Run the online loop of session ``s`` to its env-step target (continues a resumed run)."""
+    c, p = s.config, s.parts
+    sink, emb_name = _sink(s) or (None, None)
     env = make_env(p.spec, num_envs=c.num_envs)
     keep = sink is not None
     extras = {emb_name: ((p.net.embed_dim,), "float16")} if keep and emb_name and p.encoder_spec else None
     rollout = Rollout(env, obs=keep, frames=keep and sink.frames, extras=extras)
     twin = actor_copy(p.learner.online)
     gate = WeightGate(c.policy_lag)
-    start = r.counters["env_steps"]
+    start = s.counters.env_steps
     steps = math.ceil((c.env_steps - start) / c.num_envs)
     thread = ActingThread(
         rollout,
-        make_actor(r, twin),
+        make_actor(s, twin),
         gate,
-        lambda s: epsilon_at(c, start + s * c.num_envs),
+        lambda t: epsilon_at(c, start + t * c.num_envs),
         np.random.default_rng([c.seed, start]),
         steps,
         seed=c.seed + start,
     )
-    returns = []
     thread.start()
     try:
         _, step, emb = thread.get()
         t_loop = time.perf_counter()  # the loop proper, after building envs and the first reset
         p.replay.add_first(step.obs, emb)
-        _file(r, rollout, sink, step, emb, emb_name, returns)
+        _file(s, rollout, sink, step, emb, emb_name)
         for t in range(steps):
             actions, step, emb = thread.get()
             p.replay.add(actions, step, emb)
-            r.counters["env_steps"] += c.num_envs
-            _file(r, rollout, sink, step, emb, emb_name, returns)
-            before = r.counters["updates"]
+            s.counters.env_steps += c.num_envs
+            _file(s, rollout, sink, step, emb, emb_name)
+            before = s.counters.updates
             if p.replay.online_transitions >= max(c.learning_starts, c.batch_size):
-                r.counters.setdefault("learning_started_at", r.counters["env_steps"])
-                n, carry = updates_owed(r.counters.get("owed", 0.0), c.num_envs, c.replay_ratio)
-                r.counters["owed"] = (
-                    carry + n
-                )  # paid one by one, so an interrupted step's debt survives a resume
-                r.learn(n, pay=True)
-                r.maybe_checkpoint()
-                if r.eval_due(before):
-                    r.evaluate()
+                _learn(s)
             if t + 1 + c.policy_lag < steps:  # a later actor step acts with these weights
-                learned = r.counters["updates"] != before
+                learned = s.counters.updates != before
                 gate.publish(t, (lambda: copy_weights(p.learner.online, twin)) if learned else (lambda: None))
-        r.counters["max_policy_lag"] = gate.max_lag_seen
-        r.counters["loop_seconds"] = r.counters.get("loop_seconds", 0.0) + time.perf_counter() - t_loop
+        s.counters.max_policy_lag = gate.max_lag_seen
+        s.counters.loop_seconds += time.perf_counter() - t_loop
     finally:
         thread.stop()
         if sink is not None:
@@ -100,15 +112,24 @@ def run_online(r) -> None:
         env.close()
 
 
-def _file(r, rollout: Rollout, sink, step, emb, emb_name, returns) -> None:
+def _learn(s: Session) -> None:
+    """Pay what this vector step owes by the replay ratio; checkpoint and evaluate on schedule."""
+    c, before = s.config, s.counters.updates
+    if s.counters.learning_started_at is None:
+        s.counters.learning_started_at = s.counters.env_steps
+    n, carry = updates_owed(s.counters.owed, c.num_envs, c.replay_ratio)
+    s.counters.owed = carry + n  # paid one by one, so an interrupted step's debt survives a resume
+    s.learn(n, pay=True)
+    s.maybe_checkpoint()
+    if s.eval_due(before):
+        s.evaluate()
+
+
+def _file(s: Session, rollout: Rollout, sink, step, emb, emb_name) -> None:
     extras = {emb_name: emb.cpu().numpy()} if rollout.extras else None
     finished = rollout.file(step, extras)
     for f in finished:
-        r.counters["episodes"] += 1
-        r.logger.log(
-            "episodes",
-            r.counters,
-            {"return": f.ret, "length": f.length, "truncated": int(f.truncated), "wall": time.time() - r.t0},
-        )
+        s.counters.episodes += 1
+        s.log("episodes", {"return": f.ret, "length": f.length, "truncated": int(f.truncated)})
     if sink is not None and finished:
         sink.put(finished)

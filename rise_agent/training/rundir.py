@@ -15,9 +15,10 @@ import math
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from rise_agent.config import TrainConfig, load_config, save_config
-from rise_agent.training.checkpoint import load_checkpoint, save_checkpoint
+from rise_agent.training.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 
 __all__ = ["RunDir", "RunError"]
 
@@ -89,18 +90,18 @@ class RunDir:
         self._remove_temps()
         save_config(config, self.config_file)
 
-    def save(self, payload: dict) -> None:
-        save_checkpoint(self.checkpoint, payload)
+    def save(self, ck: Checkpoint) -> None:
+        write_checkpoint(self.checkpoint, ck)
 
-    def load(self, device) -> dict:
-        return load_checkpoint(self.checkpoint, device)
+    def load(self, device) -> Checkpoint:
+        return read_checkpoint(self.checkpoint, device)
 
     def _remove_temps(self) -> None:
         if self.path.is_dir():
             for tmp in self.path.glob("*.tmp"):
                 tmp.unlink(missing_ok=True)
 
-    def logger(self, resume: dict | None = None) -> Logger:
+    def logger(self, resume: Any = None) -> Logger:
         """Metric writers; after a resume, rows past the checkpoint's counters (redone now) are dropped."""
         if resume is not None:
             for kind in _LOGS:
@@ -108,7 +109,7 @@ class RunDir:
         return Logger(self.path, resume)
 
 
-def _truncate_csv(path: Path, counters: dict) -> None:
+def _truncate_csv(path: Path, counters: Any) -> None:
     """Keep the rows whose ``updates``/``env_steps`` do not pass the checkpoint's."""
     if not path.exists():
         return
@@ -117,7 +118,7 @@ def _truncate_csv(path: Path, counters: dict) -> None:
     if not rows:
         return
     header, body = rows[0], rows[1:]
-    cols = [(header.index(k), counters[k]) for k in ("updates", "env_steps") if k in header and k in counters]
+    cols = [(header.index(k), getattr(counters, k)) for k in ("updates", "env_steps") if k in header]
     keep = [r for r in body if len(r) == len(header) and all(float(r[i]) <= limit for i, limit in cols)]
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
@@ -129,12 +130,13 @@ class Logger:
     """CSV files + TensorBoard (``tb/<kind>``), one per event kind.
 
     ``step`` is the kind's x axis (gradient steps for train/eval, env steps for episodes); every row
-    also carries both counters so a resume can drop what the checkpoint does not cover.
+    also carries both counters so a resume can drop what the checkpoint does not cover. ``counters``
+    is the session's :class:`~rise_agent.training.session.Counters` (read by attribute).
     """
 
     STEP = {"train": "updates", "eval": "updates", "episodes": "env_steps"}
 
-    def __init__(self, run_dir: Path, resume: dict | None = None):
+    def __init__(self, run_dir: Path, resume: Any = None):
         self.run_dir = run_dir
         self.resume = resume
         self.files: dict[str, tuple] = {}
@@ -144,16 +146,16 @@ class Logger:
         from torch.utils.tensorboard import SummaryWriter
 
         if kind not in self.tb:
-            purge = None if self.resume is None else self.resume.get(self.STEP.get(kind, "updates"), 0) + 1
+            purge = None if self.resume is None else getattr(self.resume, self.STEP.get(kind, "updates")) + 1
             self.tb[kind] = SummaryWriter(str(self.run_dir / "tb" / kind), purge_step=purge)
         return self.tb[kind]
 
-    def log(self, kind: str, counters: dict, row: dict) -> None:
-        step = int(counters[self.STEP.get(kind, "updates")])
+    def log(self, kind: str, counters: Any, row: dict) -> None:
+        step = int(getattr(counters, self.STEP.get(kind, "updates")))
         row = {
             "step": step,
-            "updates": counters["updates"],
-            "env_steps": counters["env_steps"],
+            "updates": counters.updates,
+            "env_steps": counters.env_steps,
             "time": round(time.time(), 3),
             **row,
         }

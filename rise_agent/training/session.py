@@ -1,0 +1,138 @@
+"""A training session: the run's config, parts, directory, device, counters and RNG, and what it does with them.
+
+The loops (:mod:`~rise_agent.training.offline`, :mod:`~rise_agent.training.online`) take a
+:class:`Session` and call :meth:`Session.learn`, :meth:`Session.evaluate` and
+:meth:`Session.maybe_checkpoint`; :mod:`~rise_agent.training.train` builds the session and picks the loop.
+This module knows neither loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rise_agent.config import TrainConfig
+from rise_agent.training.build import Parts
+from rise_agent.training.checkpoint import Checkpoint, capture_rng, restore_rng
+from rise_agent.training.rundir import Logger, RunDir
+from rise_data.options import from_json, to_json
+
+__all__ = ["Counters", "Session"]
+
+
+@dataclass
+class Counters:
+    """What a run has done so far; checkpointed, so a resume continues from the same numbers."""
+
+    updates: int = 0  # gradient steps
+    env_steps: int = 0  # online env steps over all envs
+    episodes: int = 0  # finished online training episodes
+    wall: float = 0.0  # seconds of training, over resumes
+    owed: float = 0.0  # online: gradient steps owed by the replay ratio (paid one by one)
+    learning_started_at: int | None = None  # online: env steps when learning started
+    max_policy_lag: int = 0  # online: the largest policy lag the actor saw (vector steps)
+    loop_seconds: float = 0.0  # online: seconds in the loop proper, from the first reset
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, tree: dict, where: str = "checkpoint counters") -> Counters:
+        return from_json(cls, tree, where)
+
+
+class Session:
+    """One training run in progress. ``learn``, ``evaluate``, ``checkpoint`` and ``restore`` are all it does."""
+
+    def __init__(self, config: TrainConfig, parts: Parts, run: RunDir, device: torch.device):
+        self.config, self.parts, self.run, self.device = config, parts, run, device
+        self.counters = Counters()
+        self.rng = np.random.default_rng(config.seed)  # replay sampling
+        self.logger: Logger | None = None
+        self.t0 = time.time()
+        self.last_ckpt = 0
+
+    def open_logger(self, resumed: bool) -> None:
+        """Metric writers; on a resume, rows past the checkpoint are dropped first."""
+        self.logger = self.run.logger(self.counters if resumed else None)
+
+    def log(self, kind: str, row: dict) -> None:
+        self.logger.log(kind, self.counters, {"wall": time.time() - self.t0, **row})
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def snapshot(self) -> Checkpoint:
+        p = self.parts
+        return Checkpoint(
+            network=p.learner.online.state_dict(),
+            network_config=p.net,
+            encoder=p.encoder_spec,
+            env=p.spec,
+            train_config=to_json(self.config),
+            counters=self.counters.to_json(),
+            learner=p.learner.state_dict(),
+            rng=capture_rng(self.rng),
+            replay=p.replay.state_dict(),
+        )
+
+    def checkpoint(self) -> None:
+        self.counters.wall = time.time() - self.t0
+        self.run.save(self.snapshot())
+        self.last_ckpt = self.counters.updates
+
+    def maybe_checkpoint(self) -> None:
+        if self.counters.updates - self.last_ckpt >= self.config.checkpoint_every:
+            self.checkpoint()
+
+    def restore(self, ck: Checkpoint) -> None:
+        """Continue from ``ck``: learner, replay (the online ring continues from its files), counters, RNG."""
+        self.parts.learner.load_state_dict(ck.learner)
+        if ck.replay is not None:
+            self.parts.replay.load_state_dict(ck.replay)
+        self.counters = Counters.from_json(ck.counters)
+        self.rng = restore_rng(ck.rng)
+        self.t0 = time.time() - self.counters.wall
+        self.last_ckpt = self.counters.updates
+
+    # -- learning and evaluation -----------------------------------------------------------------
+    def learn(self, n: int, pay: bool = False) -> None:
+        """``n`` gradient steps; ``pay``: each one settles a step the online loop owes (``counters.owed``)."""
+        p, c = self.parts, self.config
+        for _ in range(n):
+            batch = p.replay.sample(c.batch_size, self.rng)
+            metrics, prio = p.learner.step(batch)
+            p.replay.update_priorities(batch.index, prio)
+            self.counters.updates += 1
+            if pay:
+                self.counters.owed -= 1
+            if self.counters.updates % c.log_every == 0:
+                self.log("train", metrics)
+
+    def evaluate(self) -> dict:
+        """BTR's evaluation protocol (noise off, its ε for this many env steps)."""
+        from rise_agent.evaluation.evaluate import btr_eval_epsilon, evaluate
+
+        c = self.config
+        out = evaluate(
+            self.parts.learner.online,
+            self.parts.frozen_encoder(c, self.device),
+            self.parts.spec,
+            episodes=c.eval_episodes,
+            epsilon=btr_eval_epsilon(self.counters.env_steps),
+            seed=c.seed + 10_000,
+            max_steps=c.eval_max_steps,
+        )
+        row = {k: v for k, v in out.items() if isinstance(v, int | float)}
+        row["human_normalized"] = float("nan") if out["human_normalized"] is None else out["human_normalized"]
+        row["raw_only"] = int(out["raw_only"])
+        row["score_note"] = out["score_note"]
+        self.log("eval", row)
+        return out
+
+    def eval_due(self, before: int) -> bool:
+        """Whether an evaluation falls between ``before`` updates and now."""
+        every = self.config.eval_every
+        return bool(every) and self.counters.updates // every > before // every
