@@ -10,6 +10,7 @@ import typer
 
 from rise_agent.config import DERIVED, TrainConfig, load_config
 from rise_agent.training.rundir import RunDir
+from rise_data import plugins
 from rise_data.cli_base import new_app, user_errors
 from rise_data.options import apply_options, cli_options, explicit, to_json, with_options
 
@@ -106,7 +107,10 @@ def evaluate_cmd(
     ] = None,
     allow_plugin: Annotated[
         list[str] | None,
-        typer.Option(help="A plug-in encoder (module:function) the checkpoint may name, that you trust."),
+        typer.Option(
+            help="Plug-in code (module:name: an encoder, env or env factory) the checkpoint names, "
+            "that you trust (repeatable)."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -114,13 +118,11 @@ def evaluate_cmd(
     """Evaluate a checkpoint: raw and human-normalized scores."""
     from rise_agent.evaluation.evaluate import evaluate, load_agent, summary
 
-    with user_errors():
+    with user_errors(), plugins.trusting(allow_plugin or ()):
         from rise_data.encode import resolve_device
 
         dev = resolve_device(device)
-        net, encoder, meta = load_agent(
-            checkpoint, dev, encoder_weights=encoder_weights, allowed_plugins=tuple(allow_plugin or ())
-        )
+        net, encoder, meta = load_agent(checkpoint, dev, encoder_weights=encoder_weights)
         out = evaluate(
             net,
             encoder,

@@ -48,7 +48,7 @@ class TrainConfig:
     )
     allow_plugin: tuple[
         str, ...
-    ] = ()  # plug-in encoders (module:function) a store or checkpoint may name, that you trust
+    ] = ()  # plug-in code (module:name: an encoder, env or env factory) a store or checkpoint may name, that you trust; comma-separated
     save_store: str | None = (
         None  # online: append each finished episode and its embeddings to this store (created if missing)
     )

@@ -140,6 +140,35 @@ def test_plugin_encoder_end_to_end_and_never_imported_unasked(tmp_path, monkeypa
     )
 
 
+ENV_PLUGIN = """
+from pathlib import Path
+import gymnasium as gym
+Path({marker!r}).write_text("imported")
+if "MyEnv-v0" not in gym.registry:
+    gym.register("MyEnv-v0", entry_point="rise_data.envs.probe:CueMemoryEnv", kwargs={{"delay": 3}})
+"""
+
+
+def test_plugin_env_checkpoint_evaluates_only_with_allow_plugin(tmp_path, monkeypatch):
+    """A checkpoint trained on the user's own env: eval refuses it naming --allow-plugin, and runs with it."""
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "myenv_mod.py").write_text(textwrap.dedent(ENV_PLUGIN.format(marker=str(marker))))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = tmp_path / "run"
+    args = ["--env", "myenv_mod:MyEnv-v0", "--encoder", "downsample", "--env-steps", "32", "--num-envs", "4",
+            "--learning-starts", "8", "--replay-ratio", "8", "--replay-capacity", "256"]  # fmt: skip
+    _ok(runner.invoke(app, ["train", "--run-dir", str(run), *args, *SMALL]))
+    assert marker.exists()
+    marker.unlink()
+    sys.modules.pop("myenv_mod", None)  # as in a fresh process that reads the checkpoint
+    out = runner.invoke(app, ["eval", str(run / "checkpoint.pt"), "--episodes", "1"])
+    assert out.exit_code == 2 and "--allow-plugin myenv_mod:MyEnv-v0 " in out.output, out.output
+    assert len(out.output.strip().splitlines()) == 1 and not marker.exists()  # one line; nothing imported
+    allow = ["--allow-plugin", "myenv_mod:MyEnv-v0"]
+    out = _ok(runner.invoke(app, ["eval", str(run / "checkpoint.pt"), "--episodes", "1", *allow]))
+    assert "1 episodes" in out and marker.exists()
+
+
 def test_learning_starts_counts_online_transitions_only(probe_store, tmp_path):
     """A store far bigger than --learning-starts does not start learning: only online transitions count."""
     rows = open_store(probe_store).rows

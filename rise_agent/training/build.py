@@ -17,7 +17,7 @@ from rise_agent.learner import Learner
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay
 from rise_data.encode.encoders import Encoder, EncoderError, EncoderSpec, embedding_encoder, make_encoder
-from rise_data.envs import allow_plugin, env_spec, parse_env_options
+from rise_data.envs import env_spec, parse_env_options
 from rise_data.store import Store, open_store
 
 __all__ = ["Parts", "build", "pick_embedding"]
@@ -42,15 +42,16 @@ class Parts:
         """The frozen encoder, built once from its spec (weights sha256 checked)."""
         if self.encoder is None and self.encoder_spec is not None:
             where = f"the encoder of {self.store.path}" if self.store is not None else "the run's encoder"
-            self.encoder = self.encoder_spec.build(
-                weights=config.weights, allowed_plugins=allowed_plugins(config), where=where
-            ).to(device)
+            self.encoder = self.encoder_spec.build(weights=config.weights, where=where).to(device)
         return self.encoder
 
 
 def allowed_plugins(config: TrainConfig) -> tuple[str, ...]:
-    """Plug-ins the user named on the command line: --allow-plugin, or --encoder module:function."""
-    named = (config.encoder,) if config.encoder and ":" in config.encoder else ()
+    """Plug-ins the user named on the command line: --allow-plugin, --env or --encoder module:name.
+
+    The run trusts them (:func:`rise_data.plugins.trusting`): a store or checkpoint naming one may rebuild it.
+    """
+    named = tuple(n for n in (config.env, config.encoder) if n and ":" in n)
     return (*config.allow_plugin, *named)
 
 
@@ -104,8 +105,6 @@ def build(config: TrainConfig, device: torch.device, replay_dir: Path | None = N
     """Open the store / env, resolve the encoder, and build the network, learner and replay."""
     _check_mode(config)
     store = open_store(config.store) if config.store else None
-    if config.env and ":" in config.env:
-        allow_plugin(config.env)  # the user named this env factory: a store naming it may now rebuild it
     if store is not None:
         spec = store.env
         if config.env and config.env != spec["id"]:

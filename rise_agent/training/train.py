@@ -15,13 +15,14 @@ import json
 import torch
 
 from rise_agent.config import TrainConfig
-from rise_agent.training.build import Parts, build
+from rise_agent.training.build import Parts, allowed_plugins, build
 from rise_agent.training.checkpoint import Checkpoint, read_checkpoint
 from rise_agent.training.curves import plot_curves
 from rise_agent.training.offline import run_offline
 from rise_agent.training.online import run_online
 from rise_agent.training.rundir import RunDir, RunError
 from rise_agent.training.session import Counters, Session
+from rise_data import plugins
 from rise_data.encode import resolve_device
 from rise_data.options import to_json
 
@@ -71,7 +72,15 @@ def _session(config: TrainConfig, run: RunDir, device: torch.device, ck: Checkpo
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict:
-    """Run (or resume) training; returns the final counters and the last evaluation."""
+    """Run (or resume) training; returns the final counters and the last evaluation.
+
+    The plug-ins the config names (:func:`~rise_agent.training.build.allowed_plugins`) are trusted for the run.
+    """
+    with plugins.trusting(allowed_plugins(config)):
+        return _train(config, resume)
+
+
+def _train(config: TrainConfig, resume: bool) -> dict:
     run = RunDir(config.run_dir)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rise_data import __version__
+from rise_data import __version__, plugins
 
 SOURCES = ("frame", "obs")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -217,15 +217,12 @@ class EncoderSpec:
     ) -> Encoder:
         """Rebuild the frozen encoder this spec describes, verified against it.
 
-        ``weights`` overrides a recorded file that moved. A plug-in's module is imported only if its
-        ``module:function`` is in ``allowed_plugins`` (named by the user). ``where`` names the record's
+        ``weights`` overrides a recorded file that moved. A plug-in's module is imported only if the user
+        trusts it (:mod:`rise_data.plugins`, or ``allowed_plugins`` for this call). ``where`` names the record's
         owner in errors (e.g. "embeddings 'x' of runs/pong.zarr").
         """
-        if self.is_plugin and self.name not in set(allowed_plugins):
-            raise EncoderError(
-                f"{where} needs plug-in encoder '{self.name}'; rerun with --allow-plugin {self.name} "
-                "if you trust that code"
-            )
+        if self.is_plugin and not plugins.is_trusted(self.name, also=allowed_plugins):
+            raise EncoderError(plugins.refusal(where, "encoder", self.name))
         use = weights if weights is not None else self.weights
         if weights is None and _recorded_file_missing(self):
             raise EncoderError(

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from rise_data import plugins
 from rise_data.envs.spec import EnvError, EnvSpec
 from rise_data.envs.vector import FrameVectorEnv
 
 _FAMILIES: dict[str, EnvFamily] = {}
 _SCORES: dict[str, Callable[[EnvSpec, float], dict[str, float]]] = {}
-# Modules a spec may make rise import: the family packages rise pins, plus what the user named this process.
-TRUSTED_MODULES = frozenset({"rise_data", "ale_py", "gymnasium", "minigrid", "vizdoom", "miniworld"})
-_ALLOWED: set[str] = set()
+# gymnasium_family hands this to spawned workers; it is rise_data.plugins' one trust set (use plugins.trusted())
+_ALLOWED = plugins._TRUSTED
 
 
 class EnvFamily:
@@ -80,18 +80,16 @@ def register_scores(family: str, fn: Callable[[EnvSpec, float], dict[str, float]
 
 
 def allow_plugin(name: str) -> None:
-    """Let specs import ``name``'s module (``mypkg.envs:make`` or ``mypkg:Env-v0``): call it only for what
-    the user named on the command line, never for what a store's metadata names."""
-    _ALLOWED.add(name.split(":", 1)[0])
+    """Trust ``name``'s module (``mypkg.envs:make`` or ``mypkg:Env-v0``; :func:`rise_data.plugins.trust`): call
+    it only for what the user named on the command line, never for what a store's metadata names."""
+    plugins.trust(name)
 
 
 def import_plugin_module(module: str, needed_by: str):
-    """Import ``module`` if trusted or allowed; else the one-line refusal naming what to pass."""
-    if module.split(".")[0] not in TRUSTED_MODULES and module not in _ALLOWED:
-        raise EnvError(
-            f"this env is built by '{needed_by}' (module {module}); rise imports env code only when you name "
-            f"it: pass --env {needed_by}"
-        )
+    """Import ``module`` if trusted (:mod:`rise_data.plugins`); else the one-line refusal naming --allow-plugin."""
+    name = needed_by if ":" in needed_by else module
+    if not plugins.is_trusted(module):
+        raise EnvError(plugins.refusal(f"this env (module {module})", "env", name))
     try:
         return importlib.import_module(module)
     except ImportError as e:
