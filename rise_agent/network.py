@@ -140,10 +140,22 @@ def _scaled_noise(size: int, device: torch.device) -> Tensor:
 
 
 def reset_noise(net: nn.Module) -> None:
-    """Resample the noise of every :class:`NoisyLinear` in ``net``."""
-    for m in net.modules():
-        if isinstance(m, NoisyLinear):
-            m.reset_noise()
+    """Resample the noise of every :class:`NoisyLinear` in ``net``, all drawn in one ``randn`` call.
+
+    Each layer gets the same factorised sample as :meth:`NoisyLinear.reset_noise` (``f`` of fresh
+    standard normals for its inputs and outputs), sliced from one draw in module order, so a step
+    launches one random kernel and one ``f`` instead of two of each per layer (BTR draws per layer:
+    same distribution, other numbers).
+    """
+    layers = [m for m in net.modules() if isinstance(m, NoisyLinear)]
+    if not layers:
+        return
+    sizes = [n for m in layers for n in (m.in_features, m.out_features)]
+    eps = _scaled_noise(sum(sizes), layers[0].weight_mu.device).split(sizes)
+    with torch.no_grad():
+        for m, eps_in, eps_out in zip(layers, eps[::2], eps[1::2], strict=True):
+            torch.outer(eps_out, eps_in, out=m.weight_epsilon)
+            m.bias_epsilon.copy_(eps_out)
 
 
 def set_noise(net: nn.Module, enabled: bool) -> None:

@@ -63,3 +63,42 @@ def test_lag_zero_is_serial():
     order = [(k, s) for k, s, _ in log]
     for s in range(1, 30):  # the actor acts at s only after the learner filed s - 1
         assert order.index(("learn", s - 1)) < order.index(("act", s))
+
+
+def test_actor_copy_holds_no_learner_and_does_not_power_iterate():
+    """The actor's copy is a fresh network: no hooks (so no Learner, target or Adam state through them),
+    no gradients, the learner's weights and spectral-norm vectors; acting leaves those vectors as they
+    are, and its output equals the source network's with spectral norm in eval mode (same noise, taus)."""
+    import copy
+
+    import torch
+
+    from rise_agent.acting.thread import actor_copy, copy_weights
+    from rise_agent.learner import Learner, LearnerConfig
+    from rise_agent.network import NetworkConfig
+
+    cfg = NetworkConfig(
+        n_actions=3, context_len=4, embed_dim=8, lstm_hidden=8, impala_channels=(4, 8, 8), hidden=16
+    )
+    learner = Learner(cfg, LearnerConfig(), "cpu")
+    twin = actor_copy(learner.online)
+    assert learner.online.combine_proj._forward_hooks and not twin.combine_proj._forward_hooks
+    assert not any(p.requires_grad for p in twin.parameters())
+    assert twin.training and all(
+        not m.training for m in twin.modules() if type(m).__name__ == "_SpectralNorm"
+    )
+    f = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    ctx, mask, taus = torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.bool), torch.rand(2, 8)
+    learner.online(f, ctx, mask, taus=taus)  # the learner iterates its vectors; a publish copies them
+    copy_weights(learner.online, twin)
+    twin.reset_noise()
+    copy_weights(twin, learner.online)  # same noise on both (buffers)
+    bufs = [b.clone() for b in twin.buffers()]
+    q, _ = twin(f, ctx, mask, taus=taus)
+    q2, _ = twin(f, ctx, mask, taus=taus)
+    assert torch.equal(q, q2) and all(torch.equal(a, b) for a, b in zip(bufs, twin.buffers(), strict=True))
+    ref = copy.deepcopy(learner.online)
+    for m in ref.modules():
+        if type(m).__name__ == "_SpectralNorm":
+            m.eval()
+    torch.testing.assert_close(q, ref(f, ctx, mask, taus=taus)[0], rtol=0, atol=0)

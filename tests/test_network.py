@@ -238,3 +238,33 @@ def test_context_stream_learns_a_cue_31_steps_back(init, learns):
     with torch.no_grad():
         accuracy = float((head(stream(x[384:], mask[384:])).argmax(1) == cue[384:]).float().mean())
     assert accuracy >= 0.95 if learns else accuracy <= 0.65
+
+
+def test_reset_noise_draws_once_and_gives_each_layer_its_factorised_sample():
+    """One randn for the whole net, sliced per layer in module order: (in, out) per layer, weight noise
+    the outer product of f(out) and f(in), bias noise f(out); a naive per-layer rebuild from the same draw."""
+    net = make_network(NetworkConfig(n_actions=A, context_len=0, impala_channels=(4, 8, 8), hidden=16))
+    layers = [m for m in net.modules() if isinstance(m, NoisyLinear)]
+    sizes = [n for m in layers for n in (m.in_features, m.out_features)]
+    calls = []
+    real = torch.randn
+    torch.randn = lambda *a, **k: calls.append(a) or real(*a, **k)
+    try:
+        torch.manual_seed(5)
+        net.reset_noise()
+    finally:
+        torch.randn = real
+    assert len(calls) == 1
+    torch.manual_seed(5)
+    x = torch.randn(sum(sizes))
+    f = x.sign() * x.abs().sqrt()
+    at = 0
+    for m in layers:
+        e_in, e_out = f[at : at + m.in_features], f[at + m.in_features : at + m.in_features + m.out_features]
+        at += m.in_features + m.out_features
+        for i in range(m.out_features):  # naive outer product, row by row
+            assert torch.equal(m.weight_epsilon[i], e_out[i] * e_in)
+        assert torch.equal(m.bias_epsilon, e_out)
+    eps = torch.cat([m.weight_epsilon.flatten() for m in layers])
+    net.reset_noise()
+    assert not torch.equal(eps, torch.cat([m.weight_epsilon.flatten() for m in layers]))

@@ -16,7 +16,6 @@ gradient step). BTR's own loop overlaps only the emulator (``step_async``) with 
 
 from __future__ import annotations
 
-import copy
 import queue
 import threading
 from collections.abc import Callable
@@ -24,6 +23,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import nn
+
+from rise_agent.network import RiseNetwork, make_network
 
 __all__ = ["ActingThread", "WeightGate"]
 
@@ -68,11 +69,22 @@ class WeightGate:
             self.cond.notify_all()
 
 
-def actor_copy(network: nn.Module) -> nn.Module:
-    """A separate copy of the network for the actor thread (same device, no gradients)."""
-    twin = copy.deepcopy(network)
-    for p in twin.parameters():
-        p.requires_grad_(False)
+def actor_copy(network: RiseNetwork) -> RiseNetwork:
+    """A separate copy of the network for the actor thread: same weights and device, no gradients.
+
+    Built fresh from the network's config, so nothing the learner attached (its metric hooks, and
+    through them the whole Learner: target and Adam state) comes along as a deepcopy would bring it.
+    The copy stays in training mode (parameter noise on, as BTR acts) with its spectral-norm
+    parametrisations in eval mode: it uses the u/v vectors the learner's online network iterates
+    (copied with every publish) instead of power-iterating on every act.
+    """
+    device = next(network.parameters()).device
+    twin = make_network(network.config).to(device).train()
+    twin.requires_grad_(False)
+    copy_weights(network, twin)
+    for m in twin.modules():
+        if type(m).__name__ == "_SpectralNorm":
+            m.eval()
     return twin
 
 
