@@ -11,7 +11,7 @@ import typer
 from rise_agent.config import DERIVED, TrainConfig, load_config
 from rise_agent.training.rundir import RunDir
 from rise_data import plugins
-from rise_data.cli_base import new_app, user_errors
+from rise_data.cli_base import echo, new_app, user_errors
 from rise_data.options import apply_options, cli_options, explicit, to_json, with_options
 
 app = new_app("rise-agent", "The RISE agent: BTR + a frozen-encoder context stream.")
@@ -41,8 +41,12 @@ ALIASES = {
 TRAIN_OPTIONS = cli_options(TrainConfig, skip=SKIP, aliases=ALIASES)
 
 
-def _train_config(ctx: typer.Context, run_dir: str, config_file: str | None, resume: bool, values: dict):
+def _train_config(
+    ctx: typer.Context, run_dir: str, config_file: str | None, resume: bool, values: dict, quiet: bool
+):
     given = explicit(ctx, TRAIN_OPTIONS, values)
+    if quiet:
+        given["progress"] = False
     if resume:
         if config_file:
             raise ValueError("--resume continues the run's own config.json; drop --config")
@@ -69,22 +73,26 @@ def train(
         str | None, typer.Option("--config", help="A config.json to start from (options override it).")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only errors (implies --no-progress).")
+    ] = False,
     **values,
 ) -> None:
     """Train offline from a store (--store, --updates) or online (--env, or --store --online)."""
     from rise_agent.training.train import train as run
 
     with user_errors():
-        config = _train_config(ctx, run_dir, config_file, resume, values)
+        config = _train_config(ctx, run_dir, config_file, resume, values, quiet)
         out = run(config, resume=resume)
     ev = out.get("eval") or {}
-    typer.echo(
+    echo(
         f"{out['run_dir']}: {out['updates']} updates, {out['env_steps']} env steps"
         + (
             f"; eval return {ev.get('mean', float('nan')):.2f} over {len(ev.get('returns', []))} episodes"
             if ev
             else ""
-        )
+        ),
+        quiet,
     )
 
 
@@ -114,6 +122,9 @@ def evaluate_cmd(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only errors (and --json's output): no progress bar.")
+    ] = False,
 ) -> None:
     """Evaluate a checkpoint: raw and human-normalized scores."""
     from rise_agent.evaluation.evaluate import evaluate, load_agent, summary
@@ -133,11 +144,12 @@ def evaluate_cmd(
             num_envs=min(num_envs, episodes),
             record=record,
             max_steps=max_steps,
+            progress=not (quiet or as_json),
         )
     if as_json:
         typer.echo(json.dumps(out, indent=2, default=str))
         return
-    typer.echo(f"{checkpoint}: {summary(out)}" + (f"; recorded {record}" if record else ""))
+    echo(f"{checkpoint}: {summary(out)}" + (f"; recorded {record}" if record else ""), quiet)
 
 
 if __name__ == "__main__":

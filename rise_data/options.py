@@ -1,7 +1,7 @@
 """Config dataclasses as the single source of CLI options and of the strict JSON loader.
 
-Each parameter is declared once, in a frozen config dataclass with a trailing ``# comment`` (tyro's
-convention: the comment is the ``--help`` text). :func:`cli_options` turns the fields of a config tree
+Each parameter is declared once, in a frozen config dataclass with a trailing ``# comment`` or an
+attribute docstring (tyro's conventions: either is the ``--help`` text). :func:`cli_options` turns the fields of a config tree
 into typer options (``--batch-size``; nested fields keep their own name, e.g. ``--context-len``,
 unless two sections share a name); :func:`apply_options` builds the config from defaults, an optional
 ``--config FILE`` and the options the user actually typed. :func:`from_json` is the one strict loader
@@ -10,6 +10,7 @@ unless two sections share a name); :func:`apply_options` builds the config from 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import io
@@ -49,21 +50,34 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def field_help(cls: type) -> dict[str, str]:
-    """``{field: trailing comment}`` read from the class source (empty when the source is unavailable)."""
+    """``{field: help}`` read from the class source (empty when the source is unavailable).
+
+    A field's help is its trailing ``# comment`` (on any line of the field, also when a formatter wraps
+    it over several lines) or else its attribute docstring (a string statement right below the field).
+    """
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):
         return {}
     names = {f.name for f in dataclasses.fields(cls)}
     out: dict[str, str] = {}
-    pending: str | None = None
+    pending: str | None = None  # the field whose statement is being read
+    last: str | None = None  # the field whose statement just ended (an attribute docstring may follow)
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type in (tokenize.NL, tokenize.INDENT, tokenize.DEDENT):
+            continue
         if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names and pending is None:
-            pending = tok.string
+            pending, last = tok.string, None
         elif tok.type == tokenize.COMMENT and pending:
-            out[pending] = tok.string.lstrip("# ").strip()
-        if tok.type in (tokenize.NEWLINE, tokenize.NL) and pending and tok.start[1] > 0:
-            pending = None
+            text = tok.string.lstrip("# ").strip()
+            out[pending] = f"{out[pending]} {text}" if pending in out else text
+        elif tok.type == tokenize.NEWLINE and pending:
+            pending, last = None, pending
+        elif tok.type == tokenize.STRING and last and tok.start[1] == 4 and last not in out:
+            out[last] = " ".join(ast.literal_eval(tok.string).split())
+            last = None
+        elif tok.type != tokenize.COMMENT:
+            last = None
     return out
 
 

@@ -1,11 +1,16 @@
-"""The rise-data CLI, in-process: help, version, the happy path and one-line errors."""
+"""The CLIs, in-process: help (every rise-agent train option has some), version, the happy path, one-line errors."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from rise_agent.cli import app as agent_app
 from rise_data.cli import app
+from rise_data.options import field_help
 
 runner = CliRunner()
 
@@ -14,6 +19,34 @@ runner = CliRunner()
 def test_help(cmd):
     out = runner.invoke(app, [*cmd, "--help"])
     assert out.exit_code == 0 and "Usage" in out.output
+
+
+def _params(cli, name: str) -> dict:
+    return {p.opts[0]: p for p in typer.main.get_command(cli).commands[name].params}
+
+
+# S's fields, still without a comment: network.frame_stack, n_cos, noisy_sigma0, lstm_hidden, combine and
+# replay.n_step, gamma, per_alpha, per_eps, offline_fraction (the lines to add are in engineer T's report)
+@pytest.mark.xfail(strict=True, reason="NetworkConfig/ReplayConfig fields without help comments")
+def test_every_train_option_has_help():
+    """Generated from the config dataclasses: a field without a comment or docstring shows no help."""
+    bare = [
+        opt
+        for opt, p in _params(agent_app, "train").items()
+        if not (p.help or "").strip() or (p.help or "").startswith("[")  # "[a | b]" alone: choices, no help
+    ]
+    assert bare == []
+
+
+def test_agent_cli_vocabulary():
+    train, ev = _params(agent_app, "train"), _params(agent_app, "eval")
+    assert "--num-envs" in train and "--num-envs" in ev and "--envs" not in train  # one name for it
+    assert "--quiet" in train and "--quiet" in ev and "--no-progress" in train["--progress"].secondary_opts
+    # the wrapped multi-line fields of TrainConfig keep their comment as help (they had none before)
+    for opt in ("--env", "--encoder", "--wrapper", "--save-store", "--allow-plugin", "--eps-disable-after"):
+        assert len(train[opt].help) > 20, opt
+    out = runner.invoke(agent_app, ["train", "--help"])
+    assert out.exit_code == 0 and "--allow-plugin" in out.output and "--quiet" in out.output
 
 
 def test_version():
@@ -81,3 +114,25 @@ def test_errors_are_one_line(tmp_path, monkeypatch):
     (tmp_path / "p.zarr" / "zarr.json").write_text("{")
     out = runner.invoke(app, ["check", path])
     assert out.exit_code == 1 and "INVALID" in out.output
+
+
+# fmt: off
+@dataclasses.dataclass(frozen=True)
+class _Documented:
+    short: int = 1  # a trailing comment
+    wrapped: tuple[
+        str, ...
+    ] = ()  # the comment of a field a formatter wrapped over lines
+    documented: float = 0.5
+    """An attribute docstring,
+    over two lines."""
+    bare: int = 0
+# fmt: on
+
+
+def test_field_help_reads_comments_and_attribute_docstrings():
+    assert field_help(_Documented) == {
+        "short": "a trailing comment",
+        "wrapped": "the comment of a field a formatter wrapped over lines",
+        "documented": "An attribute docstring, over two lines.",
+    }

@@ -169,6 +169,17 @@ def test_plugin_env_checkpoint_evaluates_only_with_allow_plugin(tmp_path, monkey
     assert "1 episodes" in out and marker.exists()
 
 
+def test_quiet_prints_nothing_but_errors(probe_store, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--store", probe_store, "--run-dir", str(run), "--updates", "2", *SMALL[:-1], "--quiet"]
+    assert _ok(runner.invoke(app, args)) == ""  # no config, no bars, no summary line
+    assert _ok(runner.invoke(app, ["eval", str(run / "checkpoint.pt"), "--episodes", "1", "--quiet"])) == ""
+    out = runner.invoke(app, ["train", "--run-dir", str(run), "--resume", "--updates", "4", "--quiet"])
+    assert _ok(out) == "" and _counters(run)["updates"] == 4
+    out = runner.invoke(app, ["train", "--run-dir", str(tmp_path / "new"), "--quiet"])
+    assert out.exit_code == 2 and out.output.startswith("error: ")  # errors still print
+
+
 def test_learning_starts_counts_online_transitions_only(probe_store, tmp_path):
     """A store far bigger than --learning-starts does not start learning: only online transitions count."""
     rows = open_store(probe_store).rows

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from rise_agent.acting.actor import Actor
 from rise_agent.network import RiseNetwork, disable_noise, make_network
@@ -191,13 +192,15 @@ def evaluate(
     num_envs: int | None = None,
     record: str | os.PathLike | None = None,
     max_steps: int | None = None,
+    progress: bool = False,
 ) -> dict:
     """Run ``episodes`` whole episodes with noise off; raw returns, their stats and the human-normalised mean.
 
     ``num_envs`` defaults to ``min(episodes, 8)``. ``max_steps`` caps the vector steps; episodes still
     running then are counted with their return so far as ``cut`` (and the result is raw only). ``record``:
     write env 0's first episode (RGB frames, or the agent observation if the env has none) to a .gif or
-    .mp4. The network's train/eval mode is restored afterwards. See the module docstring for the keys
+    .mp4. ``progress``: a progress bar over the episodes. The network's train/eval mode is restored
+    afterwards. See the module docstring for the keys
     that make the score honest (``ends``, ``complete``, ``time_limit``, ``raw_only``, ``score_note``).
     """
     if episodes < 1:
@@ -209,7 +212,9 @@ def evaluate(
     was_training = network.training
     try:
         network.eval()
-        results, steps = _play(network, encoder, env, episodes, epsilon, seed, record, max_steps)
+        bar = tqdm(total=episodes, unit="episode", desc="evaluation", disable=not progress, leave=False)
+        results, steps = _play(network, encoder, env, episodes, epsilon, seed, record, max_steps, bar)
+        bar.close()
     finally:
         network.train(was_training)
         env.close()
@@ -240,7 +245,7 @@ def evaluate(
     }
 
 
-def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps):
+def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps, bar):
     """Play each env's quota of episodes through the rollout driver: ([(return, length, end)], vector steps)."""
     num_envs = env.num_envs
     quota = np.array([episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)])
@@ -269,6 +274,7 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps):
                 if finished[f.env_index] < quota[f.env_index]:
                     results.append((f.ret, f.length, "terminated" if f.terminated else "truncated"))
                     finished[f.env_index] += 1
+                    bar.update(1)
             ended = step.terminated | step.truncated
             if frames is not None and (ended[0] or len(frames) >= RECORD_MAX_FRAMES):
                 frames.append(_record_frame(step, 0))  # the episode's last observation
