@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from rise_data.share.edit import parse_episode_list
-from rise_data.store import Store, StoreError, block_rows, store_kind
+from rise_data.store import READ_BLOCK_BYTES, Store, StoreError, block_rows, store_kind
 from rise_data.view.analysis import cosine_similarity, histogram, project_2d, quantize_unit, shown_steps
 
 SCALARS = ("action", "reward", "terminated", "truncated")
@@ -148,10 +148,12 @@ def png_data_url(img: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
 
 
-def _shown_rows(store: Store, name: str, start: int, steps: np.ndarray) -> Iterator[np.ndarray]:
-    """Rows ``start + steps`` of array ``name``, read in blocks of whole chunks (bounded memory)."""
+def shown_rows(
+    store: Store, name: str, start: int, steps: np.ndarray, budget: int = READ_BLOCK_BYTES
+) -> Iterator[np.ndarray]:
+    """Rows ``start + steps`` (ascending) of array ``name``, read in blocks of whole chunks of ~``budget`` bytes."""
     arr = store.array(name)
-    block = block_rows(arr)
+    block = block_rows(arr, budget)
     rows = start + steps
     lo = start - start % arr.chunks[0]
     while lo <= rows[-1]:
@@ -172,9 +174,9 @@ def episode_data(store: Store, row: dict, max_frames: int, sim_steps: int) -> di
         values = store.read(name, start, start + n)
         out[name] = [int(v) if name != "reward" else float(v) for v in values]
     out["frame_steps"] = [int(s) for s in steps]
-    out["gray"] = [png_data_url(img) for img in _shown_rows(store, "obs", start, steps)]
+    out["gray"] = [png_data_url(img) for img in shown_rows(store, "obs", start, steps)]
     out["rgb"] = (
-        [png_data_url(img) for img in _shown_rows(store, "frame", start, steps)] if store.has_frames else None
+        [png_data_url(img) for img in shown_rows(store, "frame", start, steps)] if store.has_frames else None
     )
     out["embeddings"] = {
         name: embedding_views(store, name, start, n, sim_steps) for name in store.embedding_names()
