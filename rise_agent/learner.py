@@ -45,10 +45,14 @@ Precision = Literal["fp32", "bf16"]
 MunchausenPolicy = Literal["online", "target"]
 
 # loss: total loss; td: mean PER priority signal (sum_i mean_j |TD|); cql: the weighted CQL term in the
-# loss (0 when off); q_mean: mean online Q(s_t, .); grad_norm: before clipping; gate_mean / gate_sat:
-# mean of the RISE gate sigmoid(Omega(h)) and the share of its values < 0.05 or > 0.95 (a saturated
-# gate is the failure signature to watch for), NaN without a multiplicative gate
-METRICS = ("loss", "td", "cql", "q_mean", "grad_norm", "gate_mean", "gate_sat")
+# loss (0 when off); q_mean: mean online Q(s_t, .); grad_norm: before clipping; gate_mean /
+# gate_saturation: mean of the RISE gate sigmoid(Omega(h)) and the share of its values < 0.05 or > 0.95
+# (a saturated gate is the failure signature to watch for), NaN without a multiplicative gate;
+# lstm_mean / lstm_std: of the context LSTM's output h_{K-1} over the batch (a collapsed context stream
+# shows as a std near 0), NaN when K = 0. All come back in the step's one device->host copy.
+METRICS = (
+    "loss", "td", "cql", "q_mean", "grad_norm", "gate_mean", "gate_saturation", "lstm_mean", "lstm_std"
+)  # fmt: skip
 GATE_LOW, GATE_HIGH = 0.05, 0.95  # a gate value outside [0.05, 0.95] counts as saturated
 
 
@@ -138,15 +142,22 @@ class Learner:
             self._online_fwd = torch.compile(self._forward_online, dynamic=False)
             self._target_fwd = torch.compile(self._forward_target, dynamic=False)
         self._gate: Tensor | None = None
+        self._lstm: Tensor | None = None
         self._capture_gate = False
         if self.online.combine_proj is not None and net_config.combine == "multiply":
             self.online.combine_proj.register_forward_hook(self._gate_hook)
+        if self.online.context is not None:
+            self.online.context.register_forward_hook(self._lstm_hook)
 
     # -- helpers -----------------------------------------------------------------------------------
 
     def _gate_hook(self, module: nn.Module, inputs, output: Tensor) -> None:
         if self._capture_gate:
             self._gate = output.detach()
+
+    def _lstm_hook(self, module: nn.Module, inputs, output: Tensor) -> None:
+        if self._capture_gate:
+            self._lstm = output.detach()
 
     def _copy_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())
@@ -238,7 +249,7 @@ class Learner:
         frames, context, mask = self._inputs(batch)
         action = batch.action.to(self.device).long()
         weights = batch.weights.to(self.device, torch.float32)
-        self._capture_gate, self._gate = True, None
+        self._capture_gate, self._gate, self._lstm = True, None, None
         try:
             with self._autocast():
                 quantiles, taus = self._online_fwd(frames, context, mask, c.n_tau)
@@ -269,7 +280,8 @@ class Learner:
         priority = quantile_td_priority(pred.detach(), target)
         nan = torch.full((), float("nan"), device=self.device)
         gate = self._gate.float().sigmoid() if self._gate is not None else None
-        self._gate = None
+        lstm = self._lstm.float() if self._lstm is not None else None
+        self._gate = self._lstm = None
         stats = [
             loss.detach(),
             priority.mean(),
@@ -278,6 +290,8 @@ class Learner:
             grad_norm.detach().float(),
             gate.mean() if gate is not None else nan,
             ((gate < GATE_LOW) | (gate > GATE_HIGH)).float().mean() if gate is not None else nan,
+            lstm.mean() if lstm is not None else nan,
+            lstm.std() if lstm is not None else nan,
         ]
         # one device->host copy for metrics and priorities together (a single sync per step)
         host = torch.cat([torch.stack(stats).float(), priority.float()]).cpu().numpy()

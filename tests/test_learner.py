@@ -77,9 +77,9 @@ def test_loss_decreases_on_a_fixed_batch(k):
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
     assert learner.updates == 30
     if k:
-        assert 0.0 < metrics["gate_mean"] < 1.0 and 0.0 <= metrics["gate_sat"] <= 1.0
+        assert 0.0 < metrics["gate_mean"] < 1.0 and 0.0 <= metrics["gate_saturation"] <= 1.0
     else:
-        assert math.isnan(metrics["gate_mean"]) and math.isnan(metrics["gate_sat"])
+        assert math.isnan(metrics["gate_mean"]) and math.isnan(metrics["gate_saturation"])
     assert all(math.isfinite(metrics[key]) for key in ("loss", "td", "q_mean", "grad_norm"))
 
 
@@ -326,3 +326,24 @@ def test_compiled_step_gives_the_eager_loss():
     (loss_e, prio_e), (loss_c, prio_c) = out
     assert math.isclose(loss_e, loss_c, rel_tol=1e-4), (loss_e, loss_c)
     np.testing.assert_allclose(prio_e, prio_c, rtol=1e-3, atol=1e-5)
+
+
+def test_gate_and_lstm_metrics_equal_a_naive_recount():
+    """gate_mean / gate_saturation / lstm_mean / lstm_std are of the step's own forward: the context
+    stream and gate depend on neither noise nor spectral norm, so a separate pass before the step gives
+    the same values; saturation counted element by element."""
+    learner = Learner(small_config(K), LearnerConfig(), "cpu")
+    batch = make_batch(K)
+    with torch.no_grad():
+        h = learner.online.context(batch.context, batch.mask)
+        gate = torch.sigmoid(learner.online.combine_proj(h))
+    flat = gate.flatten().tolist()
+    saturated = sum(1 for v in flat if v < 0.05 or v > 0.95) / len(flat)
+    metrics, _ = learner.step(batch)
+    assert metrics["gate_mean"] == pytest.approx(sum(flat) / len(flat), rel=1e-5)
+    assert metrics["gate_saturation"] == pytest.approx(saturated, abs=1e-7)
+    vals = h.flatten().double()
+    assert metrics["lstm_mean"] == pytest.approx(float(vals.mean()), rel=1e-4, abs=1e-6)
+    assert metrics["lstm_std"] == pytest.approx(float(vals.std()), rel=1e-4)
+    plain, _ = Learner(small_config(0), LearnerConfig(), "cpu").step(make_batch(0))
+    assert math.isnan(plain["lstm_mean"]) and math.isnan(plain["lstm_std"])
