@@ -71,8 +71,12 @@ class TrainConfig:
     checkpoint_every: int = 5_000  # gradient steps between checkpoints
     log_every: int = 100  # gradient steps between metric rows
     eval_every: int = 0  # gradient steps between evaluations (0: only at the end)
-    eval_episodes: int = 8  # episodes per evaluation
-    eval_max_steps: int | None = None  # cap evaluation episodes at this many steps per env
+    eval_episodes: int | None = (
+        None  # episodes per evaluation (default: 8; fewer for a run under 200k env steps, one per 25k)
+    )
+    eval_max_steps: int | None = (
+        None  # cap each evaluation at this many steps per env (default: scaled so it costs about the run's own env steps)
+    )
     seed: int = 0  # seed of torch, numpy and the envs
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     progress: bool = True  # progress bars

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from rise_agent.cli import app
-from rise_agent.config import load_config
+from rise_agent.config import TrainConfig, load_config
 from rise_agent.learner import Learner
 from rise_agent.training.checkpoint import load_checkpoint
 from rise_agent.training.online import updates_owed
@@ -170,6 +170,18 @@ def test_plugin_env_checkpoint_evaluates_only_with_allow_plugin(tmp_path, monkey
 
 
 def test_quiet_prints_nothing_but_errors(probe_store, tmp_path):
+    loud = [a for a in SMALL if a != "--no-progress"][:-4]  # progress on, the evaluation budget scaled
+    out = _ok(
+        runner.invoke(
+            app, ["train", "--store", probe_store, "--run-dir", str(tmp_path / "l"), "--updates", "2", *loud]
+        )
+    )
+    assert (
+        "TrainConfig:" in out
+        and '"evaluation": {' in out
+        and "scaled to the run: about its 128 env steps" in out
+    )
+    assert "evaluation:" in out  # the end-of-run evaluation's progress bar
     run = tmp_path / "run"
     args = ["train", "--store", probe_store, "--run-dir", str(run), "--updates", "2", *SMALL[:-1], "--quiet"]
     assert _ok(runner.invoke(app, args)) == ""  # no config, no bars, no summary line
@@ -190,6 +202,22 @@ def test_learning_starts_counts_online_transitions_only(probe_store, tmp_path):
     _ok(runner.invoke(app, ["train", "--store", probe_store, "--run-dir", str(run), *args, *SMALL]))
     c = _counters(run)
     assert 32 <= c["learning_started_at"] <= 48 and c["updates"] == (64 - c["learning_started_at"] + 4) // 4
+
+
+def test_eval_budget_scales_with_the_run():
+    from rise_agent.training.session import eval_budget
+
+    tiny = TrainConfig(env="ALE/Pong-v5", env_steps=800, num_envs=4)  # the 800-step Pong run
+    b = eval_budget(tiny)
+    assert (b.episodes, b.max_steps) == (1, 800) and "scaled" in b.why  # ~the run's own 800 env steps
+    full = eval_budget(TrainConfig(env="ALE/Pong-v5"))  # 50M env steps: BTR's 8 episodes, no real cap
+    assert full.episodes == 8 and full.max_steps == 50_000_000 // 8
+    assert eval_budget(TrainConfig(env="x", env_steps=100_000)).episodes == 4
+    offline = eval_budget(TrainConfig(store="s", updates=6, replay_ratio=64))  # 6 updates ~ 384 env steps
+    assert (offline.episodes, offline.max_steps) == (1, 384)
+    given = eval_budget(TrainConfig(env="x", env_steps=800, eval_episodes=3, eval_max_steps=7))
+    assert (given.episodes, given.max_steps, given.why) == (3, 7, "as given")
+    assert eval_budget(TrainConfig(env="x", env_steps=8, eval_episodes=2)).max_steps == 100  # the floor
 
 
 def test_updates_owed_is_exact_over_a_run():

@@ -21,7 +21,7 @@ from rise_agent.training.checkpoint import Checkpoint, capture_rng, restore_rng
 from rise_agent.training.rundir import Logger, RunDir
 from rise_data.options import from_json, to_json
 
-__all__ = ["Counters", "Session"]
+__all__ = ["Counters", "EvalBudget", "Session", "eval_budget"]
 
 
 @dataclass
@@ -45,6 +45,39 @@ class Counters:
         return from_json(cls, tree, where)
 
 
+EVAL_MAX_ENVS = 8  # evaluation envs at most (one per episode below that)
+EVAL_MIN_STEPS = 100  # the scaled step cap never goes below this many vector steps
+EVAL_MAX_EPISODES = 8  # scaled episodes: one per EVAL_EPISODES_PER env steps of the run, up to this many
+EVAL_EPISODES_PER = 25_000
+
+
+@dataclass(frozen=True)
+class EvalBudget:
+    """How big each evaluation of a run is, and why (printed in the start-up config)."""
+
+    episodes: int
+    max_steps: int | None  # vector steps per evaluation (None: episodes run to their end)
+    why: str
+
+
+def eval_budget(config: TrainConfig) -> EvalBudget:
+    """Evaluation episodes and step cap: the config's when given, else scaled to the run's size.
+
+    The run's size is its env steps (online) or the env steps its updates stand for at the replay ratio
+    (offline). Scaled, an evaluation plays at most about that many env steps: a tiny run is not dwarfed
+    by its own evaluation (8 whole Pong episodes after an 800-step run), a full-size one is not capped.
+    """
+    size = config.env_steps if config.is_online else config.updates * config.replay_ratio
+    episodes = config.eval_episodes
+    if episodes is None:
+        episodes = int(np.clip(size // EVAL_EPISODES_PER, 1, EVAL_MAX_EPISODES))
+    if config.eval_max_steps is not None:
+        return EvalBudget(episodes, config.eval_max_steps, "as given")
+    envs = min(episodes, EVAL_MAX_ENVS)
+    cap = max(EVAL_MIN_STEPS, -(-size // envs))
+    return EvalBudget(episodes, cap, f"scaled to the run: about its {size} env steps over {envs} envs")
+
+
 class Session:
     """One training run in progress. ``learn``, ``evaluate``, ``checkpoint`` and ``restore`` are all it does."""
 
@@ -52,6 +85,7 @@ class Session:
         self.config, self.parts, self.run, self.device = config, parts, run, device
         self.counters = Counters()
         self.rng = np.random.default_rng(config.seed)  # replay sampling
+        self.budget = eval_budget(config)
         self.logger: Logger | None = None
         self.t0 = time.time()
         self.last_ckpt = 0
@@ -112,18 +146,19 @@ class Session:
                 self.log("train", metrics)
 
     def evaluate(self) -> dict:
-        """BTR's evaluation protocol (noise off, its ε for this many env steps)."""
+        """BTR's evaluation protocol (noise off, its ε for this many env steps) within the run's budget."""
         from rise_agent.evaluation.evaluate import btr_eval_epsilon, evaluate
 
-        c = self.config
+        c, b = self.config, self.budget
         out = evaluate(
             self.parts.learner.online,
             self.parts.frozen_encoder(c, self.device),
             self.parts.spec,
-            episodes=c.eval_episodes,
+            episodes=b.episodes,
             epsilon=btr_eval_epsilon(self.counters.env_steps),
             seed=c.seed + 10_000,
-            max_steps=c.eval_max_steps,
+            max_steps=b.max_steps,
+            progress=c.progress,
         )
         row = {k: v for k, v in out.items() if isinstance(v, int | float)}
         row["human_normalized"] = float("nan") if out["human_normalized"] is None else out["human_normalized"]

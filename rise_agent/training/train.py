@@ -10,6 +10,7 @@ from its checkpoint with the same counters.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import torch
@@ -119,6 +120,7 @@ def _print_config(s: Session) -> None:
         "encoder": parts.encoder_spec.to_json() if parts.encoder_spec else None,
         "network (derived)": {"n_actions": parts.net.n_actions, "embed_dim": parts.net.embed_dim},
         "replay": parts.replay.describe(config.batch_size),
+        "evaluation": dataclasses.asdict(s.budget),
     }
     if config.progress:
         print(
