@@ -220,6 +220,45 @@ def test_eval_budget_scales_with_the_run():
     assert eval_budget(TrainConfig(env="x", env_steps=8, eval_episodes=2)).max_steps == 100  # the floor
 
 
+def test_bf16_refused_in_one_line_where_the_lstm_cannot_run(probe_store, tmp_path, monkeypatch):
+    """As on a CPU whose oneDNN has no bf16 LSTM: the probe fails once, the run is refused before it starts."""
+    from rise_agent.training import precision
+
+    calls = []
+
+    def no_bf16_lstm(device_type):
+        calls.append(device_type)
+        raise RuntimeError(
+            "could not create a primitive descriptor for the LSTM forward propagation primitive"
+        )
+
+    precision.bf16_lstm_error.cache_clear()
+    monkeypatch.setattr(precision, "_probe", no_bf16_lstm)
+    try:
+        assert precision.bf16_lstm_supported("cpu") is False and precision.bf16_lstm_supported("cpu") is False
+        assert calls == ["cpu"]  # probed once, then cached
+        args = [
+            "train",
+            "--store",
+            probe_store,
+            "--updates",
+            "2",
+            "--precision",
+            "bf16",
+            "--device",
+            "cpu",
+            *SMALL,
+        ]
+        out = runner.invoke(app, [*args, "--run-dir", str(tmp_path / "r")])
+        lines = out.output.strip().splitlines()
+        assert out.exit_code == 2 and len(lines) == 1, out.output
+        assert "oneDNN cannot run a bf16 LSTM (could not create a primitive descriptor" in lines[0]
+        assert "use --precision fp32" in lines[0] and not (tmp_path / "r").exists()
+        _ok(runner.invoke(app, [*args, "-k", "0", "--run-dir", str(tmp_path / "k0")]))  # K = 0: no LSTM
+    finally:
+        precision.bf16_lstm_error.cache_clear()
+
+
 def test_updates_owed_is_exact_over_a_run():
     for num_envs, ratio in [(64, 64), (8, 3), (4, 8), (5, 2)]:
         owed, total = 0.0, 0

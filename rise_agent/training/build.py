@@ -16,6 +16,7 @@ from rise_agent.config import TrainConfig
 from rise_agent.learner import Learner
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay
+from rise_agent.training.precision import check_precision
 from rise_data.encode.encoders import Encoder, EncoderError, EncoderSpec, embedding_encoder, make_encoder
 from rise_data.envs import env_spec, parse_env_options
 from rise_data.store import Store, open_store
@@ -104,6 +105,7 @@ def _encoder(config: TrainConfig, store: Store | None, emb: str | None, spec: di
 def build(config: TrainConfig, device: torch.device, replay_dir: Path | None = None) -> Parts:
     """Open the store / env, resolve the encoder, and build the network, learner and replay."""
     _check_mode(config)
+    check_precision(config.learner.precision, config.network.context_len, device)
     store = open_store(config.store) if config.store else None
     if store is not None:
         spec = store.env
