@@ -153,3 +153,14 @@ def test_bad_keys_and_missing_embeddings(cue_store, store):
         StoreDataset(cue_store, ("embedding",))  # the plain fixture has no embeddings
     one = StoreDataset(store, ("action",))  # no windows asked: no embedding needed
     assert set(one[0]) == {"row", "action"}
+
+
+def test_the_docs_bc_example_runs(store):
+    """docs/viewer.md's behaviour-cloning block, run as written on a real store (one epoch)."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "viewer.md").read_text()
+    block = text.split("### Behaviour cloning", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    env: dict = {}
+    exec(block.replace('"pong.zarr"', repr(store)), env)  # noqa: S102  (our own docs)
+    assert torch.isfinite(env["loss"]) and env["n_actions"] == 3
