@@ -273,6 +273,50 @@ def test_evaluate_runs_whole_episodes_and_records(cue_spec, tmp_path):
     assert again["returns"] == out["returns"]  # seeded: envs, ε draws and IQN taus
 
 
+def test_evaluation_draws_from_its_own_generators(cue_spec, monkeypatch):
+    """IQN's taus come from the evaluation's own torch.Generator: the same seed gives the same taus while
+    another thread draws from torch's global RNG (as the actor thread does during training), and the
+    global RNG is neither reseeded nor advanced."""
+    import threading
+
+    from rise_agent.network import RiseNetwork
+
+    drawn: list[torch.Tensor] = []
+    real = RiseNetwork.quantiles
+
+    def spy(self, z, n_tau=8, taus=None, advantages_only=False):
+        q, t = real(self, z, n_tau, taus, advantages_only)
+        drawn.append(t.clone())
+        return q, t
+
+    monkeypatch.setattr(RiseNetwork, "quantiles", spy)
+    net, enc = small_net(8), make_encoder("downsample")
+
+    def run(seed: int) -> torch.Tensor:
+        drawn.clear()
+        stop = threading.Event()
+        actor = threading.Thread(target=lambda: [torch.rand(64) for _ in iter(stop.is_set, True)])
+        actor.start()
+        try:
+            evaluate(net, enc, cue_spec, episodes=4, num_envs=2, seed=seed)
+        finally:
+            stop.set()
+            actor.join()
+        return torch.cat(drawn)
+
+    first = run(1)
+    assert torch.equal(run(1), first) and not torch.equal(run(2), first)
+
+    def no_reseed(*a, **k):
+        raise AssertionError("evaluation touched torch's global RNG")
+
+    monkeypatch.setattr(torch, "manual_seed", no_reseed)
+    monkeypatch.setattr(torch.random, "fork_rng", no_reseed)
+    state = torch.get_rng_state()
+    evaluate(net, enc, cue_spec, episodes=2, num_envs=2, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_evaluate_max_steps_cuts_episodes(cue_spec):
     out = evaluate(small_net(0), None, cue_spec, episodes=2, epsilon=0.5, max_steps=3)
     assert out["cut"] == 2 and out["lengths"] == [3, 3] and out["returns"] == [0.0, 0.0]

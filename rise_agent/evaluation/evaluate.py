@@ -4,8 +4,9 @@
 :func:`btr_eval_epsilon` is BTR's) in ``make_env(spec)`` through the same :class:`~rise_agent.acting.actor.Actor`
 that acts during training. Each env is given a fixed quota of episodes up front, so short episodes are
 not over-represented the way "the first N episodes to finish" (BTR's main.py:65-78) would make them.
-Torch's RNG (IQN's tau samples) is forked and seeded, so an evaluation neither depends on nor disturbs
-the training RNG.
+Its random draws come from its own generators, seeded by ``seed``: a numpy ``Generator`` for ε and a
+``torch.Generator`` for IQN's tau samples. Torch's global RNG is never read or reseeded, so a
+training-time evaluation is reproducible and leaves the actor thread, which draws from it, alone.
 
 Honest scores: every episode records how it ended (``terminated``, ``truncated`` by the env's own time
 limit, or ``cut`` by ``max_steps``). A human-normalised score is given only when every episode is whole
@@ -20,6 +21,8 @@ whole games under it, as BTR and DQN Zoo count them); otherwise the result is ra
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +248,20 @@ def evaluate(
     }
 
 
+@contextmanager
+def own_taus(network: RiseNetwork, generator: torch.Generator) -> Iterator[None]:
+    """Inside the block ``network`` samples IQN's taus from ``generator``, not torch's global RNG."""
+
+    def sample_taus(batch: int, n_tau: int, device: torch.device | None = None) -> torch.Tensor:
+        return torch.rand(batch, n_tau, generator=generator, device=generator.device).to(device)
+
+    network.sample_taus = sample_taus  # an instance attribute shadows the method for this network only
+    try:
+        yield
+    finally:
+        del network.sample_taus
+
+
 def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps, bar):
     """Play each env's quota of episodes through the rollout driver: ([(return, length, end)], vector steps)."""
     num_envs = env.num_envs
@@ -256,9 +273,8 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps, bar
     frames: list[np.ndarray] | None = [] if record is not None else None
     steps = 0
     rollout = Rollout(env)  # keeps returns and lengths only
-    fork = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork), disable_noise(network):
-        torch.manual_seed(seed)
+    taus = torch.Generator(device=device).manual_seed(seed)
+    with own_taus(network, taus), disable_noise(network):
         actor = Actor(network, encoder, num_envs, cfg.frame_stack, cfg.context_len, device)
         step = rollout.reset(seed=seed)
         rollout.file(step)
