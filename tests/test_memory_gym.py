@@ -8,6 +8,7 @@ Needs memory-gym (``make memory-gym``; docs/envs.md); skipped with that install 
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -19,9 +20,9 @@ from rise_data.cli import app as data_app
 from rise_data.envs import EnvError, build_spec, make_env
 from rise_data.store import open_store
 
-pytestmark = pytest.mark.skipif(
+needs = pytest.mark.skipif(
     importlib.util.find_spec("memory_gym") is None,
-    reason="memory-gym is not installed: make memory-gym (.venv/bin/python -m pip install --no-deps memory-gym==1.0.2)",
+    reason="memory-gym is not installed: make memory-gym (.venv/bin/python -m pip install --no-deps -r requirements/memory-gym.txt)",
 )
 TINY_NET = ["--impala-channels", "4,8,8", "--hidden", "32", "--lstm-hidden", "32", "-k", "4", "--n-cos", "8"]
 
@@ -37,6 +38,7 @@ def _raw(env_id: str, **kwargs) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
+@needs
 def test_spec_records_reset_parameters_and_autoresets_pass_them():
     """MysteryPath ends an episode only at its goal or max_steps: with max_steps=20 every episode of
     random play is 20 steps, the ones after an autoreset too (gymnasium's autoreset passes no options)."""
@@ -55,6 +57,7 @@ def test_spec_records_reset_parameters_and_autoresets_pass_them():
     assert np.flatnonzero(term[:, 1]).tolist() == [20, 41, 62]
 
 
+@needs
 def test_frames_are_memory_gyms_render_and_actions_flatten_row_major():
     """The family's frame is what memory-gym's own render() shows; action a is (a // 3, a % 3)."""
     actions = np.random.default_rng(1).integers(0, 9, size=25)
@@ -72,6 +75,7 @@ def test_frames_are_memory_gyms_render_and_actions_flatten_row_major():
     assert len({m.tobytes() for m in mine}) > 5  # the agent moved: a test of frames, not of one still image
 
 
+@needs
 def test_another_env_built_and_closed_mid_episode_leaves_frames_unchanged():
     """All memory-gym envs of a process draw on pygame's one display; an evaluation env made and closed
     during training must not change the training env's frames (memory-gym's close is pygame.quit())."""
@@ -94,6 +98,7 @@ def test_another_env_built_and_closed_mid_episode_leaves_frames_unchanged():
     assert all(np.array_equal(a, b) for a, b in zip(run(False), run(True), strict=True))
 
 
+@needs
 @pytest.mark.parametrize(
     "env_id,options,message",
     [
@@ -108,11 +113,13 @@ def test_bad_options_refused_in_one_line(env_id, options, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@needs
 def test_grid_variant_keeps_its_discrete_actions():
     spec = build_spec("MortarMayhem-Grid-v0")
     assert spec.wrappers == ("transpose",) and spec.n_actions == 4
 
 
+@needs
 @pytest.mark.slow
 def test_memory_gym_collect_encode_train_eval(tmp_path):
     store, run = str(tmp_path / "s.zarr"), str(tmp_path / "run")
@@ -130,3 +137,10 @@ def test_memory_gym_collect_encode_train_eval(tmp_path):
     # evaluation rebuilds the env from the spec the store recorded (id, family, reset parameters, wrappers)
     out = _ok(agent_app, ["eval", f"{run}/checkpoint.pt", "--episodes", "2", "--max-steps", "20"])
     assert "MortarMayhem-v0" in out and "2 episodes" in out
+
+
+def test_missing_memory_gym_names_the_install_route(monkeypatch):
+    monkeypatch.setitem(sys.modules, "memory_gym", None)  # what the import meets where it is not installed
+    with pytest.raises(EnvError) as e:
+        build_spec("MortarMayhem-v0")
+    assert "install it: make memory-gym (" in str(e.value) and "requirements/memory-gym.txt" in str(e.value)

@@ -7,6 +7,7 @@ Needs procgen (``make procgen``; docs/envs.md); skipped with that install line o
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from rise_data.envs import EnvError, build_spec, make_env
 from rise_data.envs.procgen_family import ProcgenVector, _procgen
 from rise_data.store import open_store
 
-pytestmark = pytest.mark.skipif(
+needs = pytest.mark.skipif(
     importlib.util.find_spec("procgen") is None,
     reason="procgen is not installed: make procgen (.venv/bin/python -m pip install --no-deps -r requirements/procgen.txt)",
 )
@@ -49,6 +50,7 @@ def _rollout(env, actions: np.ndarray):
     return out, np.array(ignored)
 
 
+@needs
 def test_next_step_autoreset_equals_procgen_without_the_ignored_steps():
     """One env: the adapter's trajectory, minus the steps whose action the contract ignores, is procgen's own
     trajectory on the remaining actions (same seed); an ignored step repeats the reset frame with reward 0."""
@@ -70,6 +72,7 @@ def test_next_step_autoreset_equals_procgen_without_the_ignored_steps():
         assert np.array_equal(mine[t + 1][0], mine[t][0]) and mine[t + 1][1][0] == 0 and not mine[t + 1][2][0]
 
 
+@needs
 def test_ignored_actions_do_not_reach_the_game():
     """Several envs: changing only the actions the contract ignores changes nothing."""
     actions = np.random.default_rng(1).integers(0, 15, size=(200, 3))
@@ -82,6 +85,7 @@ def test_ignored_actions_do_not_reach_the_game():
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
+@needs
 def test_options_are_recorded_and_reach_procgen():
     spec = build_spec("procgen:maze", 64, distribution_mode="memory", num_levels=1, start_level=7)
     assert spec.family == "procgen" and spec.frame_shape == (64, 64, 3) and spec.n_actions == 15
@@ -96,6 +100,7 @@ def test_options_are_recorded_and_reach_procgen():
     assert not np.array_equal(*frames)
 
 
+@needs
 @pytest.mark.parametrize(
     "env_id,options,message",
     [
@@ -121,6 +126,7 @@ def test_bad_ids_and_options_refused_in_one_line(env_id, options, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@needs
 def test_cli_refuses_a_mode_the_game_lacks():
     """Procgen's C++ would end the process; the CLI exits 2 with the line instead."""
     res = CliRunner().invoke(
@@ -139,6 +145,7 @@ def test_cli_refuses_a_mode_the_game_lacks():
     assert res.exit_code == 2 and "has no 'memory' mode" in res.output
 
 
+@needs
 @pytest.mark.slow
 def test_procgen_collect_encode_train_eval(tmp_path):
     store, run = str(tmp_path / "s.zarr"), str(tmp_path / "run")
@@ -156,3 +163,10 @@ def test_procgen_collect_encode_train_eval(tmp_path):
     # evaluation rebuilds the env from the spec the store recorded (id, family, options)
     out = _ok(agent_app, ["eval", f"{run}/checkpoint.pt", "--episodes", "2", "--max-steps", "20"])
     assert "procgen:coinrun" in out and "2 episodes" in out
+
+
+def test_missing_procgen_names_the_install_route(monkeypatch):
+    monkeypatch.setitem(sys.modules, "procgen", None)  # what `import procgen` meets where it is not installed
+    with pytest.raises(EnvError) as e:
+        build_spec("procgen:coinrun")
+    assert "install it: make procgen (" in str(e.value) and "requirements/procgen.txt" in str(e.value)

@@ -1,7 +1,7 @@
 """memory-gym (``MortarMayhem-v0``, ``MysteryPath-v0``, ``SearingSpotlights-v0``, their ``Endless-`` and ``-Grid``
 variants): Pleines et al.'s image memory benchmark, pure Python on pygame, rendered without a display.
 
-Installed by ``make memory-gym`` (``pip install --no-deps memory-gym==1.0.2``: its metadata pins gymnasium
+Installed by ``make memory-gym`` (requirements/memory-gym.txt, ``--no-deps``: its metadata pins gymnasium
 0.29.0 and pygame 2.4.0; it runs with rise's gymnasium 1.4.0 and pygame-ce, tests/test_memory_gym.py).
 The env's reset parameters are its options (``--env-option command_count=[5]``); the spec records all of
 them, defaults included, and every reset (autoresets too) passes them. Two default wrappers: ``transpose``
@@ -21,7 +21,7 @@ from rise_data.envs.family import register_family
 from rise_data.envs.gymnasium_family import GymnasiumFamily, apply_wrapper, register_wrapper
 from rise_data.envs.spec import EnvError, EnvSpec
 
-INSTALL = "make memory-gym (.venv/bin/python -m pip install --no-deps memory-gym==1.0.2)"
+INSTALL = "make memory-gym (.venv/bin/python -m pip install --no-deps -r requirements/memory-gym.txt)"
 
 
 def _transpose(env: gym.Env, _: str | None) -> gym.Env:
