@@ -60,8 +60,9 @@ def frame_stack_indices(
     """Rows of the frame stack ending at ``idx``: ``(rows int64[B, stack], valid bool[B, stack])``.
 
     Slot j holds row ``idx - stack + 1 + j`` (oldest first, current frame last). Slots before the
-    episode start are invalid (the caller blanks them to zeros, as BTR does); their row index is
-    clamped to the episode's first row so a gather never goes out of bounds or across episodes.
+    episode start are invalid and point at the episode's first row, so gathering ``rows`` as they are
+    repeats the first frame there: BTR's padding (gymnasium 0.29 ``FrameStack`` fills the stack with the
+    reset observation); ``valid`` says which slots are real. A gather never crosses episodes.
     """
     return _window(idx, episode_start, stack)
 

@@ -102,3 +102,46 @@ def test_actor_copy_holds_no_learner_and_does_not_power_iterate():
         if type(m).__name__ == "_SpectralNorm":
             m.eval()
     torch.testing.assert_close(q, ref(f, ctx, mask, taus=taus)[0], rtol=0, atol=0)
+
+
+def test_actor_frame_stack_repeats_the_episode_first_frame():
+    """BTR's FrameStack padding in the actor: before an episode's start the stack holds its first frame;
+    the context window keeps zeros and mask False there. Naive per-env logs, staggered resets."""
+    import numpy as np
+    import torch
+
+    from rise_agent.acting.actor import Actor
+    from rise_agent.network import NetworkConfig, make_network
+    from rise_data.envs import Step
+
+    class Fixed:  # the embedding of a frame: its first 4 pixels (distinct per step)
+        dim, name = 4, "fixed"
+        preprocessing = type("P", (), {"source": "obs"})()
+
+        def __call__(self, rows):
+            return torch.from_numpy(np.asarray(rows)[:, 0, :4].astype(np.float32))
+
+    e, k = 3, 6
+    cfg = NetworkConfig(
+        n_actions=2, context_len=k, embed_dim=4, lstm_hidden=4, impala_channels=(2, 2, 2), hidden=4
+    )
+    actor = Actor(make_network(cfg), Fixed(), e, cfg.frame_stack, k)
+    rng = np.random.default_rng(0)
+    logs = [[] for _ in range(e)]
+    for t in range(25):
+        obs = rng.integers(0, 256, (e, 84, 84), dtype=np.uint8)
+        first = np.ones(e, bool) if t == 0 else rng.random(e) < 0.25
+        z = np.zeros(e, bool)
+        actor.observe(Step(obs, None, np.zeros(e, np.float32), z, z, first))
+        frames, (ctx, mask) = actor.frames(), actor.context()
+        for i in range(e):
+            logs[i] = [obs[i]] if first[i] else [*logs[i], obs[i]]
+            n = len(logs[i])
+            for j in range(4):
+                want = logs[i][max(0, n - 4 + j)]  # slot j: item n-4+j, the first one before the start
+                assert np.array_equal(frames[i, j].numpy(), want)
+            for j in range(k):
+                q = n - k + j
+                assert bool(mask[i, j]) == (q >= 0)
+                want = logs[i][q][0, :4].astype(np.float16) if q >= 0 else np.zeros(4, np.float16)
+                assert np.array_equal(ctx[i, j].numpy(), want)

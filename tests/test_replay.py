@@ -86,9 +86,8 @@ def naive(log: Log, t: int, cfg) -> dict:
     S, K, n, g = cfg.frame_stack, cfg.context_len, cfg.n_step, cfg.gamma
     clip = (lambda r: max(-cfg.reward_clip, min(cfg.reward_clip, r))) if cfg.reward_clip else (lambda r: r)
 
-    def stack(r):
-        blank = np.zeros_like(log.obs[r])
-        return np.stack([log.obs[q] if q >= start else blank for q in range(r - S + 1, r + 1)])
+    def stack(r):  # BTR's FrameStack: slots before the episode start repeat its first frame
+        return np.stack([log.obs[max(q, start)] for q in range(r - S + 1, r + 1)])
 
     def window(r):
         if not K:
@@ -188,7 +187,8 @@ def test_offline_batches_match_naive(cue_store, cache, cfg, win):
     full = np.isclose(d, cfg.gamma**cfg.n_step)
     assert (d == 0).any() and full.any()  # terminal, n steps
     assert cfg.n_step == 1 or ((d > 0) & ~full).any()  # truncated with m < n
-    assert (batch.frames[:, 0] == 0).all(dim=(1, 2)).any()
+    # episode-start rows are in: their whole stack is the first frame (BTR's FrameStack padding)
+    assert (batch.frames == batch.frames[:, -1:]).all(dim=(1, 2, 3)).any()
     r = batch.returns.numpy()
     clip = cfg.reward_clip or 1.0
     assert np.abs(r).max() == pytest.approx(clip, rel=1e-6)
@@ -363,12 +363,7 @@ class Driver:
         for e, log in enumerate(self.logs):
             u = len(log.obs) - 1
             start = log.start(u)
-            ref = np.stack(
-                [
-                    log.obs[q] if q >= start else np.zeros_like(log.obs[u])
-                    for q in range(u - cfg.frame_stack + 1, u + 1)
-                ]
-            )
+            ref = np.stack([log.obs[max(q, start)] for q in range(u - cfg.frame_stack + 1, u + 1)])
             np.testing.assert_array_equal(frames[e].numpy(), ref)
             if cfg.context_len:
                 rows = range(u - cfg.context_len + 1, u + 1)

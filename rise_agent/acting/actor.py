@@ -2,7 +2,8 @@
 
 Per env the actor keeps the last ``frame_stack`` agent observations and the last K frozen-encoder
 embeddings of the *current* episode in device ring buffers. Windows are left-padded, current frame
-last, zeros (and mask False) before the episode start -- exactly what
+last; before the episode start the frame stack repeats the episode's first frame (BTR's FrameStack)
+and the context window holds zeros with mask False -- exactly what
 :func:`rise_data.windows.frame_stack_indices` / :func:`~rise_data.windows.context_window` give the
 replay, and embeddings are kept in float16 as the replay stores them, so the network sees the same
 inputs when acting as when training.
@@ -62,10 +63,16 @@ class _Window:
         self.count = torch.where(first, 0, self.count) + 1
         self.buf[:, self.head] = items
 
-    def read(self) -> tuple[Tensor, Tensor]:
-        """Oldest-first window (E, L, ...) with zeros before the episode start, and its valid mask (E, L)."""
+    def read(self, repeat_first: bool = False) -> tuple[Tensor, Tensor]:
+        """Oldest-first window (E, L, ...) and its valid mask (E, L); before the episode start zeros, or
+        with ``repeat_first`` the episode's first item (BTR's frame-stack padding)."""
+        first = self.length - self.count.clamp(max=self.length)  # position of the episode's first item
+        valid = self.slots.unsqueeze(0) >= first.unsqueeze(1)
+        if repeat_first:
+            pos = torch.maximum(self.slots.unsqueeze(0), first.unsqueeze(1))  # (E, L)
+            slot = (pos + self.head + 1) % self.length
+            return self.buf[torch.arange(self.buf.shape[0], device=slot.device).unsqueeze(1), slot], valid
         order = (self.slots + self.head + 1) % self.length  # slot of position j, current item last
-        valid = self.slots.unsqueeze(0) >= self.length - self.count.clamp(max=self.length).unsqueeze(1)
         window = self.buf[:, order]
         shape = valid.shape + (1,) * (window.dim() - 2)
         return torch.where(valid.view(shape), window, 0), valid
@@ -137,8 +144,8 @@ class Actor:
         return emb
 
     def frames(self) -> Tensor:
-        """uint8 (E, frame_stack, H, W), oldest first, zeros before the episode start."""
-        return self._frames.read()[0]
+        """uint8 (E, frame_stack, H, W), oldest first, the episode's first frame repeated before its start."""
+        return self._frames.read(repeat_first=True)[0]
 
     def context(self) -> tuple[Tensor | None, Tensor | None]:
         """float16 (E, K, D) and bool (E, K): left-padded, current frame last; (None, None) when K = 0."""

@@ -204,10 +204,8 @@ class Replay:
     def current_frames(self) -> Tensor:
         """uint8 (E, S, H, W): each env's frame stack at its newest row, as in training batches."""
         rows = self._newest()
-        srows, valid = self.ring.window(frame_stack_indices, rows, self.config.frame_stack)
-        frames = self.ring.obs[srows]
-        frames[~valid] = 0
-        return torch.from_numpy(frames).to(self.device)
+        srows, _ = self.ring.window(frame_stack_indices, rows, self.config.frame_stack)
+        return torch.from_numpy(self.ring.obs[srows]).to(self.device)  # first frame repeated before the start
 
     def current_context(self) -> tuple[Tensor | None, Tensor | None]:
         """float16 (E, K, D) windows and bool (E, K) masks at each env's newest row; (None, None) if K=0."""
@@ -346,11 +344,9 @@ def _gather(source: Source, idx: np.ndarray, out: _Out, sl: slice, c: WindowedCo
     S, K, nb = c.frame_stack, c.context_len, len(idx)
     r, nxt, d = source.targets(idx)
     both = np.concatenate([idx, nxt])
-    srows, valid = source.window(frame_stack_indices, both, S)
-    srows, valid = srows.reshape(2, nb, S), valid.reshape(2, nb, S)
-    for i in range(2):
+    srows = source.window(frame_stack_indices, both, S)[0].reshape(2, nb, S)
+    for i in range(2):  # slots before the episode start hold its first frame (BTR's FrameStack padding)
         np.take(source.obs, srows[i], axis=0, out=out.frames[i, sl], mode="clip")
-        out.frames[i, sl][~valid[i]] = 0
     if K:
         crows, cmask = source.window(context_window, both, K)
         out.mask[:, sl] = cmask.reshape(2, nb, K)

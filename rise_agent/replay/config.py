@@ -77,7 +77,7 @@ class WindowedConfig(ReplayConfig):
 class Batch:
     """A sampled batch; every tensor is on the replay's device.
 
-    ``frames`` uint8 (B, S, H, W), blank (zero) slots before the episode start. ``context`` float16
+    ``frames`` uint8 (B, S, H, W), the episode's first frame repeated in slots before its start (BTR). ``context`` float16
     (B, K, D): embeddings of rows t-K+1..t, current frame last, zero where ``mask`` (bool (B, K)) is
     False; both None when K = 0. ``returns``: n-step sum of clipped rewards; ``discount``: gamma^m, or 0
     when the episode terminated at t+m. ``next_*``: the same at row t+m. ``weights``: PER importance
