@@ -84,6 +84,36 @@ def test_offline_then_online_then_eval(probe_store, tmp_path):
     assert "3 episodes" in out and (tmp_path / "ep.gif").stat().st_size > 0
 
 
+def test_train_csv_keeps_every_metric_the_learner_returns(probe_store, tmp_path, monkeypatch):
+    """Columns follow the learner's metrics dict, also keys that appear later (rows before them stay empty),
+    and the curves get the context stream's failure-signature panel (K > 0)."""
+    import csv
+
+    from rise_agent.training.curves import signatures
+
+    real_step, seen = Learner.step, set()
+
+    def step(self, batch):
+        metrics, prio = real_step(self, batch)
+        metrics = {**metrics, "gate_saturation": 0.25, "lstm_mean": 0.1, "lstm_std": 0.5}
+        if self.updates > 2:  # a metric reported only from some step on
+            metrics["late_metric"] = 1.5
+        seen.update(metrics)
+        return metrics, prio
+
+    monkeypatch.setattr(Learner, "step", step)
+    run = tmp_path / "run"
+    _ok(
+        runner.invoke(app, ["train", "--store", probe_store, "--run-dir", str(run), "--updates", "6", *SMALL])
+    )
+    with (run / "train.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert seen <= set(rows[0]) and len(rows) == 3  # every key the learner returned is a column
+    assert rows[0]["late_metric"] == "" and [r["late_metric"] for r in rows[1:]] == ["1.5", "1.5"]
+    assert {"gate_saturation", "lstm_mean", "lstm_std"} <= set(signatures(rows))
+    assert (run / "learning_curve.png").stat().st_size > 0
+
+
 def test_online_from_scratch_saves_a_store_that_trains(tmp_path):
     """RISE K>0 with no store: the encoder comes from --encoder; --save-store leaves a valid, trainable store."""
     run, out = tmp_path / "run", tmp_path / "played.zarr"

@@ -159,14 +159,8 @@ class Logger:
             "time": round(time.time(), 3),
             **row,
         }
-        if kind not in self.files:
-            path = self.run_dir / f"{kind}.csv"
-            new = not path.exists() or path.stat().st_size == 0
-            f = path.open("a", newline="")
-            w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
-            if new:
-                w.writeheader()
-            self.files[kind] = (f, w)
+        if kind not in self.files or set(row) - set(self.files[kind][1].fieldnames):
+            self._open(kind, row)
         f, w = self.files[kind]
         w.writerow(row)
         f.flush()
@@ -178,6 +172,33 @@ class Logger:
                 and math.isfinite(v)
             ):
                 tb.add_scalar(k, v, step)
+
+    def _open(self, kind: str, row: dict) -> None:
+        """(Re)open ``kind``.csv for appending with columns for every key of ``row``.
+
+        The columns are the file's header plus any new key: a metric that appears later (or after a
+        resume, from a newer learner) widens the file, earlier rows left empty in it, instead of being dropped.
+        """
+        if kind in self.files:
+            self.files.pop(kind)[0].close()
+        path = self.run_dir / f"{kind}.csv"
+        rows: list[dict] = []
+        if path.exists() and path.stat().st_size > 0:
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                header, rows = list(reader.fieldnames or []), list(reader)
+        else:
+            header = []
+        names = header + [k for k in row if k not in header]
+        if names != header:  # a new file, or new columns: write the header (and the rows so far) afresh
+            tmp = path.with_name(path.name + ".tmp")
+            with tmp.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=names, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
+            tmp.replace(path)
+        f = path.open("a", newline="")
+        self.files[kind] = (f, csv.DictWriter(f, fieldnames=names, extrasaction="ignore"))
 
     def close(self) -> None:
         for f, _ in self.files.values():
