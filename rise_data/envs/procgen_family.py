@@ -113,7 +113,7 @@ class ProcgenVector:
 
     def recv(self):
         reward, ob, first = self.env.observe()
-        obs, reward, done = ob["rgb"].copy(), np.asarray(reward, np.float32).copy(), np.asarray(first, bool)
+        obs, reward, done = ob["rgb"].copy(), np.array(reward, np.float32), np.array(first, bool)
         for i, state in self._pending.items():  # undo the step the contract says these envs did not take
             self.env.call_c_func("set_state", i, state, len(state))
             obs[i], reward[i], done[i] = self._first[i], 0.0, False
@@ -123,7 +123,7 @@ class ProcgenVector:
             self._pending[int(i)] = bytes(self.env._ffi.buffer(self._buf, n))
             self._first[int(i)] = obs[i].copy()
         # procgen's done covers the level's own time limit too: one terminal flag, as its gym env reports
-        return obs, reward, done.copy(), np.zeros(self.num_envs, bool), {}
+        return obs, reward, done, np.zeros(self.num_envs, bool), {}
 
     def step(self, actions: np.ndarray):
         self.send(actions)
