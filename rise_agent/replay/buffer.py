@@ -58,6 +58,8 @@ class Replay:
             self.ring.base = self.store.num_rows
         self.mixer = Mixer.resolve(config.offline_fraction, store is not None, self.ring is not None)
         self._need_first = False  # after a checkpoint is loaded, episodes restart with add_first
+        self._pending = None  # (batch size, future of the prefetched batch) with config.prefetch
+        self._pool = None
 
     @classmethod
     def from_store(
@@ -158,6 +160,7 @@ class Replay:
         An env whose previous episode is still open has it closed as truncated at its newest row.
         """
         ring = self._require_ring()
+        self._drain()
         obs = np.asarray(step_obs)
         self._check_step(obs, emb)
         envs = np.arange(self.num_envs)
@@ -173,6 +176,7 @@ class Replay:
         and ``actions[i]`` was ignored (the previous episode ended on the step before).
         """
         ring = self._require_ring()
+        self._drain()
         if self._need_first or not np.all(ring.written > 0):
             raise RuntimeError("call add_first with the observations of env.reset() before add")
         obs = np.asarray(step.obs)
@@ -219,10 +223,39 @@ class Replay:
 
     # -- sampling ---------------------------------------------------------------------------------
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        """A batch of exactly ``mixer.split(batch_size)`` store and ring rows, each drawn by its sampler."""
-        c = self.config
-        B, S, K = int(batch_size), c.frame_stack, c.context_len
-        parts = []
+        """A batch of exactly ``mixer.split(batch_size)`` store and ring rows, each drawn by its sampler.
+
+        With ``config.prefetch`` the batch returned was drawn at the previous call and gathered in a
+        background thread while the caller worked (its learner step); this call draws the next one. The
+        draws stay in this thread, in the same order, so with priorities that do not move the batches
+        equal the eager ones; moving priorities reach a draw one step late (the batch drawn before the
+        previous step's update). Writes wait for a gather in flight (:meth:`add`, :meth:`add_first`).
+        """
+        if not self.config.prefetch:
+            return self._assemble(self._draw(batch_size, rng))
+        pending = self._pending
+        if pending is None or pending[0] != int(batch_size):
+            self._drain()
+            pending = (int(batch_size), self._submit(self._draw(batch_size, rng)))
+        self._pending = (pending[0], self._submit(self._draw(batch_size, rng)))
+        return pending[1].result()
+
+    def _submit(self, draw):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rise-replay-prefetch")
+        return self._pool.submit(self._assemble, draw)
+
+    def _drain(self) -> None:
+        """Wait for a prefetch gather in flight (it reads rows a write would change); keep its batch."""
+        if self._pending is not None:
+            self._pending[1].exception()
+
+    def _draw(self, batch_size: int, rng: np.random.Generator) -> tuple:
+        """The rows of one batch and their draw probabilities (the only part that reads the samplers)."""
+        B = int(batch_size)
+        draws = []
         for source, n, share in zip(
             (self.store, self.ring),
             self.mixer.split(B),
@@ -236,11 +269,19 @@ class Replay:
                     f"the replay's {source.name} source holds no sampleable transitions yet, and "
                     f"{n} of {B} rows must come from it: sample once it has some"
                 )
-            parts.append((source, n, share))
-        dev = self.device
+            idx, prob = source.sampler.sample(n, rng)
+            draws.append((source, idx, share * prob))
+        return B, draws, float(self.per_beta)
+
+    def _assemble(self, draw: tuple) -> Batch:
+        """Gather the drawn rows (targets, frame stacks, context windows) into a Batch on the device."""
+        B, draws, per_beta = draw
+        c, dev = self.config, self.device
+        S, K = c.frame_stack, c.context_len
+        pin = dev.type == "cuda" and c.pinned
         # [current, next]; pinned on CUDA so the upload is asynchronous (the caching host allocator
         # does not reuse the buffer before the copy has finished)
-        frames_t = torch.empty((2, B, S, *self.obs_shape), dtype=torch.uint8, pin_memory=dev.type == "cuda")
+        frames_t = torch.empty((2, B, S, *self.obs_shape), dtype=torch.uint8, pin_memory=pin)
         out = _Out(
             frames=frames_t.numpy(),
             context=torch.empty((2, B, K, self.embed_dim), dtype=torch.float16, device=dev) if K else None,
@@ -252,30 +293,35 @@ class Replay:
             index=np.empty(B, np.int64),
         )
         a = 0
-        for source, n, share in parts:
-            idx, prob = source.sampler.sample(n, rng)
-            _gather(source, idx, out, slice(a, a + n), c, self.device)
-            out.prob[a : a + n] = share * prob
+        for source, idx, prob in draws:
+            n = len(idx)
+            _gather(source, idx, out, slice(a, a + n), c, dev)
+            out.prob[a : a + n] = prob
             a += n
         weights = np.ones(B, np.float64)
-        if c.prioritized and self.per_beta:
+        if c.prioritized and per_beta:
             # (N P)^-beta / max: N cancels in the normalisation, so only the per-draw probability matters
-            weights = out.prob**-self.per_beta
+            weights = out.prob**-per_beta
             weights /= weights.max()
-        frames_t = frames_t.to(dev, non_blocking=True)
-        mask = torch.from_numpy(out.mask).to(dev) if K else None
+
+        def up(x):  # pinned staging and non_blocking on CUDA: no upload waits for the whole stream
+            t = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+            return t.pin_memory().to(dev, non_blocking=True) if pin else t.to(dev)
+
+        frames_t = frames_t.to(dev, non_blocking=pin)
+        mask = up(out.mask) if K else None
         ctx = out.context
         return Batch(
             frames=frames_t[0],
             context=None if ctx is None else ctx[0],
             mask=None if mask is None else mask[0],
-            action=torch.from_numpy(out.action).to(dev),
-            returns=torch.from_numpy(out.ret).to(dev),
-            discount=torch.from_numpy(out.disc).to(dev),
+            action=up(out.action),
+            returns=up(out.ret),
+            discount=up(out.disc),
             next_frames=frames_t[1],
             next_context=None if ctx is None else ctx[1],
             next_mask=None if mask is None else mask[1],
-            weights=torch.from_numpy(weights.astype(np.float32)).to(dev),
+            weights=up(weights.astype(np.float32)),
             index=out.index,
         )
 
@@ -312,6 +358,8 @@ class Replay:
 
         The envs are reset on a resume, so the next online write is :meth:`add_first`.
         """
+        self._drain()
+        self._pending = None  # a batch drawn before the restore is not this state's
         have = (self.store.num_rows if self.store else None, self.ring is not None)
         want = (sd.get("store", {}).get("rows"), "ring" in sd)
         if sd.get("version") != 2 or have != want:

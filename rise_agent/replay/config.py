@@ -34,6 +34,10 @@ class ReplayConfig:
     reward_clip: float | None = 1.0  # BTR clips rewards to [-1, 1]; stores keep raw rewards
     offline_fraction: float | None = None
     ring_dir: str | None = None
+    # gather the next batch in a background thread while the learner steps on this one; the next
+    # batch's rows are drawn before this step's priorities come back (one step stale)
+    prefetch: bool = False
+    pinned: bool = True  # CUDA: batch uploads from pinned host buffers, non_blocking (False: plain .to)
 
     def __post_init__(self) -> None:
         if self.capacity < 1 or self.n_step < 1:
