@@ -101,12 +101,16 @@ app.command()(with_options(train, TRAIN_OPTIONS))
 
 @app.command("eval")
 def evaluate_cmd(
-    checkpoint: Annotated[str, typer.Argument(help="A checkpoint.pt written by rise-agent train.")],
-    episodes: Annotated[int, typer.Option(help="Episodes.")] = 10,
+    checkpoints: Annotated[
+        list[str], typer.Argument(help="Checkpoints (checkpoint.pt of rise-agent train), one game each.")
+    ],
+    episodes: Annotated[int, typer.Option(help="Episodes per checkpoint.")] = 10,
     epsilon: Annotated[float, typer.Option(help="ε-greedy during evaluation (noise is always off).")] = 0.0,
     num_envs: Annotated[int, typer.Option(help="Parallel envs.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    record: Annotated[str | None, typer.Option(help="Write one episode as a .gif (or .mp4).")] = None,
+    record: Annotated[
+        str | None, typer.Option(help="Write one episode as a .gif (or .mp4); one checkpoint only.")
+    ] = None,
     max_steps: Annotated[
         int | None, typer.Option(help="Cap each env at this many steps (cut episodes are reported).")
     ] = None,
@@ -120,36 +124,66 @@ def evaluate_cmd(
             "that you trust (repeatable)."
         ),
     ] = None,
+    scores_csv: Annotated[
+        str | None,
+        typer.Option(
+            help="Write one row per checkpoint: raw mean, human-normalized score or why it is raw only."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only errors (and --json's output): no progress bar.")
     ] = False,
 ) -> None:
-    """Evaluate a checkpoint: raw and human-normalized scores."""
-    from rise_agent.evaluation.evaluate import evaluate, load_agent, summary
+    """Evaluate checkpoints: raw and human-normalized scores; over several games also their IQM."""
+    from rise_agent.evaluation.evaluate import aggregate, summary, write_scores_csv
 
     with user_errors(), plugins.trusting(allow_plugin or ()):
-        from rise_data.encode import resolve_device
-
-        dev = resolve_device(device)
-        net, encoder, meta = load_agent(checkpoint, dev, encoder_weights=encoder_weights)
-        out = evaluate(
-            net,
-            encoder,
-            meta["env"],
-            episodes=episodes,
-            epsilon=epsilon,
-            seed=seed,
-            num_envs=min(num_envs, episodes),
-            record=record,
-            max_steps=max_steps,
-            progress=not (quiet or as_json),
-        )
+        if record and len(checkpoints) > 1:
+            raise ValueError("--record writes one checkpoint's episode; give one checkpoint with it")
+        play = {
+            "episodes": episodes,
+            "epsilon": epsilon,
+            "seed": seed,
+            "num_envs": num_envs,
+            "record": record,
+        }
+        play |= {"max_steps": max_steps, "progress": not (quiet or as_json)}
+        results = [_evaluate_one(ck, device, encoder_weights, play) for ck in checkpoints]
+        if scores_csv:
+            write_scores_csv(scores_csv, results)
+    games = {r["env"] for r in results}
+    agg = aggregate(results) if len(results) > 1 and len(games) == len(results) else None
     if as_json:
-        typer.echo(json.dumps(out, indent=2, default=str))
+        one = results[0] if len(results) == 1 else {"results": results, "aggregate": agg}
+        typer.echo(json.dumps(one, indent=2, default=str))
         return
-    echo(f"{checkpoint}: {summary(out)}" + (f"; recorded {record}" if record else ""), quiet)
+    for r in results:
+        echo(f"{r['checkpoint']}: {summary(r)}" + (f"; recorded {record}" if record else ""), quiet)
+    if agg is not None:
+        echo(_aggregate_line(agg), quiet)
+    elif len(results) > 1:
+        echo(f"no IQM: {len(results)} checkpoints of {len(games)} games (IQM takes one per game)", quiet)
+
+
+def _evaluate_one(checkpoint: str, device: str, encoder_weights: str | None, play: dict) -> dict:
+    from rise_agent.evaluation.evaluate import evaluate, load_agent
+    from rise_data.encode import resolve_device
+
+    net, encoder, meta = load_agent(checkpoint, resolve_device(device), encoder_weights=encoder_weights)
+    out = evaluate(net, encoder, meta["env"], **{**play, "num_envs": min(play["num_envs"], play["episodes"])})
+    return {"checkpoint": checkpoint, **out}
+
+
+def _aggregate_line(agg: dict) -> str:
+    raw = f"; raw only: {', '.join(agg['raw_only'])}" if agg["raw_only"] else ""
+    if agg["iqm"] is None:
+        return f"no IQM: no game has a human-normalized score{raw}"
+    return (
+        f"IQM human-normalized over {len(agg['games'])} games: {agg['iqm']:.3f} "
+        f"[{agg['low']:.3f}, {agg['high']:.3f}] ({agg['confidence']:.0%} bootstrap){raw}"
+    )
 
 
 if __name__ == "__main__":

@@ -442,11 +442,16 @@ def test_aggregate_and_csv_keep_raw_only_games_apart(tmp_path):
 
     import csv
 
-    rows = list(csv.DictReader(write_scores_csv(tmp_path / "scores.csv", results).open()))
+    with write_scores_csv(tmp_path / "scores.csv", results).open() as f:
+        rows = list(csv.DictReader(f))
     assert [r["env"] for r in rows] == [r["env"] for r in results]
     assert rows[0]["raw_only"] == "False" and float(rows[0]["human_normalized"]) == pytest.approx(1.0)
     assert rows[3]["raw_only"] == "True" and rows[3]["human_normalized"] == "" and rows[3]["cut"] == "1"
     assert "repeat_action_probability=0.0" in rows[4]["score_note"]
+    from rise_agent.cli import _aggregate_line
+
+    line = _aggregate_line(agg)
+    assert line.startswith(f"IQM human-normalized over 3 games: {agg['iqm']:.3f} [") and "MsPacman" in line
 
 
 def test_btr_eval_epsilon():
@@ -516,7 +521,7 @@ def test_iqm_bootstrap_interval_and_refusals():
 def write_agent(path, spec: dict, k: int = 4, weights_id: str = "none") -> torch.nn.Module:
     from dataclasses import replace
 
-    net = small_net(k)
+    net = small_net(k, n_actions=int(spec["n_actions"]))
     encoder = replace(make_encoder("downsample").spec, weights_id=weights_id) if k else None
     write_checkpoint(path, Checkpoint(net.state_dict(), net.config, encoder, spec))
     return net
@@ -537,6 +542,32 @@ def test_load_agent_rebuilds_network_and_encoder(cue_spec, tmp_path):
     write_agent(path, cue_spec, weights_id="sha256:abc")
     with pytest.raises(EncoderError, match="--encoder-weights"):
         load_agent(path, "cpu")
+
+
+def test_eval_several_checkpoints_writes_scores_and_their_aggregate(cue_spec, tmp_path):
+    """rise-agent eval A.pt B.pt: one scores row per checkpoint, then the IQM line (or why there is none)."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from rise_agent.cli import app
+
+    write_agent(tmp_path / "cue.pt", cue_spec)
+    write_agent(tmp_path / "pong.pt", env_spec("ALE/Pong-v5"), k=0)
+    cks, scores = [str(tmp_path / "cue.pt"), str(tmp_path / "pong.pt")], tmp_path / "scores.csv"
+    args = ["eval", *cks, "--episodes", "1", "--max-steps", "5", "--scores-csv", str(scores), "--quiet"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0 and out.output == "", out.output
+    with scores.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["checkpoint"] for r in rows] == cks and [r["env"] for r in rows] == [CUE, "ALE/Pong-v5"]
+    assert rows[1]["raw_only"] == "True" and "cut by max_steps" in rows[1]["score_note"]
+    out = CliRunner().invoke(app, args[:-1])  # progress bars and the lines
+    assert out.exit_code == 0 and f"{cks[0]}: {CUE}: 1 episodes" in out.output, out.output
+    assert f"\n{cks[1]}: ALE/Pong-v5: 1 episodes" in out.output
+    assert f"\nno IQM: no game has a human-normalized score; raw only: {CUE}, ALE/Pong-v5\n" in out.output
+    out = CliRunner().invoke(app, ["eval", cks[0], cks[0], "--episodes", "1", "--record", "x.gif"])
+    assert out.exit_code == 2 and "--record" in out.output
 
 
 def test_checkpoint_policy(cue_spec, tmp_path):

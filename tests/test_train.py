@@ -212,6 +212,7 @@ def test_quiet_prints_nothing_but_errors(probe_store, tmp_path):
         and "scaled to the run: about its 128 env steps" in out
     )
     assert "evaluation:" in out  # the end-of-run evaluation's progress bar
+    assert '"parameters": ' in out  # the network's trainable parameters (count_parameters)
     run = tmp_path / "run"
     args = ["train", "--store", probe_store, "--run-dir", str(run), "--updates", "2", *SMALL[:-1], "--quiet"]
     assert _ok(runner.invoke(app, args)) == ""  # no config, no bars, no summary line

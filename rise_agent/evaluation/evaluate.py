@@ -140,6 +140,7 @@ def summary(out: dict) -> str:
 
 
 SCORE_COLUMNS = (
+    "checkpoint",
     "env",
     "episodes",
     "mean",

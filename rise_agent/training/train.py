@@ -16,6 +16,7 @@ import json
 import torch
 
 from rise_agent.config import TrainConfig
+from rise_agent.network import count_parameters
 from rise_agent.training.build import Parts, allowed_plugins, build
 from rise_agent.training.checkpoint import Checkpoint, read_checkpoint
 from rise_agent.training.curves import plot_curves
@@ -118,7 +119,11 @@ def _print_config(s: Session) -> None:
         "env": parts.spec["id"],
         "online": config.is_online,
         "encoder": parts.encoder_spec.to_json() if parts.encoder_spec else None,
-        "network (derived)": {"n_actions": parts.net.n_actions, "embed_dim": parts.net.embed_dim},
+        "network (derived)": {
+            "n_actions": parts.net.n_actions,
+            "embed_dim": parts.net.embed_dim,
+            "parameters": count_parameters(parts.learner.online),
+        },
         "replay": parts.replay.describe(config.batch_size),
         "evaluation": dataclasses.asdict(s.budget),
     }
