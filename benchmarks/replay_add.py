@@ -12,6 +12,7 @@ Usage: python benchmarks/replay_add.py [--envs 64] [--rows-per-env 300] [--k 80]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -70,12 +71,30 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=80)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--obs-hw", type=int, default=84, help="frame side (smaller: BTR's 2^20 rows fit in RAM)")
+    ap.add_argument(
+        "--ring-files",
+        action="store_true",
+        help="rings in files with embeddings mirrored (the GPU layout, on this device): before mirrors "
+        "every write, after at checkpoints",
+    )
     ap.add_argument("--reps", type=int, default=40)
     a = ap.parse_args()
     torch.set_num_threads(1)
     cfg = ReplayConfig(capacity=a.envs * a.rows_per_env)
+    tmp = tempfile.TemporaryDirectory()
+    if a.ring_files:
+        from rise_agent.replay import OnlineRing
+
+        OnlineRing.map_cpu_embeddings = False
     replays = {
-        name: Replay(cfg, (a.obs_hw, a.obs_hw), a.dim, a.envs, frame_stack=4, context_len=a.k)
+        name: Replay(
+            dataclasses.replace(cfg, ring_dir=f"{tmp.name}/{name}" if a.ring_files else None),
+            (a.obs_hw, a.obs_hw),
+            a.dim,
+            a.envs,
+            frame_stack=4,
+            context_len=a.k,
+        )
         for name in ("before", "after")
     }
     old, ring = load_ring(a.rev).OnlineRing, replays["before"].ring
@@ -92,7 +111,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t)
     ms = {name: 1000 * float(np.median(t)) for name, t in times.items()}
     same = np.array_equal(replays["before"].ring.sampler.tree.nodes, replays["after"].ring.sampler.tree.nodes)
-    print(f"Replay.add, wrapped ring, {a.envs} envs x {a.rows_per_env} rows of {a.obs_hw}x{a.obs_hw}, K={a.k}: "
+    print(f"Replay.add ({'ring files, mirrored embeddings' if a.ring_files else 'RAM'}), wrapped ring, {a.envs} envs x {a.rows_per_env} rows of {a.obs_hw}x{a.obs_hw}, K={a.k}: "
           f"before {ms['before']:.2f} ms, after {ms['after']:.2f} ms, trees equal: {same}")  # fmt: skip
     ratios = {"add_speedup": round(ms["before"] / ms["after"], 3), "trees_equal": float(same)}
     print(

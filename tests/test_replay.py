@@ -688,10 +688,13 @@ def _tensors(sd):
 
 
 @pytest.mark.parametrize("after", [10, 35])
-def test_ring_files_killed_after_checkpoint_lose_only_overwritten_rows(tmp_path, after):
+@pytest.mark.parametrize("mapped", [True, False], ids=["emb-mapped", "emb-mirrored"])
+def test_ring_files_killed_after_checkpoint_lose_only_overwritten_rows(tmp_path, monkeypatch, after, mapped):
     """Rows written after the checkpoint overwrote its oldest ones: those (and rows whose windows reach
     them) are dropped on load; everything kept reads only checkpoint-era rows; 35 > 40 - 2 - 6 + 1
-    overwrites an env's newest rows too, so that env starts over."""
+    overwrites an env's newest rows too, so that env starts over. Mirrored (the GPU path): embeddings
+    reach the file only at checkpoints, and the resumed ring is as consistent."""
+    monkeypatch.setattr(OnlineRing, "map_cpu_embeddings", mapped)
     cfg = ReplayConfig(capacity=3 * 40, n_step=2, prioritized=False, ring_dir=str(tmp_path))
     d = Driver(Replay(cfg, (6, 6), 4, 3, **windows(6)), 4, seed=0)
     data, rng = np.random.default_rng(1), np.random.default_rng(2)
@@ -980,3 +983,25 @@ def test_prefetch_with_online_writes_gathers_before_each_write():
             batches.append(rp.sample(24, rng))
     for b in batches[::25]:
         check_batch(b, d.ref, rp.config)
+
+
+def test_device_embeddings_reach_the_ring_file_at_checkpoints_only(tmp_path, monkeypatch):
+    """The mirrored embeddings file (GPU path, run on CPU) is not written per step: it holds the rows of
+    the last checkpoint until the next state_dict, which writes exactly the rows added since."""
+    monkeypatch.setattr(OnlineRing, "map_cpu_embeddings", False)
+    cfg = ReplayConfig(capacity=3 * 40, prioritized=False, ring_dir=str(tmp_path))
+    d = Driver(Replay(cfg, (6, 6), 4, 3, **windows(6)), 4, seed=0)
+    steps = synthetic_steps(3, 200, np.random.default_rng(1), max_len=30)
+    d.first(np.zeros((3, 6, 6), np.uint8))
+    on_disk = lambda: np.load(tmp_path / "emb.npy")  # noqa: E731
+    for _ in range(20):
+        d.step(np.zeros(3), next(steps))
+    assert not on_disk().any()
+    d.rp.state_dict()
+    want = d.rp.ring.emb.numpy().copy()
+    np.testing.assert_array_equal(on_disk(), want)
+    for _ in range(50):  # wraps
+        d.step(np.zeros(3), next(steps))
+    np.testing.assert_array_equal(on_disk(), want)  # still the checkpoint's rows
+    d.rp.state_dict()
+    np.testing.assert_array_equal(on_disk(), d.rp.ring.emb.numpy())

@@ -16,7 +16,9 @@ minted by the first write of a fresh ring). A checkpoint holds only where each e
 episodes and the sampler's leaf weights. Rows written after that checkpoint (a run killed later) have
 overwritten the checkpoint's oldest rows; loading the checkpoint compares its ends with ``written.npy``
 and drops those rows and the rows whose windows reach them, so a resumed run continues with the
-checkpoint's replay minus at most what was overwritten since.
+checkpoint's replay minus at most what was overwritten since. Embeddings that live on the device (a
+GPU; ``map_cpu_embeddings=False``) are mirrored into ``emb.npy`` at each checkpoint, not on every
+write, so a step never waits for a device->host copy; that is enough for the same reason.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class OnlineRing(Source):
         for name in _ROW_FIELDS:
             setattr(self, name, arrays[name])
         self.emb, self._emb_file = self._embeddings(arrays.get("emb"))
+        self._dirty = np.zeros(n, bool) if self._emb_file is not None else None
         self.ok = np.zeros(n, bool)
         self.written = np.zeros(num_envs, np.int64)  # rows each env has written since the start
         self.open = np.zeros(num_envs, bool)  # the env's newest row belongs to an unfinished episode
@@ -237,7 +240,7 @@ class OnlineRing(Source):
             emb = emb.to(self.device, torch.float16)
             self.emb[torch.from_numpy(rows).to(self.device)] = emb
             if self._emb_file is not None:
-                self._emb_file[rows] = emb.cpu().numpy()
+                self._dirty[rows] = True  # mirrored into the file at the next checkpoint (no sync here)
         self.action[rows] = 0
         self.reward[rows] = 0.0
         self.is_first[rows] = first
@@ -283,6 +286,7 @@ class OnlineRing(Source):
             "sampler": self.sampler.state_dict(),
         }
         if self._files is not None:
+            self._mirror()
             self._files.flush()
             sd["files"] = {"id": self._files.id}
         else:  # views of the live ring: save them before the next write
@@ -290,6 +294,19 @@ class OnlineRing(Source):
             if self.emb is not None:
                 sd["rows"]["emb"] = self.emb[: self.num_rows].cpu()
         return sd
+
+    def _mirror(self) -> None:
+        """Copy the embeddings written since the last checkpoint into the ring's file (one transfer).
+
+        Rows written after a checkpoint and lost in a crash are rows a resume drops or never reads
+        (past the checkpoint's ends, or overwriting its rows: :meth:`_drop_overwritten`), so the file
+        needs only the rows each checkpoint covers.
+        """
+        if self._dirty is None or not self._dirty.any():
+            return
+        rows = np.flatnonzero(self._dirty)
+        self._emb_file[rows] = self.emb[torch.from_numpy(rows).to(self.device)].cpu().numpy()
+        self._dirty[:] = False
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore :meth:`state_dict` before any write; the next write must start new episodes (env reset)."""
