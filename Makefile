@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint format bench clean
+.PHONY: setup setup-extras procgen memory-gym demo test test-slow test-gpu lint format bench clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The optional env families on top of setup: `make test` does not need them (their tests skip with this line).
+setup-extras: setup
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,envs]'
+	$(PY) -m pip install -q --no-deps -r requirements/procgen.txt -r requirements/memory-gym.txt
+
+# Procgen and memory-gym: their metadata pins older numpy/gymnasium than rise runs, so exact pins with --no-deps (docs/envs.md)
+procgen: setup
+	$(PY) -m pip install -q --no-deps -r requirements/procgen.txt
+
+memory-gym: setup
+	$(PY) -m pip install -q --no-deps -r requirements/memory-gym.txt
+
 demo: setup
 	$(PY) pipelines/quickstart.py
 
@@ -22,6 +34,9 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+test-gpu: setup
+	$(PY) -m pytest -q -m gpu
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -5,7 +5,8 @@ frame; stacks are rebuilt at sample time) and the RGB frame the frozen encoder s
 An :class:`EnvSpec` (JSON: ``to_json``/``from_json``) is what a store records, and ``make_env(spec)`` rebuilds
 the same env from it, so online fine-tuning and evaluation run exactly the env the data came from.
 
-Families (``atari``, ``gymnasium``, ``minigrid``, ``vizdoom``, ``miniworld``; ``register_family`` adds one)
+Families (``atari``, ``gymnasium``, ``minigrid``, ``vizdoom``, ``miniworld``, ``procgen``, ``memory_gym``;
+``register_family`` adds one)
 own everything that differs between kinds of env: building the vector env, the two views, score
 normalization. docs/envs.md is the user's guide.
 """

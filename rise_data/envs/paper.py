@@ -3,7 +3,7 @@
 MiniGrid (``MiniGrid-MemoryS7-v0``: the agent's partial view, rendered RGB), ViZDoom (``VizdoomMyWayHome-v1``:
 the engine and scenarios ship in the wheel; the ``screen`` image of its Dict observation) and MiniWorld
 (``MiniWorld-TMaze-v0``: OpenGL through pyglet's headless EGL, mesa's software renderer, no display).
-Procgen has no wheel for Python >= 3.11 (docs/envs.md). Each is the generic gymnasium family plus the package
+Procgen and memory-gym are families of their own (procgen_family.py, memory_gym_family.py; make procgen / make memory-gym). Each is the generic gymnasium family plus the package
 that registers its ids, its default wrappers and its vectorization choice.
 """
 
