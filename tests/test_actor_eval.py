@@ -14,16 +14,9 @@ from PIL import Image
 
 from rise_agent.acting.actor import Actor, epsilon_schedule
 from rise_agent.acting.policy import from_checkpoint
-from rise_agent.evaluation.evaluate import (
-    aggregate,
-    btr_eval_epsilon,
-    evaluate,
-    load_agent,
-    score_note,
-    summary,
-    write_scores_csv,
-    write_video,
-)
+from rise_agent.evaluation.evaluate import btr_eval_epsilon, evaluate, load_agent
+from rise_agent.evaluation.scores import aggregate, score_note, summary, write_scores_csv
+from rise_agent.evaluation.video import write_video
 from rise_agent.network import NetworkConfig, make_network
 from rise_agent.training.checkpoint import (
     Checkpoint,
@@ -72,12 +65,17 @@ def small_net(k: int, n_actions: int = 3, embed_dim: int = 256):
     return make_network(cfg)
 
 
-def naive_window(log: list, length: int, shape: tuple, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Last ``length`` items of the current episode, left-padded with zeros, current item last."""
+def naive_window(
+    log: list, length: int, shape: tuple, dtype, repeat_first: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last ``length`` items of the current episode, current item last, left-padded with zeros (context)
+    or with ``repeat_first`` the episode's first item (BTR's frame stack)."""
     items = log[-length:]
     pad = length - len(items)
     window = torch.zeros((length, *shape), dtype=dtype)
     mask = torch.zeros(length, dtype=torch.bool)
+    for j in range(pad if repeat_first else 0):  # pad > 0: the episode's first item is in the window
+        window[j] = items[0]
     for j, x in enumerate(items):
         window[pad + j] = x
         mask[pad + j] = True
@@ -91,7 +89,7 @@ def check_against_logs(actor: Actor, emb_logs: list, obs_logs: list, k: int) -> 
         want_c, want_m = naive_window(emb_logs[i], k, (ctx.shape[-1],), torch.float16)
         torch.testing.assert_close(ctx[i], want_c, atol=0, rtol=0)
         assert torch.equal(mask[i], want_m)
-        want_f, _ = naive_window(obs_logs[i], 4, (84, 84), torch.uint8)
+        want_f, _ = naive_window(obs_logs[i], 4, (84, 84), torch.uint8, repeat_first=True)
         assert torch.equal(frames[i], want_f)
 
 
