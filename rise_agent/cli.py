@@ -137,7 +137,7 @@ def evaluate_cmd(
     ] = False,
 ) -> None:
     """Evaluate checkpoints: raw and human-normalized scores; over several games also their IQM."""
-    from rise_agent.evaluation.evaluate import aggregate, summary, write_scores_csv
+    from rise_agent.evaluation.scores import write_scores_csv
 
     with user_errors(), plugins.trusting(allow_plugin or ()):
         if record and len(checkpoints) > 1:
@@ -153,6 +153,13 @@ def evaluate_cmd(
         results = [_evaluate_one(ck, device, encoder_weights, play) for ck in checkpoints]
         if scores_csv:
             write_scores_csv(scores_csv, results)
+    _report(results, record, as_json, quiet)
+
+
+def _report(results: list[dict], record: str | None, as_json: bool, quiet: bool) -> None:
+    """Each checkpoint's line (or JSON), then over several games their IQM (or why there is none)."""
+    from rise_agent.evaluation.scores import aggregate, summary
+
     games = {r["env"] for r in results}
     agg = aggregate(results) if len(results) > 1 and len(games) == len(results) else None
     if as_json:

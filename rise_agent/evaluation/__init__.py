@@ -1,1 +1,1 @@
-"""Evaluation of trained agents under BTR's protocol: returns, human-normalized scores, recorded episodes."""
+"""Evaluation of trained agents under BTR's protocol: episodes (evaluate), honest scores (scores), recordings (video)."""

@@ -9,10 +9,8 @@ Its random draws come from its own generators, seeded by ``seed``: a numpy ``Gen
 training-time evaluation is reproducible and leaves the actor thread, which draws from it, alone.
 
 Honest scores: every episode records how it ended (``terminated``, ``truncated`` by the env's own time
-limit, or ``cut`` by ``max_steps``). A human-normalised score is given only when every episode is whole
-and the env follows the standard Atari protocol (episodes that reach the protocol's 108k-frame cap are
-whole games under it, as BTR and DQN Zoo count them); otherwise the result is raw returns only, with
-``raw_only`` set and ``score_note`` saying why.
+limit, or ``cut`` by ``max_steps``); :mod:`~rise_agent.evaluation.scores` turns that into a
+human-normalised score or the reason there is none. Recordings: :mod:`~rise_agent.evaluation.video`.
 
 ``load_agent`` rebuilds a network and its frozen encoder from a checkpoint, read through
 :class:`rise_agent.training.checkpoint.Checkpoint` (the one schema).
@@ -30,70 +28,15 @@ import torch
 from tqdm import tqdm
 
 from rise_agent.acting.actor import Actor
+from rise_agent.evaluation.scores import score_note
+from rise_agent.evaluation.video import RECORD_MAX_FRAMES, VIDEO_SUFFIXES, record_frame, write_video
 from rise_agent.network import RiseNetwork, disable_noise, make_network
 from rise_agent.training.checkpoint import CheckpointError, read_checkpoint
 from rise_data.encode.encoders import Encoder
-from rise_data.envs import EnvSpec, Step, make_env
-from rise_data.envs.atari_scores import atari_score_key, iqm_with_ci, protocol_deviations
+from rise_data.envs import make_env
 from rise_data.envs.rollout import Rollout
 
-__all__ = [
-    "aggregate",
-    "btr_eval_epsilon",
-    "evaluate",
-    "load_agent",
-    "score_note",
-    "summary",
-    "write_scores_csv",
-    "write_video",
-]
-
-RECORD_FPS = 15  # Atari agent steps: 60 Hz / frameskip 4
-RECORD_MAX_FRAMES = 5_000  # a recording stops here (bounded memory; ~5.5 min at 15 fps)
-_VIDEO_SUFFIXES = (".gif", ".mp4")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Recording
-
-
-def _record_frame(step: Step, env: int) -> np.ndarray:
-    return np.array(step.frame[env] if step.frame is not None else step.obs[env])
-
-
-def write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int = RECORD_FPS) -> Path:
-    """Write RGB (H,W,3) or gray (H,W) uint8 frames as a .gif (Pillow) or .mp4 (cv2, mp4v codec)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _VIDEO_SUFFIXES:
-        raise ValueError(f"cannot record to {path}: use a .gif or .mp4 file name")
-    if not frames:
-        raise ValueError("no frames to record")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".gif":
-        from PIL import Image
-
-        images = [Image.fromarray(f) for f in frames]
-        images[0].save(
-            path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, optimize=False
-        )
-        return path
-    import cv2
-
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
-    if not writer.isOpened():
-        raise ValueError(f"cv2 cannot write {path} (no mp4v encoder in this OpenCV build): record a .gif")
-    try:
-        for f in frames:
-            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR if f.ndim == 3 else cv2.COLOR_GRAY2BGR))
-    finally:
-        writer.release()
-    return path
-
-
-# ---------------------------------------------------------------------------------------------------
-# Evaluation
+__all__ = ["btr_eval_epsilon", "evaluate", "load_agent", "own_taus"]
 
 # BTR evaluates with ε = 0.01 for its first 126 evaluations, one per 250K env steps (1M frames), then with
 # ε = 0 (main.py:61-64: "index <= 125"); 126 * 250K env steps = 126M frames.
@@ -103,87 +46,6 @@ BTR_EVAL_EPS_UNTIL = 31_500_000
 def btr_eval_epsilon(env_steps: int) -> float:
     """BTR's evaluation ε for a network trained ``env_steps`` env steps: 0.01 up to 126M frames, then 0."""
     return 0.01 if env_steps <= BTR_EVAL_EPS_UNTIL else 0.0
-
-
-def score_note(env_spec: dict, returns: list[float], ends: list[str]) -> tuple[float | None, str]:
-    """The human-normalised mean of ``returns`` and a one-line note, or (None, why it is raw only).
-
-    ``ends`` holds each episode's end: ``terminated``, ``truncated`` (the env's own time limit) or
-    ``cut`` (stopped by ``max_steps``, not a whole episode). Reference scores come from the env's family
-    (``EnvSpec.normalize``; the Atari table is registered by :mod:`rise_data.envs.atari_scores`).
-    """
-    spec = EnvSpec.from_json(env_spec)
-    n, cut = len(ends), ends.count("cut")
-    if n == 0:
-        return None, "raw returns only: no episode finished"
-    if cut:
-        return None, f"raw returns only: {cut} of {n} episodes were cut by max_steps before they ended"
-    normalized = spec.normalize(float(np.mean(returns))).get("human_normalized")
-    if normalized is None:
-        deviations = protocol_deviations(spec.kwargs) if atari_score_key(spec.id) else []
-        if deviations:
-            return None, "raw returns only: not the standard Atari protocol (" + "; ".join(deviations) + ")"
-        return None, f"raw returns only: no human/random reference scores for {spec.id}"
-    capped = ends.count("truncated")
-    note = f"human-normalised over {n} whole episodes under the standard Atari protocol"
-    if capped:
-        note += f" ({capped} reached the 108k-frame cap, counted as the protocol does)"
-    return normalized, note
-
-
-def summary(out: dict) -> str:
-    """One line for a person: episodes, raw mean ± std, and the human-normalised score or why there is none."""
-    line = f"{out['env']}: {out['episodes']} episodes, return {out['mean']:.2f} ± {out['std']:.2f}"
-    if out["human_normalized"] is not None:
-        return line + f", human-normalized {out['human_normalized']:.3f}"
-    return line + f" ({out['score_note']})"
-
-
-SCORE_COLUMNS = (
-    "checkpoint",
-    "env",
-    "episodes",
-    "mean",
-    "std",
-    "human_normalized",
-    "raw_only",
-    "complete",
-    "time_limit",
-    "cut",
-    "epsilon",
-    "score_note",
-)
-
-
-def write_scores_csv(path: str | os.PathLike, results: list[dict]) -> Path:
-    """One row per :func:`evaluate` result: raw mean, the human-normalised score or empty, ``raw_only``
-    and the reason (``score_note``), so a raw-only row cannot be read as a normalised one."""
-    import csv
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(SCORE_COLUMNS), extrasaction="ignore")
-        w.writeheader()
-        for out in results:
-            w.writerow({k: "" if out.get(k) is None else out.get(k) for k in SCORE_COLUMNS})
-    return path
-
-
-def aggregate(results: list[dict], reps: int = 2000, seed: int = 0) -> dict:
-    """IQM of the human-normalised scores of several games' :func:`evaluate` results, with a bootstrap CI.
-
-    Only results with a human-normalised score enter (one run per game: the bootstrap resamples games);
-    the others are listed in ``raw_only`` with their ``score_note``. ``iqm`` is None when no result
-    has a normalised score. Returns ``{"iqm", "low", "high", "games", "raw_only", ...}``.
-    """
-    scored = [r for r in results if r.get("human_normalized") is not None]
-    raw = {r["env"]: r["score_note"] for r in results if r.get("human_normalized") is None}
-    out: dict = {"games": [r["env"] for r in scored], "raw_only": raw}
-    if not scored:
-        return {**out, "iqm": None, "low": None, "high": None}
-    ci = iqm_with_ci([[r["human_normalized"] for r in scored]], reps=reps, seed=seed)
-    return {**out, **{k: ci[k] for k in ("iqm", "low", "high", "confidence", "reps", "resampled")}}
 
 
 def evaluate(
@@ -209,7 +71,7 @@ def evaluate(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    if record is not None and Path(record).suffix.lower() not in _VIDEO_SUFFIXES:
+    if record is not None and Path(record).suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"cannot record to {record}: use a .gif or .mp4 file name")
     num_envs = min(num_envs or min(episodes, 8), episodes)
     env = make_env(env_spec, num_envs=num_envs)
@@ -282,7 +144,7 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps, bar
         finished = np.zeros(num_envs, np.int64)
         while (finished < quota).any():
             if frames is not None:
-                frames.append(_record_frame(step, 0))
+                frames.append(record_frame(step, 0))
             actor.observe(step)
             rollout.send(actor.act(epsilon, rng, greedy_noise_off=True))
             step = rollout.recv()
@@ -294,7 +156,7 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps, bar
                     bar.update(1)
             ended = step.terminated | step.truncated
             if frames is not None and (ended[0] or len(frames) >= RECORD_MAX_FRAMES):
-                frames.append(_record_frame(step, 0))  # the episode's last observation
+                frames.append(record_frame(step, 0))  # the episode's last observation
                 write_video(record, frames)
                 frames = None
             if max_steps is not None and steps >= max_steps:
