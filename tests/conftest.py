@@ -106,3 +106,13 @@ def cue(cue_store) -> str:
 @pytest.fixture()
 def copy(cue_copy) -> str:
     return cue_copy
+
+
+def requires(module: str, extra: str = "envs") -> pytest.MarkDecorator:
+    """Skip unless ``module`` is installed; the reason is the line that installs it."""
+    import importlib.util
+
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None,
+        reason=f"{module} is not installed: make setup-extras (or pip install -c constraints.txt -e '.[{extra}]')",
+    )

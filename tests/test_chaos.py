@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import requires
 
 from rise_data.store import StoreError, open_store
 from rise_data.store.check import check_store
 from rise_data.store.lock import LockHeld, holder, store_lock
 
 RISE_DATA = str(Path(sys.executable).parent / "rise-data")
+pytestmark = requires("minigrid")
 ENV = "minigrid:MiniGrid-Empty-5x5-v0"  # small image frames, episodes of varying length
 
 
@@ -92,7 +94,7 @@ def kill_collect_at(path: str, rng: np.random.Generator, env: str = ENV, envs: i
     before = committed(path)
     time.sleep(float(rng.uniform(0.0, 2.0)))
     proc.kill()
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)  # closes the pipes too
     assert proc.returncode == -signal.SIGKILL
     assert_sound(path, before)
 
@@ -187,7 +189,7 @@ def test_sigkill_encode_then_resume_gives_the_same_embeddings(tmp_path):
             pass
         time.sleep(float(rng.uniform(0.0, 0.3)))  # mid-run even on an idle box (12k rows take seconds)
         proc.kill()
-        proc.wait(timeout=60)
+        proc.communicate(timeout=60)
         assert_sound(path, episodes)
         s = open_store(path)
         done = int(s.embedding_meta("downsample")["rows_done"])

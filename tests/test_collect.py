@@ -121,7 +121,7 @@ def test_kill_leaves_valid_store_that_appends(tmp_path, sig):
     _wait_for_rows(path, proc)
     time.sleep(0.5)
     os.kill(proc.pid, sig)
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)  # closes the pipes too
     assert not [p for p in check_store(path) if p.severity == "error"]
     rows = open_store(path).rows
     if sig == signal.SIGTERM:  # graceful: the running episodes were cut and committed
@@ -181,7 +181,7 @@ def test_finished_episodes_are_committed_without_waiting_for_more(tmp_path):
             time.sleep(0.1)
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()
     s = open_store(path)
     assert finished >= 5 and s.num_episodes == finished and s.rows == finished * 33  # 32-step probe episodes
     assert check_store(path) == []

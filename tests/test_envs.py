@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import requires
 from typer.testing import CliRunner
 
 from rise_data.cli import app
@@ -137,6 +138,7 @@ def test_store_metadata_never_imports_a_factory(plugin, tmp_path):
     assert lines[1] == "BUILT 3"
 
 
+@requires("pygame")  # gymnasium renders classic-control envs with pygame
 def test_wrappers_render_resize_skip(tmp_path):
     spec = build_spec("CartPole-v1", wrappers=["render", "resize=32x48", "frame_skip=2"])
     assert spec.wrappers == ("render", "resize=32x48", "frame_skip=2") and spec.frame_shape == (32, 48, 3)
@@ -204,6 +206,7 @@ def test_user_family_and_scores():
         make_env({"id": CUE, "family": "nope"})
 
 
+@requires("pygame")  # gymnasium renders classic-control envs with pygame
 def test_collect_cli_with_wrappers(tmp_path):
     path = str(tmp_path / "cart.zarr")
     args = ["collect", "CartPole-v1", path, "--episodes", "2", "--envs", "2", "--quiet"]

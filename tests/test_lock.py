@@ -41,7 +41,7 @@ def test_second_process_refused_with_holder_then_sigkill_releases(tmp_path):
         assert isinstance(e.value, StoreError)
     finally:
         os.kill(p.pid, signal.SIGKILL)
-        p.wait()
+        p.communicate()  # closes the pipe too
     assert holder(store) is None  # the kernel dropped the dead holder's lock: no stale file to clean
     with store_lock(store, "after-kill") as f:
         assert f == lock_path(store) and holder(store)["command"] == "after-kill"

@@ -7,11 +7,14 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import requires
 
 from rise_data.envs import env_spec, make_env
 from rise_data.envs.rollout import BLOCK_ROWS, Rollout
 from rise_data.store import StoreLayout, create_store, open_store
 from rise_data.store.check import check_store
+
+pytestmark = requires("minigrid")  # the rollout tests drive a real MiniGrid env
 
 ENV = "minigrid:MiniGrid-Empty-5x5-v0"  # image observations, episodes of varying length under random actions
 N_ENVS, STEPS, SEED = 3, 160, 5
