@@ -19,7 +19,7 @@ from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
 from rise_data.share.pack import PackConfig, pack
 from rise_data.store import StoreLayout, create_store, open_store
-from rise_data.view.analysis import cosine_similarity, histogram, project_2d, quantize_unit, shown_steps
+from rise_data.view.analysis import cosine_similarity, histogram, project_2d, quantize, shown_steps
 from rise_data.view.data import shown_rows
 from rise_data.view.serve import make_server
 
@@ -94,7 +94,9 @@ def test_page_embeds_the_stores_values(viewed, tmp_path):
             np.testing.assert_array_equal(png(d["rgb"][k]), s.read("frame", a + step, a + step + 1)[0])
         v, emb = d["embeddings"]["downsample"], s.read("embeddings/downsample", a, a + n).astype(np.float32)
         sim = np.frombuffer(base64.b64decode(v["sim"]), np.uint8).reshape(n, n)  # 33 rows < --sim-steps 256
-        np.testing.assert_array_equal(sim, quantize_unit(cosine_similarity(emb)))
+        codes, lo, hi = quantize(cosine_similarity(emb))
+        np.testing.assert_array_equal(sim, codes)
+        assert v["sim_range"] == [lo, hi] and -1 <= lo < hi <= 1 and codes.min() == 0 and codes.max() == 255
         assert np.asarray(v["proj"]).shape == (n, 2)
 
 
@@ -123,6 +125,9 @@ def test_streamed_rows_and_math_equal_naive_loops(viewed):
         ref = (x - x.mean(0)) @ vec[:, -1 - k]
         assert np.allclose(proj[:, k], ref, atol=1e-4) or np.allclose(proj[:, k], -ref, atol=1e-4)
         assert explained[k] == pytest.approx(w[-1 - k] / w.sum(), rel=1e-6)
+    q, lo, hi = quantize(np.array([[0.5, 0.75], [1.0, 0.5]]))
+    assert (lo, hi) == (0.5, 1.0) and q.tolist() == [[0, 128], [255, 0]]  # round(0.5 * 255) = 128
+    assert quantize(np.ones((2, 2)))[0].tolist() == [[0, 0], [0, 0]]
     h = histogram(np.array([-21, -20, -20, -19]))
     assert h["counts"] == [1, 2, 1] and h["edges"] == [-21.5, -20.5, -19.5, -18.5]
 
@@ -204,3 +209,40 @@ def test_s3_store(viewed, tmp_path, s3):
     a, n = int(s.episodes()["start"][1]), int(s.episodes()["length"][1]) + 1
     assert overview["kind"] == "url" and episodes[1]["action"] == s.read("action", a, a + n).tolist()
     np.testing.assert_array_equal(png(episodes[1]["rgb"][-1]), s.read("frame", a + n - 1, a + n)[0])
+
+
+@pytest.fixture(scope="module")
+def run_dir(viewed, tmp_path_factory) -> str:
+    """A real run directory: a short offline rise-agent train on the CueMemory store, evaluated at its end."""
+    from rise_agent.cli import app as agent
+
+    path = str(tmp_path_factory.mktemp("run") / "run")
+    args = ["train", "--run-dir", path, "--store", viewed, "--updates", "30", "--log-every", "10"]
+    out = runner.invoke(agent, [*args, "--batch-size", "16", "--eval-episodes", "1", "-q"])
+    assert out.exit_code == 0, out.output
+    return path
+
+
+def run_page(folder: Path) -> dict:
+    html = (folder / "index.html").read_text()
+    head = "window.RISE_RUN = "
+    return json.loads(html[html.index(head) + len(head) : html.index(";</script>", html.index(head))])
+
+
+@pytest.mark.slow
+def test_run_directory_page(run_dir, viewed, tmp_path):
+    import csv
+
+    from rise_data.view.run import recorded_store
+
+    view([run_dir, "-o", str(tmp_path / "p")])
+    data = run_page(tmp_path / "p")
+    with open(Path(run_dir) / "train.csv", newline="") as f:
+        train = list(csv.DictReader(f))
+    assert data["logs"]["train"]["rows"] == len(train) == 3 and data["checkpoint"]
+    assert data["logs"]["train"]["columns"]["loss"] == [float(r["loss"]) for r in train]
+    assert data["logs"]["eval"]["rows"] == 1 and "mean" in data["logs"]["eval"]["columns"]
+    assert data["recorded"] is None and "recorded_page" not in data  # an offline run records no episodes
+    # a run that saved its online episodes (save_store) links the store page of the last one
+    assert recorded_store(Path(run_dir), {"save_store": viewed}) == viewed
+    assert recorded_store(Path(run_dir), {"store": viewed, "write_back": False}) is None

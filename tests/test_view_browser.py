@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_view import view, viewed  # noqa: F401  (the encoded CueMemory store fixture)
+from test_view import run_dir, view, viewed  # noqa: F401  (fixtures: the encoded CueMemory store, a run)
 
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
@@ -114,3 +114,12 @@ def test_pong_page_in_chromium(tmp_path):
     check_screenshot(
         tmp_path, (tmp_path / "page" / "index.html").as_uri() + "#episode=1&step=60", st["rects"]
     )
+
+
+@pytest.mark.slow
+def test_run_page_in_chromium(run_dir, tmp_path):  # noqa: F811
+    view([run_dir, "-o", str(tmp_path / "p")])
+    dom, err = chromium(tmp_path, (tmp_path / "p" / "index.html").as_uri() + "#selftest=1", "--dump-dom")
+    assert console(err) == []
+    st = status(dom)
+    assert st["errors"] == [] and st["drawn"]["train-loss"] == 3 and st["drawn"]["returns"] >= 1

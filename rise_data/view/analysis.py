@@ -40,9 +40,18 @@ def cosine_similarity(emb: np.ndarray) -> np.ndarray:
     return np.clip(x @ x.T, -1.0, 1.0)
 
 
-def quantize_unit(s: np.ndarray) -> np.ndarray:
-    """uint8 codes of values in [-1, 1]: round((s + 1) / 2 * 255); the page decodes ``q / 255 * 2 - 1``."""
-    return np.round((np.clip(s, -1, 1) + 1) * 127.5).astype(np.uint8)
+def quantize(s: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """uint8 codes of ``s`` over its own range ``[lo, hi]``: ``round((s - lo) / (hi - lo) * 255)``.
+
+    The page decodes ``lo + q / 255 * (hi - lo)``. Its own range, not [-1, 1]: embeddings of one episode
+    are often all within a few hundredths of each other (e.g. downsampled pixels, all positive), and 8 bits
+    over [-1, 1] would show them as one colour.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    lo, hi = (float(s.min()), float(s.max())) if s.size else (0.0, 0.0)
+    if hi <= lo:
+        return np.zeros(s.shape, np.uint8), lo, hi
+    return np.round((s - lo) / (hi - lo) * 255).astype(np.uint8), lo, hi
 
 
 def project_2d(emb: np.ndarray) -> tuple[np.ndarray, list[float]]:

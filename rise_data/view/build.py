@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from rise_data.store import StoreError, open_store
 from rise_data.view.config import ViewConfig
 from rise_data.view.data import episode_data, overview, select_episodes
 from rise_data.view.page import GENERATOR, episode_script, index_html
+from rise_data.view.run import is_run_dir, run_data
+from rise_data.view.runpage import run_html
+
+CURVE_POINTS = 2000  # rows per metric log on the run page (longer logs are thinned evenly)
 
 
 def default_output(store: str) -> Path:
@@ -30,11 +35,17 @@ def prepare_output(folder: Path) -> None:
             raise StoreError(
                 f"{folder} exists and is not a page rise-data view wrote; choose another -o folder"
             )
-        shutil.rmtree(folder / "episodes", ignore_errors=True)
-    (folder / "episodes").mkdir(parents=True, exist_ok=True)
+        for sub in ("episodes", "store"):  # an earlier page's parts
+            shutil.rmtree(folder / sub, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def write_view(config: ViewConfig) -> Path:
+    """Write the page of a store, or of a run directory; returns the path of its ``index.html``."""
+    return write_run_view(config) if is_run_dir(config.store) else write_store_view(config)
+
+
+def write_store_view(config: ViewConfig) -> Path:
     """Write ``index.html`` and one script per shown episode; returns the page's path."""
     store = open_store(config.store)
     if store.rows == 0:
@@ -45,10 +56,29 @@ def write_view(config: ViewConfig) -> Path:
     shown = select_episodes(store, config.episodes, ep["return"])
     folder = Path(config.output) if config.output else default_output(config.store)
     prepare_output(folder)
+    (folder / "episodes").mkdir()
     data = overview(store, shown, ep)
     for row in tqdm(data["shown"], desc="view: episodes", unit="ep", disable=config.quiet):
         script = episode_script(episode_data(store, row, config.max_frames, config.sim_steps))
         (folder / row["file"]).write_text(script)
     page = folder / "index.html"
     page.write_text(index_html(data))  # last: a folder without it is an unfinished page
+    return page
+
+
+def write_run_view(config: ViewConfig) -> Path:
+    """The run page: curves, evaluations, config, and the store page of its last recorded episode."""
+    folder = Path(config.output) if config.output else default_output(config.store)
+    prepare_output(folder)
+    data = run_data(config.store, CURVE_POINTS)
+    if data["recorded"] and open_store(data["recorded"]).num_episodes:
+        episode = config.episodes or str(open_store(data["recorded"]).num_episodes - 1)
+        sub = dataclasses.replace(
+            config, store=data["recorded"], output=str(folder / "store"), episodes=episode
+        )
+        write_store_view(sub)
+        first = episode.replace("-", ",").split(",")[0]
+        data["recorded_page"] = {"episode": int(first), "href": f"store/index.html#episode={first}"}
+    page = folder / "index.html"
+    page.write_text(run_html(data))
     return page

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class ViewConfig:
     """The page ``rise-data view`` writes for a store (and whether to serve it)."""
 
-    store: str  # store directory, packed .zip or URL (s3://...)
+    store: str  # store directory, packed .zip or URL (s3://...), or a run directory
     output: str | None = None  # folder to write the page into (default: ./NAME.view)
     episodes: str | None = None  # episodes to show, e.g. 0,3,5-9 (default: first, last, best, worst)
     max_frames: int = 1000  # frames per episode in the player; a longer episode shows every k-th step

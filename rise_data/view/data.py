@@ -14,7 +14,7 @@ import numpy as np
 
 from rise_data.share.edit import parse_episode_list
 from rise_data.store import READ_BLOCK_BYTES, Store, StoreError, block_rows, store_kind
-from rise_data.view.analysis import cosine_similarity, histogram, project_2d, quantize_unit, shown_steps
+from rise_data.view.analysis import cosine_similarity, histogram, project_2d, quantize, shown_steps
 
 SCALARS = ("action", "reward", "terminated", "truncated")
 
@@ -191,11 +191,12 @@ def embedding_views(store: Store, name: str, start: int, n: int, sim_steps: int)
         return {"missing": f"rows {max(done, start)}-{start + n - 1} are not encoded yet (rows_done {done})"}
     emb = store.read(f"embeddings/{name}", start, start + n).astype(np.float32)
     steps = shown_steps(n, sim_steps)
-    sim = cosine_similarity(emb[steps])
+    codes, lo, hi = quantize(cosine_similarity(emb[steps]))
     proj, explained = project_2d(emb)
     return {
         "sim_steps": [int(s) for s in steps],
-        "sim": base64.b64encode(quantize_unit(sim).tobytes()).decode(),
+        "sim": base64.b64encode(codes.tobytes()).decode(),
+        "sim_range": [lo, hi],
         "proj": [[round(float(x), 4), round(float(y), 4)] for x, y in proj],
         "explained": explained,
     }

@@ -190,11 +190,9 @@ function embViews(d) {
     f2.append(pr, el("figcaption", `2-D PCA of the episode's embeddings, coloured by step (explained ${fmt(100 * v.explained[0], 1)} % + ${fmt(100 * v.explained[1], 1)} %)`));
     row.append(f1, f2); sec.append(row);
     const bytes = Uint8Array.from(atob(v.sim), ch => ch.charCodeAt(0)), m = v.sim_steps.length, img = new ImageData(m, m);
-    let lo = 255, hi = 0;  // the colour spans this episode's own range (lower triangle), named in the caption
-    for (let i = 0; i < m; i++) for (let j = 0; j < i; j++) { lo = Math.min(lo, bytes[i * m + j]); hi = Math.max(hi, bytes[i * m + j]); }
-    if (hi <= lo) { lo = 0; hi = 255; }
-    f1.lastChild.textContent += `; colour: ${fmt(lo / 127.5 - 1)} (purple) to ${fmt(hi / 127.5 - 1)} (yellow)`;
-    for (let i = 0; i < m; i++) for (let j = 0; j < m; j++) { const p = 4 * (i * m + j), c = j <= i ? cmap((bytes[i * m + j] - lo) / (hi - lo)) : [255, 255, 255];
+    // the codes span the matrix's own range (quantize in analysis.py), named in the caption
+    f1.lastChild.textContent += `; colour: ${fmt(v.sim_range[0], 3)} (purple) to ${fmt(v.sim_range[1], 3)} (yellow)`;
+    for (let i = 0; i < m; i++) for (let j = 0; j < m; j++) { const p = 4 * (i * m + j), c = j <= i ? cmap(bytes[i * m + j] / 255) : [255, 255, 255];
       img.data[p] = c[0]; img.data[p + 1] = c[1]; img.data[p + 2] = c[2]; img.data[p + 3] = 255; }
     v.simBitmap = document.createElement("canvas"); v.simBitmap.width = v.simBitmap.height = m; v.simBitmap.getContext("2d").putImageData(img, 0, 0);
     const xs = v.proj.map(p => p[0]), ys = v.proj.map(p => p[1]);
