@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from rise_agent.config import TrainConfig
+from rise_agent.evaluation.evaluate import btr_eval_epsilon, evaluate
 from rise_agent.training.build import Parts
 from rise_agent.training.checkpoint import Checkpoint, capture_rng, restore_rng
 from rise_agent.training.rundir import Logger, RunDir
@@ -147,8 +148,6 @@ class Session:
 
     def evaluate(self) -> dict:
         """BTR's evaluation protocol (noise off, its ε for this many env steps) within the run's budget."""
-        from rise_agent.evaluation.evaluate import btr_eval_epsilon, evaluate
-
         c, b = self.config, self.budget
         out = evaluate(
             self.parts.learner.online,
