@@ -3,8 +3,9 @@
 Item ``i`` is the ``i``-th transition of the store: every row but an episode's last one (its action and
 reward are padding), as the replay samples them (:func:`rise_data.windows.valid_sample_rows`). The frame
 stack, the context window and the n-step targets come from :mod:`rise_data.windows`, the functions the
-replay gathers with; slots before an episode's start are filled as the replay fills them (the
-``*_mask`` keys say which slots are real).
+replay gathers with; slots before an episode's start are filled as the replay fills them (the frame
+stack repeats the episode's first frame, the context holds zeros; the ``*_mask`` keys say which slots
+are real).
 
 Workers: the dataset pickles its path, options and the small per-row columns, never a zarr handle;
 each ``DataLoader`` worker opens its own store on first use. Reads go through a per-process LRU of
@@ -75,7 +76,8 @@ class StoreDataset(Dataset):
     """Transitions of a rise store as dicts of tensors (see the module docstring and docs/viewer.md).
 
     ``keys`` (any of :data:`KEYS`): ``obs`` (H, W) uint8 gray view; ``frame`` (H, W, 3) uint8 RGB;
-    ``obs_stack`` (S, H, W) the agent's frame stack and ``obs_stack_mask`` (S,) its real slots;
+    ``obs_stack`` (S, H, W) the agent's frame stack (the episode's first frame repeated before its start,
+    BTR's padding) and ``obs_stack_mask`` (S,) its real slots;
     ``action``, ``reward``, ``terminated``, ``truncated``, ``is_first``, ``is_last``; ``embedding`` (D,)
     of the array ``embedding``; ``context`` (K, D), the last K embeddings ending at the row, with
     ``context_mask`` (K,), False on slots before the episode start (zeros there, as in the replay).
@@ -174,9 +176,7 @@ class StoreDataset(Dataset):
             srows, valid = frame_stack_indices(rows, self.starts, self.frame_stack)
             if key == "obs_stack_mask":
                 return valid
-            x = self._take("obs", srows)
-            x[~valid] = 0  # the replay's gather blanks slots before the episode start
-            return x
+            return self._take("obs", srows)  # slots before the start hold its first frame, as the replay's
         crows, mask = context_window(rows, self.starts, self.context_len)
         if key == "context_mask":
             return mask

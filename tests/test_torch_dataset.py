@@ -42,8 +42,8 @@ def naive(a: dict, r: int) -> dict:
     start = r
     while not a["is_first"][start]:
         start -= 1
-    zero_obs, zero_emb = np.zeros_like(a["obs"][0]), np.zeros_like(a["emb"][0])
-    stack = [a["obs"][q] if q >= start else zero_obs for q in range(r - S + 1, r + 1)]
+    zero_emb = np.zeros_like(a["emb"][0])
+    stack = [a["obs"][max(q, start)] for q in range(r - S + 1, r + 1)]  # BTR: the first frame repeated
     ctx = [a["emb"][q] if q >= start else zero_emb for q in range(r - K + 1, r + 1)]
     ret, m = 0.0, 0
     for k in range(N):
@@ -92,8 +92,9 @@ def test_items_equal_a_naive_loop_across_episode_boundaries(store):
     for i, r in enumerate(rows):
         item = ds[i]
         same(item, naive(a, r))
-        if a["is_first"][r]:  # an episode start: earlier slots are blank and masked
+        if a["is_first"][r]:  # an episode start: earlier slots repeat its first frame / are zero, all masked
             assert not item["obs_stack_mask"][:-1].any() and not item["context_mask"][:-1].any()
+            assert (item["obs_stack"] == item["obs_stack"][-1]).all() and not item["context"][:-1].any()
     nxt = ds[rows.index(int(np.flatnonzero(a["is_last"])[0]) - 1)]  # one step before a terminal row
     assert nxt["discount"] == 0 and a["terminated"][int(nxt["next_row"])]
     np.testing.assert_array_equal(nxt["next_obs"].numpy(), a["obs"][int(nxt["next_row"])])
