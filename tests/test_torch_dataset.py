@@ -165,3 +165,25 @@ def test_the_docs_bc_example_runs(store):
     env: dict = {}
     exec(block.replace('"pong.zarr"', repr(store)), env)  # noqa: S102  (our own docs)
     assert torch.isfinite(env["loss"]) and env["n_actions"] == 3
+
+
+def test_items_equal_the_replays_batches(store, tmp_path):
+    """The windows are the replay's own: a store-only Replay batch equals the dataset's items at its rows."""
+    from rise_agent.replay import Replay, ReplayConfig
+
+    cfg = ReplayConfig(n_step=N, gamma=GAMMA, prioritized=False, reward_clip=None)
+    replay = Replay.from_store(store, "downsample", cfg, cache_dir=tmp_path, frame_stack=S, context_len=K)
+    batch = replay.sample(32, np.random.default_rng(0))
+    ds = dataset(store)
+    items = ds.__getitems__(np.searchsorted(ds.rows, batch.index).tolist())
+    assert [int(it["row"]) for it in items] == batch.index.tolist()
+    assert (~batch.mask).any() and batch.mask.any()  # the batch holds rows near an episode start, and not only
+    pairs = {"obs_stack": "frames", "context": "context", "context_mask": "mask", "action": "action"}
+    pairs |= {"return": "returns", "discount": "discount", "next_obs_stack": "next_frames"}
+    pairs |= {"next_context": "next_context", "next_context_mask": "next_mask"}
+    for key, field in pairs.items():
+        got = torch.stack([it[key] for it in items])
+        want = getattr(batch, field).cpu()
+        assert (
+            torch.allclose(got.to(want.dtype), want) if want.is_floating_point() else torch.equal(got, want)
+        ), key
