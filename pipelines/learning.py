@@ -1,0 +1,359 @@
+"""Does it learn? RISE (K > 0) vs plain BTR (K = 0), online from scratch, several seeds, memory tasks and a control.
+
+Every run is the real CLI: ``rise-agent train --env TASK ...`` online from scratch with BTR's default losses
+and targets (n = 3, gamma = 0.997, Munchausen, PER alpha 0.2, lr 1e-4, target copy every 500 steps); only
+sizes are shrunk for a CPU: network widths, batch, replay ratio, warm-up, epsilon's time constant, K and
+the image size. Then ``rise-agent eval --json`` (BTR's evaluation epsilon 0.01) gives success (a positive
+episode return: the right answer on the cue tasks, the matching object on MiniGrid-Memory) and mean return.
+
+Writes ``<docs>/results.csv`` (one row per run: task, memory, K, seed, success, mean_return, env_steps,
+wall_s, ...), ``<docs>/results.md`` (per-seed table with each row's exact command and wall time, and a
+summary per task and K) and one learning-curve PNG per task (``<docs>/results-<task>.png``: the mean over
+seeds and each seed of the training-time evaluations). Resumable: a run whose ``result.json`` exists is
+skipped, an unfinished one is started again, so rerunning on the final commit only runs what is missing.
+
+Tasks (``TASKS``): ``cue`` rise/CueMemory-v0 (the cue 10 steps back: no memory, no better than chance),
+``control`` rise/CueVisible-v0 (the same with the cue drawn on the query frame: no memory needed, RISE must
+match K=0) and ``minigrid`` MiniGrid-MemoryS7-v0 (the agent's partial RGB view).
+
+Usage: OMP_NUM_THREADS=1 nice -n 5 python pipelines/learning.py [--tasks cue,control,minigrid]
+       [--seeds 0 1 2] [--jobs 2] [--out runs/learning] [--docs docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+COLUMNS = (
+    "task",
+    "env",
+    "memory",
+    "K",
+    "seed",
+    "success",
+    "mean_return",
+    "env_steps",
+    "updates",
+    "eval_episodes",
+    "wall_s",
+    "eval_wall_s",
+)
+EVAL_EPSILON = 0.01  # BTR's evaluation epsilon
+EVAL_SEED = 1000  # evaluation episodes differ from every training seed's
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One task's sizes: everything here is a size, none is a loss or a target (those stay BTR's defaults)."""
+
+    env: str
+    memory: bool  # does an agent without memory stay at chance?
+    chance: float  # success of a policy without memory (the K=0 ceiling on memory tasks)
+    k: int  # RISE's context length, compared with K = 0 at the same budget
+    env_options: str = ""
+    screen: int = 16  # agent view side: the CNN only has to see "question or not" (the cue is in the context)
+    env_steps: int = 9_000
+    num_envs: int = 8
+    replay_ratio: int = 2  # env steps per gradient step
+    learning_starts: int = 1_000
+    batch_size: int = 32
+    eps_decay_steps: int = 1_500  # epsilon's exponential time constant (env steps)
+    impala_channels: str = "4,8,8"  # the CNN is most of an update's time on a CPU
+    pool_size: int = 4
+    hidden: int = 64
+    lstm_hidden: int = 64
+    n_cos: int = 32
+    eval_every: int = 250  # gradient steps between training-time evaluations (the curve's points)
+    eval_points_episodes: int = 16
+    eval_episodes: int = 100  # the final `rise-agent eval`
+    eval_max_steps: int = 0  # cap final evaluation episodes (0: the env's own limit)
+    extra: tuple[str, ...] = field(default=())  # further train options, e.g. a wrapper
+
+
+TASKS: dict[str, Recipe] = {
+    # The cue 10 steps back; 32x32 RGB frames embedded by the frozen 16x16 `downsample` encoder.
+    "cue": Recipe("rise/CueMemory-v0", True, 0.5, k=16, env_options="delay=10,size=32"),
+    # The same task with the cue on the query frame too: nothing to remember.
+    "control": Recipe(
+        "rise/CueVisible-v0", False, 0.5, k=16, env_options="delay=10,size=32", env_steps=6_000
+    ),
+    # The agent's 7x7 partial view as RGB (56x56, 8 px a tile; 21 px keeps 3); MiniGrid's limit: 245 steps.
+    "minigrid": Recipe(
+        "MiniGrid-MemoryS7-v0",
+        True,
+        0.5,
+        k=24,
+        screen=21,
+        env_steps=24_000,
+        replay_ratio=6,
+        learning_starts=2_000,
+        eps_decay_steps=4_000,
+        eval_every=500,
+        eval_max_steps=245,
+    ),
+}
+
+
+def train_args(recipe: Recipe, k: int, seed: int, run_dir: Path) -> list[str]:
+    """The exact ``rise-agent train`` arguments of one run."""
+    r = recipe
+    args = ["train", "--env", r.env] + (["--env-option", r.env_options] if r.env_options else [])
+    args += ["--screen-size", str(r.screen), "--encoder", "downsample", "-k", str(k), "--seed", str(seed)]
+    args += ["--env-steps", str(r.env_steps), "--num-envs", str(r.num_envs)]
+    args += ["--replay-ratio", str(r.replay_ratio), "--learning-starts", str(r.learning_starts)]
+    args += ["--batch-size", str(r.batch_size), "--eps-decay-steps", str(r.eps_decay_steps)]
+    args += [
+        "--impala-channels",
+        r.impala_channels,
+        "--pool-size",
+        str(r.pool_size),
+        "--hidden",
+        str(r.hidden),
+    ]
+    args += ["--lstm-hidden", str(r.lstm_hidden), "--n-cos", str(r.n_cos)]
+    args += ["--eval-every", str(r.eval_every), "--eval-episodes", str(r.eval_points_episodes)]
+    args += ["--checkpoint-every", "1000000", "--device", "cpu", "--no-progress", *r.extra]
+    return args + ["--run-dir", str(run_dir)]
+
+
+def eval_args(recipe: Recipe, run_dir: Path) -> list[str]:
+    """The exact ``rise-agent eval`` arguments of one run's final evaluation."""
+    args = ["eval", str(run_dir / "checkpoint.pt"), "--episodes", str(recipe.eval_episodes), "--json"]
+    args += ["--epsilon", str(EVAL_EPSILON), "--seed", str(EVAL_SEED), "--num-envs", str(recipe.num_envs)]
+    args += ["--device", "cpu"]
+    return args + (["--max-steps", str(recipe.eval_max_steps)] if recipe.eval_max_steps else [])
+
+
+def agent(args: list[str], log: Path) -> tuple[str, float]:
+    """Run ``rise-agent ARGS`` (stderr appended to ``log``); (stdout, wall seconds). Exits on failure."""
+    exe = Path(sys.executable).with_name("rise-agent")
+    t0 = time.perf_counter()
+    with log.open("a") as err:
+        out = subprocess.run([str(exe), *args], stdout=subprocess.PIPE, stderr=err, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"rise-agent {args[0]} failed ({out.returncode}); see {log}")
+    return out.stdout, time.perf_counter() - t0
+
+
+def command_line(args: list[str]) -> str:
+    return "rise-agent " + " ".join(args)
+
+
+def finished(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict | None:
+    """The row of a run that finished with exactly today's commands, else None."""
+    run_dir = out / task / f"k{k}-seed{seed}"
+    done = run_dir / "result.json"
+    if not done.exists():
+        return None
+    row = json.loads(done.read_text())
+    commands = (command_line(train_args(recipe, k, seed, run_dir)), command_line(eval_args(recipe, run_dir)))
+    return row if (row["train_command"], row["eval_command"]) == commands else None
+
+
+def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
+    """Train and evaluate one (task, K, seed), or read its ``result.json`` when it already finished."""
+    row = finished(task, recipe, k, seed, out)
+    if row is not None:
+        return row
+    run_dir = out / task / f"k{k}-seed{seed}"
+    done = run_dir / "result.json"
+    targs, eargs = train_args(recipe, k, seed, run_dir), eval_args(recipe, run_dir)
+    if run_dir.exists():  # an interrupted or changed run starts again: its wall time must be one run's
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    log = run_dir.parent / f"k{k}-seed{seed}.log"
+    _, wall = agent(targs, log)
+    stdout, eval_wall = agent(eargs, log)
+    result = json.loads(stdout)
+    returns = result["returns"]
+    row = {
+        "task": task,
+        "env": recipe.env,
+        "memory": "yes" if recipe.memory else "no",
+        "K": k,
+        "seed": seed,
+        "success": sum(r > 0 for r in returns) / len(returns),
+        "mean_return": result["mean"],
+        "env_steps": recipe.env_steps,
+        "updates": _last_updates(run_dir),
+        "eval_episodes": len(returns),
+        "wall_s": round(wall, 1),
+        "eval_wall_s": round(eval_wall, 1),
+        "train_command": command_line(targs),
+        "eval_command": command_line(eargs),
+        "recipe": asdict(recipe),
+    }
+    shutil.rmtree(run_dir / "replay", ignore_errors=True)  # only --resume reads it; it can be large
+    done.write_text(json.dumps(row, indent=1))
+    print(f"{task} K={k} seed {seed}: success {row['success']:.0%}, train {wall:.0f} s", flush=True)
+    return row
+
+
+def _last_updates(run_dir: Path) -> int:
+    with (run_dir / "eval.csv").open() as f:
+        return max(int(r["updates"]) for r in csv.DictReader(f))
+
+
+def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(env steps, mean evaluation return) of a run's training-time evaluations, from its eval.csv."""
+    path = run_dir / "eval.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        points = {int(r["env_steps"]): float(r["mean"]) for r in csv.DictReader(f)}
+    return sorted(points.items())
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """Per task and K: mean and spread of success over seeds."""
+    lines = [
+        "| task | memory | K | seeds | success mean | success min-max | mean return |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["K"]), []).append(r)
+    for (task, k), rs in groups.items():
+        s = [r["success"] for r in rs]
+        ret = statistics.mean(r["mean_return"] for r in rs)
+        lines.append(
+            f"| {task} | {rs[0]['memory']} | {k} | {len(rs)} | {statistics.mean(s):.0%} | "
+            f"{min(s):.0%}-{max(s):.0%} | {ret:.3f} |"
+        )
+    return lines
+
+
+MARKER = "<!-- end of the generated part: the text below is kept when learning.py rewrites this file -->"
+
+
+def write_md(rows: list[dict], path: Path, pngs: dict[str, str], note: str) -> None:
+    """The generated tables and curves; whatever follows ``MARKER`` in an existing file is kept."""
+    kept = path.read_text().partition(MARKER)[2] if path.exists() else "\n"
+    lines = ["# Learning results: RISE vs K=0, online from scratch", "", note, "", "## Summary", ""]
+    lines += summary_lines(rows)
+    lines += [
+        "",
+        "## Per seed",
+        "",
+        "| task | memory | K | seed | success | mean return | env steps | updates | train wall s |",
+    ]
+    lines += ["|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['memory']} | {r['K']} | {r['seed']} | {r['success']:.0%} | "
+            f"{r['mean_return']:.3f} | {r['env_steps']} | {r['updates']} | {r['wall_s']} |"
+        )
+    lines += ["", "## Curves", ""] + [f"![{t}]({p})" for t, p in pngs.items()]
+    lines += ["", "## Commands", "", "Each row's exact train and eval command and their wall times (s).", ""]
+    for r in rows:
+        lines += [
+            f"- {r['task']} K={r['K']} seed {r['seed']} (train {r['wall_s']} s, eval {r['eval_wall_s']} s):"
+        ]
+        lines += [f"  `{r['train_command']}`", f"  `{r['eval_command']}`"]
+    path.write_text("\n".join(lines) + "\n\n" + MARKER + kept)
+
+
+def plot_task(task: str, recipe: Recipe, runs: dict[int, dict[int, list]], path: Path) -> Path:
+    """Evaluation return vs env steps: the mean over seeds (thick) and each seed (thin), per K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, (k, seeds) in enumerate(sorted(runs.items(), reverse=True)):
+        color = f"C{i}"
+        for curve in seeds.values():
+            if curve:
+                ax.plot(*zip(*curve, strict=True), color=color, alpha=0.3, linewidth=1)
+        common = sorted(set.intersection(*(set(x for x, _ in c) for c in seeds.values() if c)) or set())
+        means = [statistics.mean(dict(c)[x] for c in seeds.values() if c) for x in common]
+        label = f"RISE K={k}" if k else "K=0 (plain BTR)"
+        ax.plot(common, means, color=color, linewidth=2.5, label=f"{label}, mean of {len(seeds)} seeds")
+    if recipe.memory:
+        ax.axhline(
+            2 * recipe.chance - 1 if task != "minigrid" else 0, color="gray", linestyle="--", label="chance"
+        )
+    ax.set_xlabel("env steps (online, from scratch)")
+    ax.set_ylabel(f"evaluation return ({recipe.eval_points_episodes} episodes, eps {EVAL_EPSILON})")
+    ax.set_title(f"{task}: {recipe.env}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def report(rows: list[dict], out: Path, docs: Path, tasks: dict[str, Recipe], note: str) -> None:
+    """results.csv, results.md and one PNG per task under ``docs``."""
+    docs.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, docs / "results.csv")
+    pngs = {}
+    for task, recipe in tasks.items():
+        runs: dict[int, dict[int, list]] = {}
+        for r in rows:
+            if r["task"] == task:
+                runs.setdefault(r["K"], {})[r["seed"]] = eval_curve(out / task / f"k{r['K']}-seed{r['seed']}")
+        if runs:
+            pngs[task] = plot_task(task, recipe, runs, docs / f"results-{task}.png").name
+    write_md(rows, docs / "results.md", pngs, note)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default="cue,control,minigrid", help=f"comma-separated of {sorted(TASKS)}")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=2, help="runs at once (each one torch thread)")
+    p.add_argument("--out", default="runs/learning")
+    p.add_argument("--docs", default="docs")
+    p.add_argument(
+        "--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override recipe sizes (all tasks)"
+    )
+    p.add_argument("--report-only", action="store_true", help="write the report of the finished runs only")
+    a = p.parse_args()
+    unknown = [t for t in a.tasks.split(",") if t not in TASKS]
+    if unknown:
+        p.error(f"unknown task {unknown[0]!r}; known: {', '.join(TASKS)}")
+    tasks = {t: _override(TASKS[t], a.set, p) for t in a.tasks.split(",")}
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one torch thread per run: the CPU is shared
+    jobs = [(t, r, k, s) for t, r in tasks.items() for s in a.seeds for k in (r.k, 0)]
+    out = Path(a.out)
+    if a.report_only:
+        rows = [row for row in (finished(*j, out) for j in jobs) if row is not None]
+    else:
+        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            rows = list(pool.map(lambda j: run_one(*j, out), jobs))
+    note = f"Machine: {os.cpu_count()} CPU cores; load average at the end {os.getloadavg()[0]:.2f}."
+    report(rows, out, Path(a.docs), tasks, note)
+
+
+def _override(recipe: Recipe, items: list[str], p: argparse.ArgumentParser) -> Recipe:
+    changes = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in Recipe.__dataclass_fields__ or name in ("env", "memory", "extra"):
+            p.error(f"--set {item}: not a recipe size; sizes are {', '.join(Recipe.__dataclass_fields__)}")
+        changes[name] = type(getattr(recipe, name))(value)
+    return replace(recipe, **changes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""pipelines/learning.py end to end at toy size: the real train/eval CLI, the csv and md it writes, resuming.
+
+Checks the bookkeeping (columns, one row per run, the default losses in every command), not the success
+level: that is what the full-size runs in docs/results.md measure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+TOY = [
+    "env_steps=96",
+    "num_envs=2",
+    "learning_starts=32",
+    "batch_size=4",
+    "replay_ratio=8",
+    "k=2",
+    "eval_every=4",
+    "eval_points_episodes=2",
+    "eval_episodes=4",
+    "impala_channels=4,4,4",
+    "hidden=8",
+    "lstm_hidden=8",
+    "n_cos=8",
+    "screen=12",
+]
+
+
+def _run(tmp_path: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "pipelines" / "learning.py"), "--tasks", "cue", "--seeds", "0"]
+    cmd += ["--out", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"), "--set", *TOY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_learning_pipeline_end_to_end(tmp_path):
+    out = _run(tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with (tmp_path / "docs" / "results.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    required = ["task", "memory", "K", "seed", "success", "mean_return", "env_steps", "wall_s"]
+    assert [c for c in reader.fieldnames if c in required] == required
+    assert sorted((r["task"], r["K"], r["seed"], r["memory"]) for r in rows) == [
+        ("cue", "0", "0", "yes"),
+        ("cue", "2", "0", "yes"),
+    ]
+    for r in rows:
+        assert 0.0 <= float(r["success"]) <= 1.0 and float(r["wall_s"]) > 0 and r["env_steps"] == "96"
+    md = (tmp_path / "docs" / "results.md").read_text()
+    commands = [line.strip().strip("`") for line in md.splitlines() if line.strip().startswith("`rise-agent")]
+    assert len(commands) == 4 and sum(c.startswith("rise-agent train") for c in commands) == 2
+    for c in commands:  # sizes only: the losses and targets stay BTR's defaults
+        assert not any(
+            f in c.split() for f in ("--n-step", "--gamma", "--per-alpha", "--lr", "--no-munchausen")
+        )
+    config = json.loads((tmp_path / "runs" / "cue" / "k2-seed0" / "config.json").read_text())
+    assert (config["replay"]["n_step"], config["replay"]["gamma"], config["replay"]["per_alpha"]) == (
+        3,
+        0.997,
+        0.2,
+    )
+    assert (tmp_path / "docs" / "results-cue.png").stat().st_size > 0
+    # resumable: a rerun finds both runs finished and trains nothing; text after the marker is kept
+    done = tmp_path / "runs" / "cue" / "k2-seed0" / "result.json"
+    before = done.stat().st_mtime_ns
+    (tmp_path / "docs" / "results.md").write_text(md + "\nwritten by hand\n")
+    again = _run(tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert done.stat().st_mtime_ns == before and "success" not in again.stdout
+    md2 = (tmp_path / "docs" / "results.md").read_text()
+    assert md2.count("written by hand") == 1 and md2.count("## Per seed") == 1
