@@ -78,6 +78,7 @@ class Recipe:
     eval_points_episodes: int = 16
     eval_episodes: int = 100  # the final `rise-agent eval`
     eval_max_steps: int = 0  # cap final evaluation episodes (0: the env's own limit)
+    binary: bool = True  # every episode returns +1 or -1, so success = (1 + return) / 2
     extra: tuple[str, ...] = field(default=())  # further train options, e.g. a wrapper
 
 
@@ -101,6 +102,7 @@ TASKS: dict[str, Recipe] = {
         eps_decay_steps=4_000,
         eval_every=500,
         eval_max_steps=245,
+        binary=False,
     ),
 }
 
@@ -173,7 +175,9 @@ def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     log = run_dir.parent / f"k{k}-seed{seed}.log"
+    load_start = os.getloadavg()[0]  # the box is shared: wall times are read with its load
     _, wall = agent(targs, log)
+    load_end = os.getloadavg()[0]
     stdout, eval_wall = agent(eargs, log)
     result = json.loads(stdout)
     returns = result["returns"]
@@ -190,6 +194,8 @@ def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
         "eval_episodes": len(returns),
         "wall_s": round(wall, 1),
         "eval_wall_s": round(eval_wall, 1),
+        "load_start": round(load_start, 2),
+        "load_end": round(load_end, 2),
         "train_command": command_line(targs),
         "eval_command": command_line(eargs),
         "recipe": asdict(recipe),
@@ -253,13 +259,13 @@ def write_md(rows: list[dict], path: Path, pngs: dict[str, str], note: str) -> N
         "",
         "## Per seed",
         "",
-        "| task | memory | K | seed | success | mean return | env steps | updates | train wall s |",
+        "| task | memory | K | seed | success | mean return | env steps | updates | train wall s | load (1 min) |",
     ]
-    lines += ["|---|---|---|---|---|---|---|---|---|"]
+    lines += ["|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['memory']} | {r['K']} | {r['seed']} | {r['success']:.0%} | "
-            f"{r['mean_return']:.3f} | {r['env_steps']} | {r['updates']} | {r['wall_s']} |"
+            f"{r['mean_return']:.3f} | {r['env_steps']} | {r['updates']} | {r['wall_s']} | {_load(r)} |"
         )
     lines += ["", "## Curves", ""] + [f"![{t}]({p})" for t, p in pngs.items()]
     lines += ["", "## Commands", "", "Each row's exact train and eval command and their wall times (s).", ""]
@@ -269,6 +275,10 @@ def write_md(rows: list[dict], path: Path, pngs: dict[str, str], note: str) -> N
         ]
         lines += [f"  `{r['train_command']}`", f"  `{r['eval_command']}`"]
     path.write_text("\n".join(lines) + "\n\n" + MARKER + kept)
+
+
+def _load(row: dict) -> str:
+    return f"{row['load_start']}-{row['load_end']}" if "load_start" in row else "not recorded"
 
 
 def plot_task(task: str, recipe: Recipe, runs: dict[int, dict[int, list]], path: Path) -> Path:
@@ -281,20 +291,19 @@ def plot_task(task: str, recipe: Recipe, runs: dict[int, dict[int, list]], path:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for i, (k, seeds) in enumerate(sorted(runs.items(), reverse=True)):
         color = f"C{i}"
-        for curve in seeds.values():
-            if curve:
-                ax.plot(*zip(*curve, strict=True), color=color, alpha=0.3, linewidth=1)
-        common = sorted(set.intersection(*(set(x for x, _ in c) for c in seeds.values() if c)) or set())
-        means = [statistics.mean(dict(c)[x] for c in seeds.values() if c) for x in common]
+        curves = [dict(c) for c in seeds.values() if c]
+        for curve in curves:
+            ax.plot(list(curve), list(curve.values()), color=color, alpha=0.3, linewidth=1)
+        common = sorted(set.intersection(*map(set, curves))) if curves else []
+        means = [statistics.mean(c[x] for c in curves) for x in common]
         label = f"RISE K={k}" if k else "K=0 (plain BTR)"
         ax.plot(common, means, color=color, linewidth=2.5, label=f"{label}, mean of {len(seeds)} seeds")
-    if recipe.memory:
-        ax.axhline(
-            2 * recipe.chance - 1 if task != "minigrid" else 0, color="gray", linestyle="--", label="chance"
-        )
+    if recipe.binary:  # a policy without memory answers at chance: return 2 * chance - 1
+        ax.axhline(2 * recipe.chance - 1, color="gray", linestyle="--", label="chance")
     ax.set_xlabel("env steps (online, from scratch)")
     ax.set_ylabel(f"evaluation return ({recipe.eval_points_episodes} episodes, eps {EVAL_EPSILON})")
-    ax.set_title(f"{task}: {recipe.env}")
+    binary = " (success = (1 + return) / 2)" if recipe.binary else ""
+    ax.set_title(f"{task}: {recipe.env}{binary}", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
