@@ -627,7 +627,8 @@ VIEW_OPTIONS = cli_options(ViewConfig, skip={"store"}, aliases={"output": ("-o",
 
 
 def view(
-    store: Annotated[str, typer.Argument(help="Store directory, packed .zip or URL.")], **values
+    store: Annotated[str, typer.Argument(help="Store directory, packed .zip or URL; or a run directory.")],
+    **values,
 ) -> None:
     """Write a self-contained HTML page to look at a store (frames, timelines, embeddings); --serve: 127.0.0.1."""
     from rise_data.view import run_view

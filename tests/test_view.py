@@ -145,6 +145,9 @@ def test_zip_store_and_default_selection(viewed, tmp_path, monkeypatch):
     view([zipped, "--episodes", "1"])  # an earlier page is replaced, its episode files too
     assert sorted(page_data(tmp_path / "cue.view")[1]) == [1]
     assert [p.name for p in (tmp_path / "cue.view" / "episodes").iterdir()] == ["000001.js"]
+    (tmp_path / "cue.view" / "index.html").unlink()  # as an interrupted write leaves it: still replaceable
+    view([zipped, "--episodes", "2"])
+    assert sorted(page_data(tmp_path / "cue.view")[1]) == [2]
 
 
 def test_store_without_frames_says_what_is_missing(tmp_path):

@@ -26,16 +26,21 @@ def default_output(store: str) -> Path:
     return Path(f"{name or 'store'}.view")
 
 
+PARTS = ("index.html", "episodes", "store")  # what a page folder holds
+
+
 def prepare_output(folder: Path) -> None:
-    """An empty folder, or one holding an earlier page (replaced); anything else is refused."""
+    """An empty folder, or one holding an earlier (or unfinished) page, which is removed; else refused."""
     if folder.exists():
         index = folder / "index.html"
         earlier = index.is_file() and f'content="{GENERATOR}"' in index.read_text(errors="replace")[:400]
-        if not folder.is_dir() or (any(folder.iterdir()) and not earlier):
+        unfinished = not index.exists() and folder.is_dir() and all(p.name in PARTS for p in folder.iterdir())
+        if not folder.is_dir() or not (earlier or unfinished):
             raise StoreError(
                 f"{folder} exists and is not a page rise-data view wrote; choose another -o folder"
             )
-        for sub in ("episodes", "store"):  # an earlier page's parts
+        index.unlink(missing_ok=True)  # first: until the new one is written last, the folder is unfinished
+        for sub in PARTS[1:]:
             shutil.rmtree(folder / sub, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -71,8 +76,9 @@ def write_run_view(config: ViewConfig) -> Path:
     folder = Path(config.output) if config.output else default_output(config.store)
     prepare_output(folder)
     data = run_data(config.store, CURVE_POINTS)
-    if data["recorded"] and open_store(data["recorded"]).num_episodes:
-        episode = config.episodes or str(open_store(data["recorded"]).num_episodes - 1)
+    recorded = open_store(data["recorded"]).num_episodes if data["recorded"] else 0
+    if recorded:
+        episode = config.episodes or str(recorded - 1)
         sub = dataclasses.replace(
             config, store=data["recorded"], output=str(folder / "store"), episodes=episode
         )
