@@ -78,6 +78,10 @@ class LearnerConfig:
     target_update: int = 500  # gradient steps between hard target copies
     cql_alpha: float = 0.0  # conservative regulariser weight (the trainer turns it on offline)
     precision: Precision = "fp32"  # learner forward passes: bf16 autocast or fp32 (BTR's)
+    # GPU speed paths (issue 16); each off falls back to the plain eager path, same math on CPU
+    cudnn_benchmark: bool = True  # CUDA: let cuDNN time its algorithms for the fixed batch shapes
+    tf32: bool = False  # CUDA: TF32 matmuls and convolutions (10-bit mantissa products; BTR: fp32)
+    channels_last: bool = False  # NHWC weights and frames for the Impala CNN (tensor-core friendly)
     compile: bool = (
         False  # torch.compile the online and target forward passes (same math; first steps compile)
     )
@@ -104,6 +108,17 @@ def param_groups(net: nn.Module, config: LearnerConfig) -> list[dict]:
     if context:
         groups.append({"params": context, "eps": config.context_adam_eps})
     return groups
+
+
+def _speed_settings(config: LearnerConfig, device: torch.device, nets) -> None:
+    """cudnn.benchmark and TF32 (process-wide, CUDA only) and the channels_last layout of ``nets``."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
+    if config.channels_last:
+        for net in nets:
+            net.cnn.to(memory_format=torch.channels_last)
 
 
 def _spectral_norm_modules(net: nn.Module) -> list[nn.Module]:
@@ -133,6 +148,7 @@ class Learner:
         self.optimizer = torch.optim.Adam(param_groups(self.online, config), lr=config.lr)
         self.updates = 0
         self._bf16 = config.precision == "bf16"
+        _speed_settings(config, self.device, (self.online, self.target))
         # the forward passes, optionally compiled; taus and noise stay eager-equivalent (fallback_random)
         self._online_fwd, self._target_fwd = self._forward_online, self._forward_target
         if config.compile:

@@ -234,7 +234,10 @@ class ImpalaCNN(nn.Module):
         self.out_features = config.conv_features
 
     def forward(self, frames: Tensor) -> Tensor:
-        x = frames.to(self.blocks[0].conv.weight.dtype) / 255.0
+        w = self.blocks[0].conv.weight
+        x = frames.to(w.dtype) / 255.0
+        if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) and w.shape[1] > 1:
+            x = x.contiguous(memory_format=torch.channels_last)  # the layout the weights were put in
         x = F.relu(self.blocks(x))
         return self.pool(x).flatten(1)
 

@@ -347,3 +347,43 @@ def test_gate_and_lstm_metrics_equal_a_naive_recount():
     assert metrics["lstm_std"] == pytest.approx(float(vals.std()), rel=1e-4)
     plain, _ = Learner(small_config(0), LearnerConfig(), "cpu").step(make_batch(0))
     assert math.isnan(plain["lstm_mean"]) and math.isnan(plain["lstm_std"])
+
+
+def test_channels_last_step_equals_the_default_layout():
+    """LearnerConfig.channels_last (the GPU layout) computes the same step on CPU: same loss, metrics,
+    priorities and updated weights, up to float rounding of the convolution order."""
+    batch = make_batch(K)
+    out = []
+    for cl in (False, True):
+        torch.manual_seed(0)
+        learner = Learner(small_config(K), LearnerConfig(channels_last=cl), "cpu")
+        w = learner.online.cnn.blocks[0].conv.weight
+        assert w.is_contiguous(memory_format=torch.channels_last) == cl
+        torch.manual_seed(1)
+        metrics, prio = learner.step(batch)
+        out.append((metrics, prio, [p.detach().clone() for p in learner.online.parameters()]))
+    (m0, p0, w0), (m1, p1, w1) = out
+    for k in ("loss", "td", "q_mean", "grad_norm", "gate_mean", "lstm_mean", "lstm_std"):
+        assert m1[k] == pytest.approx(m0[k], rel=1e-4, abs=1e-6), k
+    np.testing.assert_allclose(p1, p0, rtol=1e-4, atol=1e-5)
+    for a, b in zip(w0, w1, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_speed_settings_step_close_to_plain():
+    """cudnn.benchmark + TF32 + channels_last on CUDA: the step stays close to the plain fp32 one."""
+    batch = make_batch(K)
+    batch = SimpleNamespace(
+        **{k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in vars(batch).items()}
+    )
+    res = []
+    for fast in (False, True):
+        torch.manual_seed(0)
+        cfg = LearnerConfig(cudnn_benchmark=fast, tf32=fast, channels_last=fast)
+        learner = Learner(small_config(K), cfg, "cuda")
+        torch.manual_seed(1)
+        res.append(learner.step(batch)[0])
+    assert res[1]["loss"] == pytest.approx(res[0]["loss"], rel=2e-2)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
