@@ -4,10 +4,10 @@ A real ALE Pong store (collected here with the random policy unless ``--store`` 
 embeddings added if it has none) is read as a BC-style item: the agent's frame stack (S=4), the action,
 and the last K=16 embeddings with their mask. Three read paths: the default chunk LRU (256 MB: a store this
 small ends up decoded in RAM), a 2 MB LRU (about one chunk per array, so a shuffled item decodes a chunk:
-what a store much larger than the LRU costs) and ``cache=True``. Shuffled batches of 64, ``--batches`` per variant after one
-warm-up batch; each variant runs ``--reps`` times interleaved with the others (load drift hits all alike)
+what a store much larger than the LRU costs) and ``cache=True``. Shuffled batches of 64 for ``--seconds``
+per variant after one warm-up batch; each variant runs ``--reps`` times interleaved with the others (load drift hits all alike)
 and keeps its best. Torch uses one thread per process. Ends with one JSON line of ratios.
-Usage: python benchmarks/dataset.py [--store PONG.zarr] [--steps 3000] [--batches 20] [--reps 2]
+Usage: python benchmarks/dataset.py [--store PONG.zarr] [--steps 3000] [--seconds 3] [--reps 2]
 """
 
 from __future__ import annotations
@@ -29,13 +29,24 @@ from rise_data.torch import StoreDataset
 KEYS = ("obs_stack", "action", "context", "context_mask")
 
 
-def items_per_s(ds: StoreDataset, workers: int, batches: int, batch_size: int = 64) -> float:
+def items_per_s(ds: StoreDataset, workers: int, seconds: float, batch_size: int = 64) -> float:
+    """Items per second over shuffled epochs for at least ``seconds`` (after one warm-up batch)."""
     g = torch.Generator().manual_seed(0)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, generator=g)
-    it = iter(loader)
-    next(it)  # warm-up: worker start, first chunks
-    t = time.perf_counter()
-    n = sum(len(next(it)["row"]) for _ in range(batches))
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        generator=g,
+        persistent_workers=workers > 0,
+    )
+    next(iter(loader))  # warm-up: worker start, first chunks
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        for batch in loader:
+            n += len(batch["row"])
+            if time.perf_counter() - t >= seconds:
+                break
     return n / (time.perf_counter() - t)
 
 
@@ -43,7 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store")
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -64,7 +75,7 @@ def main() -> None:
     for _ in range(args.reps):
         for name, (kw, workers) in variants.items():
             ds = StoreDataset(store, KEYS, frame_stack=4, context_len=16, **kw)
-            best[name] = max(best[name], items_per_s(ds, workers, args.batches))
+            best[name] = max(best[name], items_per_s(ds, workers, args.seconds))
     rows = open_store(store).rows
     for name, v in best.items():
         print(f"{name:14s} {v:10.0f} items/s")
