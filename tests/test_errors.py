@@ -86,12 +86,12 @@ def test_second_writer_refused_by_my_commands(copy, tmp_path):
 def test_repair_trims_crash_tails(copy):
     s = open_store(copy, mode="a")
     rows = s.rows
-    for _name, arr in s._step_arrays():  # what a writer killed mid-append leaves: rows past the commit
+    for _name, arr in s.step_arrays():  # what a writer killed mid-append leaves: rows past the commit
         arr.resize((rows + 7, *arr.shape[1:]))
     out = runner.invoke(app, ["repair", copy])
     assert out.exit_code == 0 and "dropped 7 uncommitted rows" in out.output
     s = open_store(copy)
-    assert all(arr.shape[0] == rows for _, arr in s._step_arrays())
+    assert all(arr.shape[0] == rows for _, arr in s.step_arrays())
     assert runner.invoke(app, ["check", copy, "-q"]).exit_code == 0
 
 

@@ -236,7 +236,7 @@ def collect(config: CollectConfig) -> dict:
             "commits": writer.commits,
             "commit_latency_max_s": round(writer.latency_max, 3),
         }
-        store._write_meta(history=history)
+        store.write_meta(history=history)
     episodes = store.num_episodes - start_episode
     return {
         "store": str(config.store),

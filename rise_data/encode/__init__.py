@@ -39,6 +39,7 @@ from rise_data.store import (
     Store,
     StoreError,
     StoreLayout,
+    WritableStore,
     config_to_json,
     now_iso,
     open_store,
@@ -177,7 +178,7 @@ def open_for_encode(path: str) -> Store:
 
     open_store(path)  # one-line errors for a missing bucket or store
     backend = FsspecStore.from_url(path, read_only=False, storage_options=storage_options_for(path))
-    return Store(zarr.open_group(store=backend, mode="r+", zarr_format=3), path, "a")
+    return WritableStore(zarr.open_group(store=backend, mode="r+", zarr_format=3), path)
 
 
 def _open_and_build(config: EncodeConfig, device: torch.device) -> tuple[Store, Encoder, str]:

@@ -155,7 +155,7 @@ def _set_card(config: CardConfig) -> dict:
     card["content"] = {**content, "time": now_iso()}
     card["code_version"] = {"rise": __version__, "git": git_commit()}
     card["updated"] = now_iso()
-    store._write_meta(card=card)
+    store.write_meta(card=card)
     changes = {k: v for k, v in vars(config).items() if k not in ("store",) and v not in (None, {}, False)}
     store.log_write("card", {"store": config.store, **changes})
     return card

@@ -26,9 +26,9 @@ from rise_data.store import (
     Store,
     StoreError,
     StoreLayout,
-    _episode_columns,
     config_to_json,
     create_store,
+    episode_columns,
     open_store,
     write_rows,
 )
@@ -61,7 +61,7 @@ class StoreBuilder:
             dim = _record_spec(prov, f"embeddings '{name}'").dim
             self.store.create_embedding(name, dim, str(prov["dtype"]), keep, layout)
         if meta:
-            self.store._write_meta(**meta)
+            self.store.write_meta(**meta)
 
     @classmethod
     def from_export(
@@ -84,11 +84,11 @@ class StoreBuilder:
         if not episodes:
             return
         store = self.store
-        cols = _episode_columns(
+        cols = episode_columns(
             episodes, first_row=store.rows, first_episode=store.num_episodes, with_frames=store.has_frames
         )
         n0, n1 = store.append_episodes(episodes)
-        for name, _ in store._step_arrays():
+        for name, _ in store.step_arrays():
             self.hasher.update(name, cols[name])
         embeddings = embeddings or {}
         if set(embeddings) != set(self.embeddings):
@@ -205,7 +205,7 @@ def copy_episodes(
     """Stream episodes ``indices`` of ``source`` (in that order) into ``builder``."""
     ep = source.episodes()
     names = list(builder.embeddings)
-    per_row = row_bytes(source, [n for n, _ in source._step_arrays()] + [f"embeddings/{n}" for n in names])
+    per_row = row_bytes(source, [n for n, _ in source.step_arrays()] + [f"embeddings/{n}" for n in names])
     for batch in episode_batches(ep["length"], indices, per_row, budget):
         episodes, emb = read_episodes(
             source.read, ep["start"], ep["length"], ep["env_index"], batch, source.has_frames, names

@@ -44,8 +44,8 @@ from rise_data.store import (
     RowHasher,
     StoreError,
     StoreLayout,
-    _episode_columns,
     config_to_json,
+    episode_columns,
     now_iso,
     open_store,
 )
@@ -163,7 +163,7 @@ def _create_dataset(store, dataset_id: str, card: dict, names: list[str]):
 
 def _write_batches(store, ep: dict, names: list[str], ds, hasher: RowHasher, progress: bool) -> int:
     """Stream whole episodes in bounded batches into the dataset; returns the episodes written."""
-    per_row = row_bytes(store, [n for n, _ in store._step_arrays()] + [f"embeddings/{n}" for n in names])
+    per_row = row_bytes(store, [n for n, _ in store.step_arrays()] + [f"embeddings/{n}" for n in names])
     for k in names:
         hasher.update(
             f"embeddings/{k}", np.zeros((0, 1), np.uint8), tag=store.checksum_tag(f"embeddings/{k}")
@@ -174,13 +174,13 @@ def _write_batches(store, ep: dict, names: list[str], ds, hasher: RowHasher, pro
         episodes, emb = read_episodes(
             store.read, ep["start"], ep["length"], ep["env_index"], batch, store.has_frames, names
         )
-        cols = _episode_columns(
+        cols = episode_columns(
             episodes,
             first_row=int(ep["start"][batch[0]]),
             first_episode=batch[0],
             with_frames=store.has_frames,
         )
-        for name, _ in store._step_arrays():
+        for name, _ in store.step_arrays():
             hasher.update(name, cols[name])
         for k in names:
             hasher.update(f"embeddings/{k}", emb[k])

@@ -64,7 +64,7 @@ def verify_against_recorded(store: Store, digests: dict) -> None:
 
 def _array_bounds(store: Store) -> dict[str, int]:
     """Committed length along axis 0 of every array (what the packed copy's shapes are cut to)."""
-    bounds = {name: store.rows for name, _ in store._step_arrays()}
+    bounds = {name: store.rows for name, _ in store.step_arrays()}
     bounds.update({f"episodes/{k}": store.num_episodes for k in EPISODE_ARRAYS})
     bounds.update({f"embeddings/{n}": store.rows for n in store.embedding_names()})
     return bounds

@@ -209,12 +209,11 @@ def compute_stats(store: Store, bins: int = 1024, progress: bool = False) -> tup
 
 def write_stats(store: Store, root: dict, emb: dict[str, dict]) -> None:
     """Record statistics: per-embedding ones first, the root attribute (the commit) last."""
-    store._check_writable()
     for name, s in emb.items():
         arr = store.group[f"embeddings/{name}"]
         meta = dict(arr.attrs)[ATTR]
         arr.attrs[ATTR] = {**meta, "stats": s}
-    store._write_meta(stats=root)
+    store.write_meta(stats=root)
 
 
 def stats(config: StatsConfig) -> tuple[dict, dict[str, dict], bool]:

@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from rise_data.store import LOCK_DIR, StoreError, store_kind
+from rise_data.store.format import LOCK_DIR, StoreError, store_kind
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _warned_remote: set[str] = set()
