@@ -149,6 +149,8 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps, bar
             rollout.send(actor.act(epsilon, rng, greedy_noise_off=True))
             step = rollout.recv()
             steps += 1
+            bar.set_postfix_str(f"{steps}{f'/{max_steps}' if max_steps else ''} steps", refresh=False)
+            bar.update(0)  # redraws at most every 0.1 s: long episodes show their steps
             for f in rollout.file(step):
                 if finished[f.env_index] < quota[f.env_index]:
                     results.append((f.ret, f.length, "terminated" if f.terminated else "truncated"))
