@@ -82,6 +82,9 @@ class LearnerConfig:
     cudnn_benchmark: bool = True  # CUDA: let cuDNN time its algorithms for the fixed batch shapes
     tf32: bool = False  # CUDA: TF32 matmuls and convolutions (10-bit mantissa products; BTR: fp32)
     channels_last: bool = False  # NHWC weights and frames for the Impala CNN (tensor-core friendly)
+    lstm_chunk: int = 0  # >0: the context LSTM over batch chunks of at most this many sequences
+    lstm_half: bool = False  # CUDA: the context LSTM in fp16, weights cast once per forward (not per call)
+    target_stream: bool = False  # CUDA: the target forward on a second stream, beside the online one
     compile: bool = (
         False  # torch.compile the online and target forward passes (same math; first steps compile)
     )
@@ -119,6 +122,10 @@ def _speed_settings(config: LearnerConfig, device: torch.device, nets) -> None:
     if config.channels_last:
         for net in nets:
             net.cnn.to(memory_format=torch.channels_last)
+    for net in nets:
+        if net.context is not None:
+            net.context.chunk = config.lstm_chunk
+            net.context.cast = torch.float16 if (config.lstm_half and device.type == "cuda") else None
 
 
 def _spectral_norm_modules(net: nn.Module) -> list[nn.Module]:
@@ -157,6 +164,9 @@ class Learner:
             inductor.fallback_random = True  # compiled random draws equal eager ones: same loss either way
             self._online_fwd = torch.compile(self._forward_online, dynamic=False)
             self._target_fwd = torch.compile(self._forward_target, dynamic=False)
+        self._side = (
+            torch.cuda.Stream(self.device) if (config.target_stream and self.device.type == "cuda") else None
+        )
         self._gate: Tensor | None = None
         self._lstm: Tensor | None = None
         self._capture_gate = False
@@ -220,25 +230,31 @@ class Learner:
         "online" in a separate no-grad pass, "target" stacked with s' in one pass. ``taus``: (B, N')
         for s', or (2B, N') for the stacked [s'; s_t] (row B+b: s_t of sample b); sampled when None.
         """
+        stack = self.config.munchausen and q_policy is None and self.config.munchausen_policy == "target"
+        return self._target_values(batch, self._target_quantiles(batch, stack, taus), stack, q_policy)
+
+    def _target_quantiles(self, batch, stack: bool, taus: Tensor | None) -> Tensor:
+        """The target network's quantiles of s' (and of s_t below them when ``stack``), float32."""
         c = self.config
-        nf, nc, nm = self._inputs(batch, "next_")
-        b = nf.shape[0]
-        returns = batch.returns.to(self.device, torch.float32)
-        discount = batch.discount.to(self.device, torch.float32)
-        stack = c.munchausen and q_policy is None and c.munchausen_policy == "target"
-        frames, context, mask = nf, nc, nm
+        frames, context, mask = self._inputs(batch, "next_")
         if stack:
             f, ctx, m = self._inputs(batch)
-            frames = torch.cat([nf, f])
-            context = torch.cat([nc, ctx]) if nc is not None else None
-            mask = torch.cat([nm, m]) if nm is not None else None
+            frames = torch.cat([frames, f])
+            context = torch.cat([context, ctx]) if context is not None else None
+            mask = torch.cat([mask, m]) if mask is not None else None
         with self._autocast():
             quantiles, _ = self._target_fwd(frames, context, mask, c.n_tau_target, taus)
-        quantiles = quantiles.float()
+        return quantiles.float()
+
+    def _target_values(self, batch, quantiles: Tensor, stack: bool, q_policy: Tensor | None) -> Tensor:
+        c = self.config
+        returns = batch.returns.to(self.device, torch.float32)
+        discount = batch.discount.to(self.device, torch.float32)
         if not c.munchausen:
             # without Munchausen BTR bootstraps from the target's own greedy action (no double DQN)
             return iqn_target(quantiles, returns, discount)
         if stack:
+            b = quantiles.shape[0] // 2
             quantiles, q_policy = quantiles[:b], quantiles[b:].mean(dim=1)
         elif q_policy is None:
             f, ctx, m = self._inputs(batch)
@@ -255,6 +271,13 @@ class Learner:
             l0=c.m_l0,
         )
 
+    @torch.no_grad()
+    def _side_target(self, batch, stack: bool, taus: Tensor) -> Tensor:
+        """The target forward enqueued on the side stream (after the inputs' uploads)."""
+        self._side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._side):
+            return self._target_quantiles(batch, stack, taus)
+
     # -- update ------------------------------------------------------------------------------------
 
     def step(self, batch) -> tuple[dict[str, float], np.ndarray]:
@@ -265,16 +288,31 @@ class Learner:
         frames, context, mask = self._inputs(batch)
         action = batch.action.to(self.device).long()
         weights = batch.weights.to(self.device, torch.float32)
+        online_policy = c.munchausen and c.munchausen_policy == "online"
+        stack = c.munchausen and c.munchausen_policy == "target"
+        b = frames.shape[0]
+        # both tau sets drawn up front, online first (the order the forwards drew them in), so the
+        # target forward may run before or beside the online one with the same numbers
+        taus = self.online.sample_taus(b, c.n_tau, self.device)
+        target_taus = self.target.sample_taus(2 * b if stack else b, c.n_tau_target, self.device)
+        target_q = self._side_target(batch, stack, target_taus) if self._side is not None else None
         self._capture_gate, self._gate, self._lstm = True, None, None
         try:
             with self._autocast():
-                quantiles, taus = self._online_fwd(frames, context, mask, c.n_tau)
+                quantiles, taus = self._online_fwd(frames, context, mask, c.n_tau, taus)
         finally:
             self._capture_gate = False
         quantiles = quantiles.float()  # (B, N, A)
         q = quantiles.mean(dim=1)  # (B, A)
-        online_policy = c.munchausen and c.munchausen_policy == "online"
-        target = self.targets(batch, q.detach() if online_policy else None)
+        if target_q is None:
+            with torch.no_grad():
+                target_q = self._target_quantiles(batch, stack, target_taus)
+        else:
+            main = torch.cuda.current_stream(self.device)
+            main.wait_stream(self._side)
+            target_q.record_stream(main)
+        with torch.no_grad():
+            target = self._target_values(batch, target_q, stack, q.detach() if online_policy else None)
         idx = action.view(-1, 1, 1).expand(-1, quantiles.shape[1], 1)
         pred = quantiles.gather(2, idx).squeeze(2)  # (B, N)
         td_loss = (weights * quantile_huber_loss(pred, target, taus, c.kappa)).mean()

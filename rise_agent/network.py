@@ -311,9 +311,29 @@ class ContextStream(nn.Module):
             if mask is not None:
                 x = torch.where(mask.unsqueeze(-1), x, 0.0)
         if mask is None or self.masking == "zero":
-            out, _ = self.lstm(x)
-            return out[:, -1]
+            return self._last(x)
         return self._packed(x, mask)
+
+    chunk = 0  # >0: run the LSTM over batch chunks of at most this many sequences (Learner sets it)
+    cast = None  # a dtype: run the LSTM in it, weights cast once per forward (fp16 on CUDA)
+
+    def _last(self, x: Tensor) -> Tensor:
+        """h_{K-1} of the LSTM from a zero state, optionally in ``cast`` and over batch chunks."""
+        if not self.chunk and self.cast is None:
+            return self.lstm(x)[0][:, -1]
+        lstm = self.lstm
+        weights = list(lstm._flat_weights)
+        if self.cast is not None:
+            weights = [w.to(self.cast) for w in weights]  # once for all chunks (autocast casts per call)
+            x = x.to(self.cast)
+        out = []
+        for part in x.split(self.chunk or x.shape[0]):
+            h0 = part.new_zeros(lstm.num_layers, part.shape[0], lstm.hidden_size)
+            y = torch._VF.lstm(
+                part, (h0, h0), weights, lstm.bias, lstm.num_layers, 0.0, self.training, False, True
+            )
+            out.append(y[0][:, -1])
+        return torch.cat(out).to(self.lstm.weight_ih_l0.dtype)
 
     def _packed(self, x: Tensor, mask: Tensor) -> Tensor:
         k = x.shape[1]

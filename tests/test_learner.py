@@ -387,3 +387,61 @@ def test_cuda_speed_settings_step_close_to_plain():
         res.append(learner.step(batch)[0])
     assert res[1]["loss"] == pytest.approx(res[0]["loss"], rel=2e-2)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+
+
+def test_lstm_chunks_and_one_cast_equal_the_plain_lstm():
+    """The context LSTM over batch chunks, and through the cast-once path (fp32 here; fp16 on CUDA), gives
+    the plain module's h_{K-1}; the Learner's step with chunks equals the plain step to float rounding."""
+    net = Learner(small_config(K), LearnerConfig(), "cpu").online
+    ctx, mask = torch.randn(B, K, net.config.embed_dim), torch.rand(B, K) > 0.3
+    mask[:, -1] = True
+    stream = net.context
+    want = stream(ctx, mask)
+    stream.chunk = 3
+    torch.testing.assert_close(stream(ctx, mask), want, rtol=1e-5, atol=1e-6)
+    stream.chunk, stream.cast = 0, torch.float32
+    torch.testing.assert_close(stream(ctx, mask), want, rtol=1e-5, atol=1e-6)
+    stream.cast = None
+    batch, out = make_batch(K), []
+    for chunk in (0, 3):
+        torch.manual_seed(0)
+        learner = Learner(small_config(K), LearnerConfig(lstm_chunk=chunk), "cpu")
+        torch.manual_seed(1)
+        out.append(learner.step(batch))
+    assert out[1][0]["loss"] == pytest.approx(out[0][0]["loss"], rel=1e-5)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-4, atol=1e-6)
+
+
+def test_target_stream_flag_is_the_eager_step_on_cpu():
+    """target_stream changes nothing without CUDA (no second stream): the step is bit for bit the plain one."""
+    batch, out = make_batch(K), []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        learner = Learner(small_config(K), LearnerConfig(target_stream=flag), "cpu")
+        torch.manual_seed(1)
+        out.append(learner.step(batch))
+    assert out[0][0] == out[1][0] and np.array_equal(out[0][1], out[1][1])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_target_stream_and_lstm_half_match_the_eager_step():
+    """On CUDA: the target forward on a second stream gives the eager step exactly; the fp16 LSTM in
+    chunks of 128 stays close to fp32."""
+    batch = make_batch(K)
+    batch = SimpleNamespace(
+        **{k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in vars(batch).items()}
+    )
+    res = {}
+    for name, cfg in {
+        "plain": LearnerConfig(),
+        "stream": LearnerConfig(target_stream=True),
+        "half": LearnerConfig(lstm_chunk=128, lstm_half=True),
+    }.items():
+        torch.manual_seed(0)
+        learner = Learner(small_config(K), cfg, "cuda")
+        torch.manual_seed(1)
+        res[name] = learner.step(batch)
+    assert res["stream"][0]["loss"] == res["plain"][0]["loss"]
+    np.testing.assert_array_equal(res["stream"][1], res["plain"][1])
+    assert res["half"][0]["loss"] == pytest.approx(res["plain"][0]["loss"], rel=2e-2)
