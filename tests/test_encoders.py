@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+import subprocess
 import sys
 import urllib.error
 from fractions import Fraction
@@ -509,3 +510,13 @@ def test_build_refuses_a_record_the_code_no_longer_matches():
     assert "differs from its record" in msg and "dim: recorded 128, now 256" in msg and "output_layer" in msg
     assert "--encoder-weights" not in msg  # the weights are not what differs
     assert changed.differences(spec) == ["dim", "output_layer"]
+
+
+def test_encoder_record_and_store_check_import_without_torch():
+    """The record (encode.spec), the encode package face and store.check parse records without torch."""
+    code = (
+        "import sys, rise_data.encode, rise_data.encode.spec, rise_data.store.check; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -18,12 +18,12 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from rise_data.encode.config import EncodeConfig
 from rise_data.encode.distributed import (
     RangeMarkers,
     World,
@@ -48,28 +48,6 @@ from rise_data.store import (
     write_rows,
 )
 from rise_data.store.lock import store_lock
-
-
-@dataclass(frozen=True)
-class EncodeConfig:
-    """Everything ``rise-data encode`` was asked to do; saved with the embeddings."""
-
-    store: str
-    encoder: str = "resnet18"
-    weights: str | None = None  # a state-dict file, "untrained", or None for the encoder's default source
-    name: str | None = None  # embeddings array name; default: the encoder name
-    source: str | None = None  # "frame" or "obs"; default: frame when the store has frames
-    batch_size: int = 512
-    device: str = "auto"
-    dtype: str = "float16"
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True
-    compile: bool = False
-    read_workers: int = 4
-    prefetch: int = 6
-    overwrite: bool = False
-    progress: bool = True
-    threads: int | None = None  # torch CPU threads per process (None: torch's default)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -460,8 +460,8 @@ def _common_embeddings(stores: list[Store]) -> dict[str, dict]:
 
 
 def _record_spec(record: dict, where: str):
-    """The EncoderSpec of an embeddings record (imported lazily: torch only when embeddings are copied)."""
-    from rise_data.encode.encoders import EncoderError, record_encoder
+    """The EncoderSpec of an embeddings record."""
+    from rise_data.encode.spec import EncoderError, record_encoder
 
     try:
         return record_encoder(record, where)

@@ -203,7 +203,7 @@ def _check_embeddings(store: Store, _progress: bool) -> list[Problem]:
             out.append(Problem("error", where, "no provenance attribute"))
             continue
         # imported here: torch loads only for stores that have embeddings
-        from rise_data.encode.encoders import EncoderError, embedding_encoder
+        from rise_data.encode.spec import EncoderError, embedding_encoder
 
         try:
             spec = embedding_encoder(store, name)
