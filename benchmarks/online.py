@@ -11,7 +11,9 @@ Same env, envs, env steps and gradient steps for every variant:
 
 Printed ratios: (a) acting / raw throughput (goal >= 0.80), (b) overlapped wall / max(acting, learning)
 (goal <= 1.2; serial would be about their sum), (c) learner step RISE K / BTR K=0 at the same batch,
-(d) frames/s of the overlapped loop (Atari frameskip 4). On CPUs each side's torch threads are pinned
+(d) frames/s of the overlapped loop (Atari frameskip 4), (e) the actor thread alone with 1 and 2 env
+groups / max(raw stepping, the actor's inference alone) (goal <= 1.2 with 2 groups). The last line is
+one JSON object: ``overlap_k{K}`` (run once with --k 0 and once with --k 80), ``acting_overlap``. On CPUs each side's torch threads are pinned
 (``--threads``) so the overlap is visible; the ALE vector env runs its own C++ threads.
 
 Usage: python benchmarks/online.py [--env ALE/Pong-v5] [--num-envs 16] [--steps 48] [--encoder downsample]
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +39,7 @@ from rise_agent.network import NetworkConfig
 from rise_agent.training.build import build
 from rise_agent.training.online import run_online
 from rise_agent.training.rundir import RunDir
-from rise_agent.training.train import _Run
+from rise_agent.training.session import Session
 from rise_data.encode import resolve_device
 from rise_data.envs import make_env
 
@@ -56,7 +60,7 @@ def raw_stepping(spec: dict, num_envs: int, steps: int, seed: int = 0) -> float:
 
 
 def online_run(config: TrainConfig, device: torch.device, folder: Path, learn_after: int | None = None):
-    """(seconds in the loop after the first reset, the _Run); ``learn_after=None`` keeps learning off."""
+    """(seconds in the loop after the first reset, the Session); ``learn_after=None`` keeps learning off."""
     cfg = dataclasses.replace(
         config,
         run_dir=str(folder),
@@ -66,11 +70,43 @@ def online_run(config: TrainConfig, device: torch.device, folder: Path, learn_af
     run = RunDir(folder)
     run.prepare()
     run.start(cfg)
-    r = _Run(cfg, parts, run, device)
-    r.logger = run.logger()
-    run_online(r)
-    r.logger.close()
-    return r.counters["loop_seconds"], r  # from the first reset on: env construction is not the loop's cost
+    s = Session(cfg, parts, run, device)
+    s.open_logger(resumed=False)
+    run_online(s)
+    s.logger.close()
+    return s.counters.loop_seconds, s  # from the first reset on: env construction is not the loop's cost
+
+
+def acting_only(spec, parts, config: TrainConfig, device, groups: int) -> tuple[float, float]:
+    """(seconds of the actor thread over ``config.env_steps`` env steps with ``groups`` env groups, and
+    seconds of the same actor's inference alone over as many vector steps, 1 group only); nothing learns."""
+    from rise_agent.acting.groups import ActingConfig, acting_env
+    from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy
+    from rise_agent.training.online import make_actor
+    from rise_data.collect.rollout import Rollout
+
+    steps = config.env_steps // config.num_envs
+    s = Session(config, parts, None, device)
+    actor = make_actor(s, actor_copy(parts.learner.online))
+    env = acting_env(spec, config.num_envs, ActingConfig(env_groups=groups))
+    gate = WeightGate(1)
+    th = ActingThread(Rollout(env), actor, gate, lambda t: 0.01, np.random.default_rng(0), steps, seed=0)
+    th.start()
+    th.get()
+    t0 = time.perf_counter()
+    for t in range(steps):
+        th.get()
+        if t + 2 < steps:
+            gate.publish(t, lambda: None)
+    dt = time.perf_counter() - t0
+    th.stop()
+    env.close()
+    if groups > 1:  # the thread's group actors observed; this one did not
+        return dt, float("nan")
+    t0 = time.perf_counter()
+    for _ in range(steps):  # the actor's own work per vector step: noise, forward, argmax (observed once)
+        actor.greedy()
+    return dt, time.perf_counter() - t0
 
 
 def learner_step_ms(net: NetworkConfig, batch: int, device, reps: int = 10) -> float:
@@ -127,6 +163,8 @@ def main() -> None:
         t0 = time.perf_counter()
         r.learn(updates)  # on the replay the acting run filled
         t_learn = time.perf_counter() - t0
+        t_act1, t_inf = acting_only(spec, r.parts, base, device, groups=1)
+        t_act2, _ = acting_only(spec, r.parts, base, device, groups=2)
         # learning from the first vector step a batch is in, so both sides run over (almost) every step
         warm = a.batch
         t_serial, rs = online_run(dataclasses.replace(base, policy_lag=0), device, tmp / "serial", warm)
@@ -141,9 +179,9 @@ def main() -> None:
     print(f"raw stepping      {t_raw:7.2f} s  ({env_steps / t_raw:8.0f} env steps/s)")
     print(f"acting (no learn) {t_act:7.2f} s  ({env_steps / t_act:8.0f} env steps/s)")
     print(f"learning alone    {t_learn:7.2f} s  ({updates / t_learn:8.1f} updates/s)")
-    print(f"serial  (lag 0)   {t_serial:7.2f} s  updates {rs.counters['updates']}")
+    print(f"serial  (lag 0)   {t_serial:7.2f} s  updates {rs.counters.updates}")
     print(
-        f"overlap (lag 1)   {t_over:7.2f} s  updates {ro.counters['updates']}, max lag {ro.counters.get('max_policy_lag')}"
+        f"overlap (lag 1)   {t_over:7.2f} s  updates {ro.counters.updates}, max lag {ro.counters.max_policy_lag}"
     )
     print(f"(a) acting / raw throughput            {t_raw / t_act:.3f}  (goal >= 0.80)")
     print(f"(b) overlapped / max(acting, learning)  {t_over / max(t_act, t_learn):.3f}  (goal <= 1.2; "
@@ -152,6 +190,23 @@ def main() -> None:
         f"(c) learner step K={a.k} / K=0          {ms_rise / ms_btr:.3f}  ({ms_rise:.1f} ms vs {ms_btr:.1f} ms)"
     )
     print(f"(d) frames/s overlapped                 {4 * env_steps / t_over:.0f}")
+    base_act = max(t_raw, t_inf)
+    print(
+        f"actor thread alone: 1 env group {t_act1:.2f} s, 2 groups {t_act2:.2f} s; inference alone {t_inf:.2f} s"
+    )
+    print(
+        f"(e) acting / max(raw, inference): 1 group {t_act1 / base_act:.3f}, 2 groups {t_act2 / base_act:.3f} (goal <= 1.2)"
+    )
+    ratios = {
+        f"overlap_k{a.k}": round(t_over / max(t_act, t_learn), 3),
+        f"serial_k{a.k}": round(t_serial / max(t_act, t_learn), 3),
+        "acting_overlap": round(t_act2 / base_act, 3),
+        "acting_overlap_1group": round(t_act1 / base_act, 3),
+        "acting_vs_raw": round(t_raw / t_act, 3),
+        f"step_k{a.k}_vs_k0": round(ms_rise / ms_btr, 3),
+    }
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+    print(json.dumps({"ratios": ratios, "machine": f"{machine}, load {os.getloadavg()[0]:.2f}"}))
 
 
 if __name__ == "__main__":

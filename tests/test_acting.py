@@ -145,3 +145,74 @@ def test_actor_frame_stack_repeats_the_episode_first_frame():
                 assert bool(mask[i, j]) == (q >= 0)
                 want = logs[i][q][0, :4].astype(np.float16) if q >= 0 else np.zeros(4, np.float16)
                 assert np.array_equal(ctx[i, j].numpy(), want)
+
+
+def test_grouped_acting_thread_records_what_each_group_env_did():
+    """Double-buffered acting (2 env groups): every vector step the thread hands over is the one the
+    groups' envs produced from the recorded actions -- replayed into fresh envs of the same seeds, the
+    observations match step for step -- and its embeddings are the encoder's of those frames."""
+    import numpy as np
+    import torch
+
+    from rise_agent.acting.actor import Actor
+    from rise_agent.acting.groups import ActingConfig, GroupedVectorEnv, acting_env
+    from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy
+    from rise_agent.network import NetworkConfig, make_network
+    from rise_data.collect.rollout import Rollout
+    from rise_data.encode.encoders import make_encoder
+    from rise_data.envs import env_spec, make_env
+
+    spec = env_spec("rise/CueMemory-v0", delay=3)
+    env = acting_env(spec, 5, ActingConfig(env_groups=2))
+    assert isinstance(env, GroupedVectorEnv) and [s.stop - s.start for s in env.slices] == [3, 2]
+    enc = make_encoder("downsample")
+    cfg = NetworkConfig(
+        n_actions=env.n_actions,
+        context_len=3,
+        embed_dim=enc.dim,
+        lstm_hidden=4,
+        impala_channels=(2, 2, 2),
+        hidden=4,
+    )
+    actor = Actor(actor_copy(make_network(cfg)), enc, 5)
+    rollout, gate = Rollout(env), WeightGate(1)
+    th = ActingThread(rollout, actor, gate, lambda s: 0.5, np.random.default_rng(0), 12, seed=3)
+    th.start()
+    items = [th.get()]
+    rollout.file(items[0][1])
+    for t in range(12):
+        items.append(th.get())
+        rollout.file(items[-1][1])  # the Rollout's own bookkeeping accepts the grouped steps in order
+        if t + 2 < 12:
+            gate.publish(t, lambda: None)
+    th.stop()
+    env.close()
+    assert items[0][0] is None and all(len(a) == 5 for a, _, _ in items[1:])
+    refs = [make_env(spec, num_envs=n) for n in (3, 2)]
+    obs = [r.reset(seed=3 + 7919 * g).obs for g, r in enumerate(refs)]
+    np.testing.assert_array_equal(np.concatenate(obs), items[0][1].obs)
+    for actions, step, emb in items[1:]:
+        parts = [refs[0].step(actions[:3]), refs[1].step(actions[3:])]
+        np.testing.assert_array_equal(np.concatenate([p.obs for p in parts]), step.obs)
+        np.testing.assert_array_equal(np.concatenate([p.is_first for p in parts]), step.is_first)
+        torch.testing.assert_close(emb, enc(step.frame).half(), rtol=0, atol=0)
+    for r in refs:
+        r.close()
+
+
+def test_group_slices_and_ale_threads():
+    from rise_agent.acting.groups import ale_threads, group_slices
+
+    assert group_slices(5, 2) == [slice(0, 3), slice(3, 5)] and group_slices(4, 1) == [slice(0, 4)]
+    for n, g in [(64, 2), (7, 3), (3, 3)]:
+        sl = group_slices(n, g)
+        assert (
+            sl[0].start == 0
+            and sl[-1].stop == n
+            and all(a.stop == b.start for a, b in zip(sl, sl[1:], strict=False))
+        )
+        assert max(s.stop - s.start for s in sl) - min(s.stop - s.start for s in sl) <= 1
+    with pytest.raises(ValueError, match="env groups"):
+        group_slices(2, 3)
+    # 16 cores: 14 emulator threads, 2 left to the learner and the actor; never 0, never more than envs
+    assert ale_threads(64, 16) == 14 and ale_threads(8, 16) == 8 and ale_threads(64, 2) == 1

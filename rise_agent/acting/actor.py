@@ -121,6 +121,10 @@ class Actor:
         self._context = _Window(num_envs, k, (cfg.embed_dim,), torch.float16, self.device) if k > 0 else None
         self._seen = False
 
+    def for_envs(self, num_envs: int) -> Actor:
+        """A fresh actor over the same network and encoder for ``num_envs`` envs (one env group)."""
+        return Actor(self.network, self.encoder, num_envs, device=self.device, n_tau=self.n_tau)
+
     def observe(self, step: Step) -> Tensor | None:
         """Push the step's observations (resetting envs where ``step.is_first``); returns its (E, D) float16 embeddings."""
         obs = np.asarray(step.obs)

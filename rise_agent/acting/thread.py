@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from rise_agent.acting.groups import GroupedVectorEnv
 from rise_agent.network import RiseNetwork, make_network
+from rise_data.envs import Step
 
 __all__ = ["ActingThread", "WeightGate"]
 
@@ -97,8 +99,19 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> None:
         torch._foreach_copy_(bufs_dst, bufs_src)
 
 
+def _part(step: Step, sl: slice) -> Step:
+    frame = None if step.frame is None else step.frame[sl]
+    return Step(
+        step.obs[sl], frame, step.reward[sl], step.terminated[sl], step.truncated[sl], step.is_first[sl]
+    )
+
+
+def _cat_emb(embs: list):
+    return None if embs[0] is None else torch.cat(embs)
+
+
 class ActingThread(threading.Thread):
-    """Steps ``env`` (a :class:`~rise_data.envs.rollout.Rollout`) with ``actor``; puts ``(actions, step, embeddings)`` on ``out``.
+    """Steps ``env`` (a :class:`~rise_data.collect.rollout.Rollout`) with ``actor``; puts ``(actions, step, embeddings)`` on ``out``.
 
     The first item is ``(None, reset_step, embeddings)``. ``epsilon(s)`` gives the ε of vector step ``s``
     (counted from the start of this thread); the thread stops when ``gate.stop()`` is called or after
@@ -122,6 +135,8 @@ class ActingThread(threading.Thread):
 
     def run(self) -> None:
         try:
+            if isinstance(getattr(self.env, "env", None), GroupedVectorEnv):
+                return self._run_grouped(self.env.env)
             step = self.env.reset(seed=self.seed)
             self._put((None, step, self.actor.observe(step)))
             for s in range(self.steps):
@@ -130,13 +145,60 @@ class ActingThread(threading.Thread):
                 actions = self.actor.act(self.epsilon(s), self.rng)
                 self.env.send(
                     actions
-                )  # a rise_data.envs.rollout.Rollout: it remembers the actions for file()
+                )  # a rise_data.collect.rollout.Rollout: it remembers the actions for file()
                 step = self.env.recv()
                 emb = self.actor.observe(step)
                 self.gate.actor_done()
                 self._put((actions, step, emb))
         except BaseException as e:  # surfaced in the learner thread by get()
             self._put(e)
+
+    def _run_grouped(self, genv: GroupedVectorEnv) -> None:
+        """Double-buffered: each group's next actions are picked while the other groups step.
+
+        Group g's actions for step s+1 are chosen as soon as its part of step s is in, before the later
+        groups' parts are, so acting at s+1 starts before step s is filed: it needs ``lag >= 1``. The gate
+        counts step s+1 as acted once every group has its actions for it (the weights are then free).
+        """
+        if self.gate.lag < 1:
+            raise ValueError("env_groups > 1 needs policy_lag >= 1 (a group acts before the step is filed)")
+        actors = [self.actor.for_envs(sl.stop - sl.start) for sl in genv.slices]
+        step = self.env.reset(seed=self.seed)
+        embs = [a.observe(_part(step, sl)) for a, sl in zip(actors, genv.slices, strict=True)]
+        self._put((None, step, _cat_emb(embs)))
+        if self.steps == 0 or not self.gate.actor_may_act(0):
+            return
+        actions = self._act_groups(genv, actors, 0, None)
+        self.gate.actor_done()
+        for s in range(self.steps):
+            ahead = s + 1 < self.steps and self.gate.actor_may_act(s + 1)
+            if self.gate.stopped:
+                return
+            embs, nxt = [], []
+            for g, actor in enumerate(actors):
+                embs.append(actor.observe(genv.recv_part(g)))
+                if ahead:
+                    nxt.append(self._act_groups(genv, [actor], s + 1, g))
+            step = self.env.recv()
+            if ahead:
+                self.env.send(np.concatenate(nxt))  # every group already started: bookkeeping only
+                self.gate.actor_done()
+            self._put((actions, step, _cat_emb(embs)))
+            if not ahead:
+                return
+            actions = np.concatenate(nxt)
+
+    def _act_groups(self, genv, actors, s: int, group: int | None) -> np.ndarray:
+        """Pick and send the actions of step ``s`` for ``actors`` (all groups, or the one ``group``)."""
+        out = []
+        for g, actor in enumerate(actors) if group is None else [(group, actors[0])]:
+            a = actor.act(self.epsilon(s), self.rng)
+            genv.send_part(g, a)
+            out.append(a)
+        actions = np.concatenate(out)
+        if group is None:
+            self.env.send(actions)
+        return actions
 
     def _put(self, item) -> None:
         while not self.gate.stopped:

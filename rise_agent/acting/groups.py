@@ -1,0 +1,121 @@
+"""Double-buffered acting: the envs split into groups, each its own vector env and Actor.
+
+While group 0 steps in its vector env the actor thread picks group 1's actions, and the other way round,
+so env stepping overlaps inference (issue 16: acting wall ~ max(raw stepping, inference), not their sum).
+:class:`GroupedVectorEnv` looks like one :class:`~rise_data.envs.FrameVectorEnv` of all envs to everyone
+else (the Rollout's bookkeeping, the replay): ``recv`` returns the whole vector step once every group's
+part is in, ``send`` starts the groups whose actions were not already sent part by part.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from rise_data.envs import FrameVectorEnv, Step, make_env
+
+__all__ = ["ActingConfig", "GroupedVectorEnv", "acting_env", "ale_threads", "group_slices"]
+
+
+@dataclass(frozen=True)
+class ActingConfig:
+    """How the actor thread steps its envs (the learner's results do not depend on it beyond env seeds)."""
+
+    # vector envs stepped in turn (2: env stepping overlaps the actor's inference); envs split evenly
+    env_groups: int = 1
+
+    def __post_init__(self) -> None:
+        if self.env_groups < 1:
+            raise ValueError(f"env_groups must be >= 1, got {self.env_groups}")
+
+
+def group_slices(num_envs: int, groups: int) -> list[slice]:
+    """Contiguous env ranges of ``groups`` near-equal groups (the first ones one env larger)."""
+    if not 1 <= groups <= num_envs:
+        raise ValueError(f"{groups} env groups for {num_envs} envs: use 1 to {num_envs} groups")
+    sizes = [num_envs // groups + (g < num_envs % groups) for g in range(groups)]
+    ends = np.cumsum([0, *sizes])
+    return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True)]
+
+
+def _cat(parts: list[Step]) -> Step:
+    frame = None if parts[0].frame is None else np.concatenate([p.frame for p in parts])
+    return Step(
+        np.concatenate([p.obs for p in parts]),
+        frame,
+        *(
+            np.concatenate([getattr(p, k) for p in parts])
+            for k in ("reward", "terminated", "truncated", "is_first")
+        ),
+    )
+
+
+class GroupedVectorEnv:
+    """Several FrameVectorEnvs of one spec as one env of all their envs, steppable group by group."""
+
+    def __init__(self, envs: list[FrameVectorEnv]):
+        self.envs = envs
+        self.slices = group_slices(sum(e.num_envs for e in envs), len(envs))
+        self.num_envs = self.slices[-1].stop
+        self.obs_shape, self.frame_shape = envs[0].obs_shape, envs[0].frame_shape
+        self.n_actions, self.spec = envs[0].n_actions, envs[0].spec
+        self._sent = [False] * len(envs)  # group g's actions for the coming step are out
+        self._got: list[Step | None] = [None] * len(envs)
+
+    def reset(self, seed: int | None = None) -> Step:
+        steps = [e.reset(seed=None if seed is None else seed + 7919 * g) for g, e in enumerate(self.envs)]
+        self._sent, self._got = [False] * len(self.envs), [None] * len(self.envs)
+        return _cat(steps)
+
+    def send_part(self, g: int, actions: np.ndarray) -> None:
+        """Start group ``g`` on its actions (``actions`` for its envs only)."""
+        self.envs[g].send(actions)
+        self._sent[g] = True
+
+    def recv_part(self, g: int) -> Step:
+        """Wait for group ``g``'s part of the step its last send led to (kept for :meth:`recv`)."""
+        if self._got[g] is None:
+            self._got[g] = self.envs[g].recv()
+            self._sent[g] = False
+        return self._got[g]
+
+    def send(self, actions: np.ndarray) -> None:
+        for g, sl in enumerate(self.slices):
+            if not self._sent[g]:
+                self.send_part(g, np.asarray(actions)[sl])
+
+    def recv(self) -> Step:
+        parts = [self.recv_part(g) for g in range(len(self.envs))]
+        self._got = [None] * len(self.envs)
+        return _cat(parts)
+
+    def step(self, actions: np.ndarray) -> Step:
+        self.send(actions)
+        return self.recv()
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()
+
+
+RESERVED_CORES = 2  # the learner thread and the actor thread (inference, embedding, bookkeeping)
+
+
+def ale_threads(num_envs: int, cores: int | None = None) -> int:
+    """Emulator threads for online training: one per env, leaving ``RESERVED_CORES`` to the learner and
+    the actor (ale-py's default takes every core, so emulation competes with the learner's step)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(num_envs, cores - RESERVED_CORES))
+
+
+def acting_env(spec, num_envs: int, config: ActingConfig, num_threads: int = 0):
+    """The env the actor thread steps: one vector env, or ``env_groups`` of them, with the emulator
+    threads of :func:`ale_threads` (``num_threads`` overrides; split between the groups)."""
+    threads = num_threads or ale_threads(num_envs)
+    if config.env_groups == 1:
+        return make_env(spec, num_envs=num_envs, num_threads=threads)
+    slices = group_slices(num_envs, config.env_groups)
+    each = max(1, threads // config.env_groups)
+    return GroupedVectorEnv([make_env(spec, num_envs=s.stop - s.start, num_threads=each) for s in slices])
