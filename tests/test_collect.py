@@ -196,7 +196,7 @@ def test_commit_rows_trades_commits_for_durability(tmp_path):
     h_each, h_batched = (open_store(p).meta["history"][-1] for p in (each, batched))
     assert h_batched["commits"] == 1 and h_each["commits"] >= 2  # 5 pairs of episodes end 32 steps apart
     assert open_store(each).num_episodes == open_store(batched).num_episodes == 10
-    with pytest.raises(ValueError, match="commit_rows"):
+    with pytest.raises(ValueError, match="--commit-rows"):
         collect(
             CollectConfig("rise/CueMemory-v0", str(tmp_path / "x"), steps=5, commit_rows=-1, progress=False)
         )

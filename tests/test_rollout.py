@@ -10,7 +10,7 @@ import pytest
 from conftest import requires
 
 from rise_data.envs import env_spec, make_env
-from rise_data.envs.rollout import BLOCK_ROWS, Rollout
+from rise_data.collect.rollout import BLOCK_ROWS, Rollout
 from rise_data.store import StoreLayout, create_store, open_store
 from rise_data.store.check import check_store
 

@@ -34,7 +34,7 @@ from rise_agent.network import RiseNetwork, disable_noise, make_network
 from rise_agent.training.checkpoint import CheckpointError, read_checkpoint
 from rise_data.encode.encoders import Encoder
 from rise_data.envs import make_env
-from rise_data.envs.rollout import Rollout
+from rise_data.collect.rollout import Rollout
 
 __all__ = ["btr_eval_epsilon", "evaluate", "load_agent", "own_taus"]
 

@@ -20,7 +20,7 @@ from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy, copy_
 from rise_agent.config import TrainConfig
 from rise_agent.training.session import Session
 from rise_data.envs import make_env
-from rise_data.envs.rollout import Rollout
+from rise_data.collect.rollout import Rollout
 from rise_data.options import to_json
 
 __all__ = ["epsilon_at", "make_actor", "run_online", "updates_owed"]

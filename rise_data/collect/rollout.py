@@ -17,15 +17,9 @@ The loop, with the env stepping while the caller works (learning, writing) betwe
     rollout.recv()                                           # a step still in flight is not kept
     leftover = rollout.cut_running()                         # running episodes, cut as truncated
 
-Switching the other loops to it:
-
-- **evaluation**: ``Rollout(env)`` keeps no rows; ``Finished.ret`` / ``.length`` are the episode results,
-  ``cut_running()`` gives the episodes a step cap cut (``truncated``).
-- **online training**: ``send(actions)``, learn, ``recv()``; ``file(step, {name: emb})`` with the (num_envs,
-  dim) embeddings the actor computed for ``step``'s frames, when rows are written back.
-- **write-back / --save-store**: ``Rollout(env, obs=True, frames=store.has_frames, extras={name: ((dim,),
-  "float16")})``; each ``Finished.episode`` carries ``embeddings[name]`` and ``Store.append_episodes`` commits
-  rows and embeddings together. Give written episodes back with ``recycle`` so their blocks are reused.
+Online training sends, learns, then receives (``file(step, {name: emb})`` with the embeddings the actor
+computed); evaluation keeps no rows (``Rollout(env)``); ``--save-store`` / write-back keep rows and
+embeddings (``extras``) and give written episodes back with ``recycle`` so their blocks are reused.
 
 Steps follow ``FrameVectorEnv``'s next-step autoreset: a ``Step`` with ``is_first[i]`` starts env i's next
 episode, and the action sent for env i at the step before it was ignored by the env.
@@ -39,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rise_data.envs import FrameVectorEnv, Step
+from rise_data.envs.vector import FrameVectorEnv, Step
 from rise_data.store import Episode, Rows
 
 BLOCK_ROWS = 64  # rows per buffer block (64 Atari RGB frames = 6.4 MB)
