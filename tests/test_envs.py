@@ -134,7 +134,7 @@ def test_store_metadata_never_imports_a_factory(plugin, tmp_path):
         timeout=120,
     )
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("REFUSED") and f"pass --env {name}:make" in lines[0], out.stderr
+    assert lines[0].startswith("REFUSED") and f"--allow-plugin {name}:make" in lines[0], out.stderr
     assert lines[1] == "BUILT 3"
 
 
@@ -197,10 +197,10 @@ def test_user_family_and_scores():
         register_scores("probe-test", lambda s, r: {"success_rate": (r + 1) / 2})
         assert EnvSpec.from_json(spec.to_json()).normalize(0.5) == {"success_rate": 0.75}
     finally:
-        from rise_data.envs import family
+        from rise_data.envs import registry
 
-        family._FAMILIES.pop("probe-test")
-        family._SCORES.pop("probe-test", None)
+        registry._FAMILIES.pop("probe-test")
+        registry._SCORES.pop("probe-test", None)
     assert build_spec(CUE, delay=2).family == "gymnasium"
     with pytest.raises(EnvError, match="unknown env family 'nope'"):
         make_env({"id": CUE, "family": "nope"})

@@ -8,17 +8,22 @@ split its raw observations into the encoder frame / agent view (``views``) and n
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rise_data import plugins
+from rise_data.envs.registry import (  # noqa: F401  (re-exported: the seam's entry points)
+    families,
+    family_for,
+    get_family,
+    register_family,
+    register_scores,
+    scores_of,
+)
 from rise_data.envs.spec import EnvError, EnvSpec
 from rise_data.envs.vector import FrameVectorEnv
 
-_FAMILIES: dict[str, EnvFamily] = {}
-_SCORES: dict[str, Callable[[EnvSpec, float], dict[str, float]]] = {}
 # gymnasium_family hands this to spawned workers; it is rise_data.plugins' one trust set (use plugins.trusted())
 _ALLOWED = plugins._TRUSTED
 
@@ -48,35 +53,8 @@ class EnvFamily:
 
     def normalize(self, spec: EnvSpec, raw_return: float) -> dict[str, float]:
         """Reference-normalized scores (from the table registered with ``register_scores``)."""
-        fn = _SCORES.get(self.name)
+        fn = scores_of(self.name)
         return {} if fn is None else {k: v for k, v in fn(spec, raw_return).items() if v is not None}
-
-
-def register_family(family: EnvFamily) -> EnvFamily:
-    """Add (or replace) a family; it is asked before those registered earlier whether it claims an id."""
-    if not family.name:
-        raise EnvError(f"{type(family).__name__} has no name; set the class attribute 'name'")
-    _FAMILIES.pop(family.name, None)
-    _FAMILIES[family.name] = family
-    return family
-
-
-def get_family(name: str) -> EnvFamily:
-    if name not in _FAMILIES:
-        raise EnvError(
-            f"unknown env family '{name}'; registered: {sorted(_FAMILIES)} (register_family adds one)"
-        )
-    return _FAMILIES[name]
-
-
-def families() -> list[str]:
-    return list(_FAMILIES)
-
-
-def register_scores(family: str, fn: Callable[[EnvSpec, float], dict[str, float]]) -> None:
-    """Reference scores of a family: ``fn(spec, raw_return) -> {"human_normalized": x}`` (rise_agent owns
-    the Atari table; rise_data cannot import it, so rise_agent registers it here)."""
-    _SCORES[family] = fn
 
 
 def allow_plugin(name: str) -> None:
@@ -94,13 +72,6 @@ def import_plugin_module(module: str, needed_by: str):
         return importlib.import_module(module)
     except ImportError as e:
         raise EnvError(f"cannot import {module} for env '{needed_by}' ({e}); install it") from e
-
-
-def family_for(env_id: str) -> EnvFamily:
-    for family in reversed(list(_FAMILIES.values())):
-        if family.claims(env_id):
-            return family
-    raise EnvError(f"no env family claims '{env_id}'; registered: {sorted(_FAMILIES)}")
 
 
 def env_spec(

@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from rise_data.envs.errors import EnvError
+from rise_data.envs.registry import get_family
+
 OBS_TRANSFORM = {
     "kind": "rgb2gray-area",
     "gray": "ITU-R 601 luma (cv2 COLOR_RGB2GRAY)",
@@ -26,10 +29,6 @@ _FIELDS = (
     "frame_shape",
     "n_actions",
 )
-
-
-class EnvError(ValueError):
-    """The env id or spec cannot be used; the message says why and what works."""
 
 
 def _shape(v: Any) -> tuple[int, ...] | None:
@@ -118,8 +117,6 @@ class EnvSpec:
 
     def normalize(self, raw_return: float) -> dict[str, float]:
         """Reference-normalized scores of a raw return (Atari: ``human_normalized``); {} when none known."""
-        from rise_data.envs.family import get_family
-
         return get_family(self.family).normalize(self, raw_return)
 
 

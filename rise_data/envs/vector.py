@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from rise_data.envs.family import EnvFamily
     from rise_data.envs.spec import EnvSpec
+
+
+class Views(Protocol):
+    """What the vector env needs of its family (``rise_data.envs.family.EnvFamily``): the two views."""
+
+    def views(self, spec: EnvSpec, raw: Any) -> np.ndarray: ...
 
 
 def to_agent_obs(frames: np.ndarray, size: int) -> np.ndarray:
@@ -76,9 +81,7 @@ class FrameVectorEnv:
     its raw observations into the two views (``family.views``).
     """
 
-    def __init__(
-        self, spec: EnvSpec, family: EnvFamily, env: Any, num_envs: int, frame_shape, n_actions: int
-    ):
+    def __init__(self, spec: EnvSpec, family: Views, env: Any, num_envs: int, frame_shape, n_actions: int):
         self.spec = spec
         self.family = family
         self.env = env
