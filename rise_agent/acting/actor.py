@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rise_agent.acting.view import agent_view
 from rise_agent.network import RiseNetwork, disable_noise
 from rise_data.encode.encoders import Encoder
 from rise_data.envs import Step
@@ -96,6 +97,7 @@ class Actor:
         context_len: int | None = None,
         device: torch.device | str = "cpu",
         n_tau: int = 8,
+        view_on_device: bool = False,
     ) -> None:
         cfg = network.config
         k = cfg.context_len if context_len is None else int(context_len)
@@ -116,6 +118,8 @@ class Actor:
         self.context_len = k
         self.device = torch.device(device)
         self.n_tau = n_tau
+        # make the agent view from the RGB frame on the device (rise_agent.acting.view), not step.obs
+        self.view_on_device = view_on_device
         self.n_actions = cfg.n_actions
         self._frames = _Window(num_envs, frame_stack, tuple(cfg.frame_hw), torch.uint8, self.device)
         self._context = _Window(num_envs, k, (cfg.embed_dim,), torch.float16, self.device) if k > 0 else None
@@ -123,7 +127,14 @@ class Actor:
 
     def for_envs(self, num_envs: int) -> Actor:
         """A fresh actor over the same network and encoder for ``num_envs`` envs (one env group)."""
-        return Actor(self.network, self.encoder, num_envs, device=self.device, n_tau=self.n_tau)
+        return Actor(
+            self.network,
+            self.encoder,
+            num_envs,
+            device=self.device,
+            n_tau=self.n_tau,
+            view_on_device=self.view_on_device,
+        )
 
     def observe(self, step: Step) -> Tensor | None:
         """Push the step's observations (resetting envs where ``step.is_first``); returns its (E, D) float16 embeddings."""
@@ -136,14 +147,21 @@ class Actor:
                 "the first observed step must start every episode (the step env.reset() returns)"
             )
         self._seen = True
-        self._frames.push(torch.from_numpy(obs).to(self.device), first)
+        frame = None
+        if self.view_on_device and step.frame is not None:
+            frame = torch.from_numpy(np.asarray(step.frame)).to(self.device, non_blocking=True)
+            self._frames.push(agent_view(frame, obs.shape[-1]), first)
+        else:
+            self._frames.push(torch.from_numpy(obs).to(self.device), first)
         if self._context is None:
             return None
         source = self.encoder.preprocessing.source
-        rows = step.frame if source == "frame" else obs
+        rows = (step.frame if frame is None else frame) if source == "frame" else obs
         if rows is None:
             raise ValueError(f"encoder {self.encoder.name} reads RGB frames, but the env returns none")
-        emb = self.encoder(np.asarray(rows)).to(self.device, torch.float16)
+        emb = self.encoder(rows if isinstance(rows, Tensor) else np.asarray(rows)).to(
+            self.device, torch.float16
+        )
         self._context.push(emb, first)
         return emb
 
