@@ -53,6 +53,7 @@ def s3(monkeypatch):
     import signal
     import socket
     import time
+    import urllib.request
 
     import boto3
     from moto.server import ThreadedMotoServer
@@ -84,6 +85,9 @@ def s3(monkeypatch):
         deadline = time.monotonic() + 10
         while True:
             try:
+                # moto's in-process buckets outlive a server: start each test from an empty S3
+                reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+                urllib.request.urlopen(reset, timeout=10).close()
                 client.create_bucket(Bucket="rise-data")
                 break
             except Exception:
