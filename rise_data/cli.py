@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import warnings
 from typing import Annotated
 
 import typer
 
 from rise_data.cli_base import echo, new_app, user_errors
-from rise_data.options import cli_options, with_options
+from rise_data.collect.config import CollectConfig
+from rise_data.encode.config import EncodeConfig
+from rise_data.options import cli_options, field_help, with_options
+from rise_data.store.format import StoreLayout
 from rise_data.view.config import ViewConfig
 
 app = new_app(
@@ -19,42 +24,24 @@ _user_errors = user_errors
 
 
 def _print_config(config) -> None:
-    import dataclasses
-
     if not getattr(config, "progress", True):  # --quiet: nothing but errors
         return
     typer.echo(f"{type(config).__name__}: " + json.dumps(dataclasses.asdict(config), default=str), err=True)
 
 
-@app.command()
+# collect and encode take their options from their config dataclasses (defaults and help declared once there)
+COLLECT_SKIP = {"env_id", "store", "env_options", "wrappers", "progress"}
+COLLECT_SKIP |= {f"layout.{f.name}" for f in dataclasses.fields(StoreLayout)}
+COLLECT_OPTIONS = [
+    dataclasses.replace(o, names=("--num-envs",)) if o.path == ("envs",) else o  # train's name for it
+    for o in cli_options(CollectConfig, skip=COLLECT_SKIP)
+]
+ENCODE_OPTIONS = cli_options(EncodeConfig, skip={"store", "progress"})
+
+
 def collect(
-    env_id: Annotated[
-        str,
-        typer.Argument(
-            help="Env with image observations: ALE/Pong-v5, a gymnasium id, module:EnvId "
-            "(minigrid:MiniGrid-MemoryS7-v0) or a factory module:function."
-        ),
-    ],
-    store: Annotated[
-        str, typer.Argument(help="Store path (created, or appended to if it holds the same env).")
-    ],
-    steps: Annotated[
-        int | None,
-        typer.Option(help="Collect at least this many steps; running episodes are cut as truncated."),
-    ] = None,
-    episodes: Annotated[int | None, typer.Option(help="Or collect this many whole episodes.")] = None,
-    envs: Annotated[int, typer.Option(help="Parallel environments.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed of the envs and the policy.")] = 0,
-    policy: Annotated[
-        str, typer.Option(help="random, checkpoint (with --checkpoint), or module:function.")
-    ] = "random",
-    checkpoint: Annotated[
-        str | None, typer.Option(help="A rise-agent checkpoint for --policy checkpoint.")
-    ] = None,
-    frames: Annotated[
-        bool, typer.Option("--frames/--no-frames", help="Store the RGB frames the encoders read.")
-    ] = True,
-    screen_size: Annotated[int, typer.Option(help="Side of the square grayscale agent observation.")] = 84,
+    env_id: Annotated[str, typer.Argument(help=field_help(CollectConfig)["env_id"])],
+    store: Annotated[str, typer.Argument(help=field_help(CollectConfig)["store"])],
     env_option: Annotated[
         list[str],
         typer.Option(
@@ -68,42 +55,33 @@ def collect(
             "resize=64x64, image_key=screen; see docs/envs.md."
         ),
     ] = [],  # noqa: B006
-    commit_rows: Annotated[
-        int,
-        typer.Option(
-            help="Commit once this many finished rows wait (0: every finished episode as soon as the writer "
-            "is free). Larger means fewer commits, but a kill -9 can lose up to this many finished rows."
-        ),
-    ] = 0,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only errors (no progress bar).")
+    ] = False,
+    old_envs: Annotated[
+        int | None, typer.Option("--envs", hidden=True, help="Deprecated: --num-envs.")
+    ] = None,
+    **values,
 ) -> None:
     """Collect trajectories from an environment into a store.
 
     Holds the store's writer lock (a second writer is refused). Every finished episode is committed as soon
     as the writer thread is free; a kill -9 loses only the running episodes and those not yet committed.
     """
-    from rise_data.collect import CollectConfig
     from rise_data.collect import collect as run
     from rise_data.envs import parse_env_options
 
     with _user_errors():
-        if steps is None and episodes is None:
-            raise ValueError("give --steps N or --episodes N")
+        if old_envs is not None:
+            warnings.warn("--envs is deprecated: use --num-envs (the name rise-agent uses)", stacklevel=1)
+            values["envs"] = old_envs
         config = CollectConfig(
             env_id=env_id,
             store=store,
-            steps=steps,
-            episodes=episodes,
-            envs=envs,
-            seed=seed,
-            policy=policy,
-            checkpoint=checkpoint,
-            frames=frames,
-            screen_size=screen_size,
             env_options=parse_env_options(env_option),
             wrappers=list(wrapper),
-            commit_rows=commit_rows,
             progress=not quiet,
+            **values,
         )
         _print_config(config)
         out = run(config)
@@ -115,33 +93,15 @@ def collect(
     )
 
 
-@app.command()
+app.command()(with_options(collect, COLLECT_OPTIONS))
+
+
 def encode(
-    store: Annotated[str, typer.Argument(help="Store path.")],
-    encoder: Annotated[
-        str, typer.Option(help="resnet18, efficientnet-lite0, downsample, or module:function.")
-    ] = "resnet18",
-    weights: Annotated[
-        str | None, typer.Option(help="State-dict file (loaded with weights_only), or 'untrained'.")
-    ] = None,
-    name: Annotated[
-        str | None, typer.Option(help="Embeddings array name (default: the encoder name).")
-    ] = None,
-    source: Annotated[
-        str | None, typer.Option(help="Array to encode: frame (RGB) or obs (gray). Default: frame if stored.")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Frames per device batch (rounded to whole chunks).")] = 512,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    dtype: Annotated[str, typer.Option(help="Stored dtype: float16 or float32.")] = "float16",
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder (CUDA).")] = False,
-    read_workers: Annotated[int, typer.Option(help="Background read/decompress threads.")] = 4,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Redo embeddings that exist under this name.")
+    store: Annotated[str, typer.Argument(help=field_help(EncodeConfig)["store"])],
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only errors (no progress bar).")
     ] = False,
-    threads: Annotated[
-        int | None, typer.Option(help="torch CPU threads per process (default: torch's choice).")
-    ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    **values,
 ) -> None:
     """Embed every frame of a store once with a frozen encoder (resumable).
 
@@ -150,29 +110,12 @@ def encode(
     """
     import os
 
-    from rise_data.encode import EncodeConfig
     from rise_data.encode import encode as run
 
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun, one rank speaks for the job
 
     with _user_errors():
-        if dtype not in ("float16", "float32"):  # numpy/zarr have no bfloat16 to store
-            raise ValueError(f"--dtype {dtype} cannot be stored; use float16 (the default) or float32")
-        config = EncodeConfig(
-            store=store,
-            encoder=encoder,
-            weights=weights,
-            name=name,
-            source=source,
-            batch_size=batch_size,
-            device=device,
-            dtype=dtype,
-            compile=compile,
-            read_workers=read_workers,
-            overwrite=overwrite,
-            progress=not quiet,
-            threads=threads,
-        )
+        config = EncodeConfig(store=store, progress=not quiet, **values)
         if rank0:
             _print_config(config)
         out = run(config)
@@ -187,6 +130,9 @@ def encode(
             + (f" and {out['ranks'] - 1} more ranks)" if out["ranks"] > 1 else ")")
             + ("" if out["complete"] else " (incomplete)")
         )
+
+
+app.command()(with_options(encode, ENCODE_OPTIONS))
 
 
 @app.command()

@@ -88,7 +88,7 @@ def kill_collect_at(path: str, rng: np.random.Generator, env: str = ENV, envs: i
     """Collect until it committed something, then SIGKILL it a seeded random moment later and check."""
     seed = int(rng.integers(1000))
     proc = start(
-        "collect", env, path, "--steps", "1000000", "--envs", str(envs), "--seed", str(seed), "--quiet"
+        "collect", env, path, "--steps", "1000000", "--num-envs", str(envs), "--seed", str(seed), "--quiet"
     )
     wait_for(lambda: open_store(path).num_episodes > 0, proc, what="a committed episode")
     before = committed(path)
@@ -104,7 +104,7 @@ def test_sigkill_collect_then_rerun_appends(tmp_path):
     kill_collect_at(path, np.random.default_rng(12))
     before = committed(path)
     done = subprocess.run(
-        [RISE_DATA, "collect", ENV, path, "--steps", "60", "--envs", "2", "--seed", "99", "--quiet"],
+        [RISE_DATA, "collect", ENV, path, "--steps", "60", "--num-envs", "2", "--seed", "99", "--quiet"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -119,7 +119,9 @@ def test_sigkill_collect_then_rerun_appends(tmp_path):
 def test_two_collects_one_store(tmp_path):
     """The second writer exits 2 with one line naming the first; the first's episodes all land."""
     path = str(tmp_path / "two.zarr")
-    first = start("collect", ENV, path, "--steps", "1000000", "--envs", "2")  # not quiet: prints its summary
+    first = start(
+        "collect", ENV, path, "--steps", "1000000", "--num-envs", "2"
+    )  # not quiet: prints its summary
     wait_for(lambda: holder(path) is not None, first, what="the first writer's lock")
     second = subprocess.run(
         [RISE_DATA, "collect", ENV, path, "--steps", "50", "--seed", "1", "--quiet"],
@@ -151,7 +153,7 @@ def test_sigkill_collect_repeatedly(tmp_path, env):
         kill_collect_at(path, rng, env=env, envs=2)
     before = committed(path)
     done = subprocess.run(
-        [RISE_DATA, "collect", env, path, "--steps", "30", "--envs", "2", "--seed", "7", "--quiet"],
+        [RISE_DATA, "collect", env, path, "--steps", "30", "--num-envs", "2", "--seed", "7", "--quiet"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -169,7 +171,7 @@ def test_sigkill_encode_then_resume_gives_the_same_embeddings(tmp_path):
     path, ref = str(tmp_path / "e.zarr"), str(tmp_path / "ref.zarr")
     for p in (path, ref):
         subprocess.run(
-            [RISE_DATA, "collect", ENV, p, "--steps", "12000", "--envs", "4", "--quiet"],
+            [RISE_DATA, "collect", ENV, p, "--steps", "12000", "--num-envs", "4", "--quiet"],
             check=True,
             timeout=600,
         )

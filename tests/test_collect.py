@@ -167,7 +167,7 @@ def test_finished_episodes_are_committed_without_waiting_for_more(tmp_path):
         "RISE_TEST_STALL_FILE": str(flag),
     }
     rise_data = os.path.join(os.path.dirname(sys.executable), "rise-data")
-    args = ["collect", "rise/CueMemory-v0", path, "--steps", "100000", "--envs", "2", "--quiet"]
+    args = ["collect", "rise/CueMemory-v0", path, "--steps", "100000", "--num-envs", "2", "--quiet"]
     proc = subprocess.Popen(
         [rise_data, *args, "--policy", "test_collect:make_stalling"], env=env, stderr=subprocess.PIPE
     )
@@ -200,3 +200,23 @@ def test_commit_rows_trades_commits_for_durability(tmp_path):
         collect(
             CollectConfig("rise/CueMemory-v0", str(tmp_path / "x"), steps=5, commit_rows=-1, progress=False)
         )
+
+
+def test_collect_and_encode_options_come_from_their_configs(tmp_path):
+    """Every option has help and the dataclass default; --num-envs is the name, --envs a hidden alias."""
+    from typer.testing import CliRunner
+
+    from rise_data.cli import COLLECT_OPTIONS, ENCODE_OPTIONS, app
+
+    assert all(o.help for o in COLLECT_OPTIONS + ENCODE_OPTIONS), [
+        o.flag for o in COLLECT_OPTIONS if not o.help
+    ]
+    runner = CliRunner()
+    for command in ("collect", "encode"):
+        text = runner.invoke(app, [command, "--help"], terminal_width=200).output
+        assert "--envs " not in text and ("--num-envs" in text) == (command == "collect")
+    assert "[default: 8]" in runner.invoke(app, ["collect", "--help"], terminal_width=200).output
+    path = str(tmp_path / "a.zarr")
+    out = runner.invoke(app, ["collect", "rise/CueMemory-v0", path, "--episodes", "1", "--envs", "2", "-q"])
+    assert out.exit_code == 0 and "--envs is deprecated: use --num-envs" in out.output, out.output
+    assert open_store(path).meta["history"][-1]["config"]["envs"] == 2
