@@ -1,7 +1,7 @@
 """Config dataclasses as the single source of CLI options and of the strict JSON loader.
 
-Each parameter is declared once, in a frozen config dataclass with a trailing ``# comment`` or an
-attribute docstring (tyro's conventions: either is the ``--help`` text). :func:`cli_options` turns the fields of a config tree
+Each parameter is declared once, in a frozen config dataclass with a trailing ``# comment``, an
+attribute docstring (tyro's conventions) or a comment block right above it: that is its ``--help`` text. :func:`cli_options` turns the fields of a config tree
 into typer options (``--batch-size``; nested fields keep their own name, e.g. ``--context-len``,
 unless two sections share a name); :func:`apply_options` builds the config from defaults, an optional
 ``--config FILE`` and the options the user actually typed. :func:`from_json` is the one strict loader
@@ -53,7 +53,8 @@ def field_help(cls: type) -> dict[str, str]:
     """``{field: help}`` read from the class source (empty when the source is unavailable).
 
     A field's help is its trailing ``# comment`` (on any line of the field, also when a formatter wraps
-    it over several lines) or else its attribute docstring (a string statement right below the field).
+    it over several lines), else its attribute docstring (a string statement right below the field),
+    else the block of ``#`` comment lines right above it.
     """
     try:
         source = inspect.getsource(cls)
@@ -61,24 +62,31 @@ def field_help(cls: type) -> dict[str, str]:
         return {}
     names = {f.name for f in dataclasses.fields(cls)}
     out: dict[str, str] = {}
+    above: dict[str, str] = {}  # each field's leading comment block
+    block: list[str] = []  # comment lines since the last statement or blank line
     pending: str | None = None  # the field whose statement is being read
     last: str | None = None  # the field whose statement just ended (an attribute docstring may follow)
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type in (tokenize.NL, tokenize.INDENT, tokenize.DEDENT):
+            block = block if tok.line.strip() else []  # a blank line ends a comment block
             continue
         if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names and pending is None:
             pending, last = tok.string, None
-        elif tok.type == tokenize.COMMENT and pending:
+            above[pending], block = " ".join(block), []
+        elif tok.type == tokenize.COMMENT:
             text = tok.string.lstrip("# ").strip()
-            out[pending] = f"{out[pending]} {text}" if pending in out else text
+            if pending:
+                out[pending] = f"{out[pending]} {text}" if pending in out else text
+            elif tok.start[1] == 4:
+                block.append(text)
         elif tok.type == tokenize.NEWLINE and pending:
             pending, last = None, pending
         elif tok.type == tokenize.STRING and last and tok.start[1] == 4 and last not in out:
             out[last] = " ".join(ast.literal_eval(tok.string).split())
             last = None
-        elif tok.type != tokenize.COMMENT:
-            last = None
-    return out
+        else:
+            last, block = None, []
+    return {**{k: v for k, v in above.items() if v}, **out}
 
 
 def _is_config(tp: Any) -> bool:

@@ -127,6 +127,15 @@ class _Documented:
     """An attribute docstring,
     over two lines."""
     bare: int = 0
+
+    # a comment block above a field,
+    # over two lines
+    above: bool = False
+    # a block that ends at a blank line
+
+    after_blank: int = 0
+    # leading block
+    both: int = 0  # the trailing comment wins
 # fmt: on
 
 
@@ -135,4 +144,6 @@ def test_field_help_reads_comments_and_attribute_docstrings():
         "short": "a trailing comment",
         "wrapped": "the comment of a field a formatter wrapped over lines",
         "documented": "An attribute docstring, over two lines.",
+        "above": "a comment block above a field, over two lines",
+        "both": "the trailing comment wins",
     }
