@@ -1005,3 +1005,48 @@ def test_device_embeddings_reach_the_ring_file_at_checkpoints_only(tmp_path, mon
     np.testing.assert_array_equal(on_disk(), want)  # still the checkpoint's rows
     d.rp.state_dict()
     np.testing.assert_array_equal(on_disk(), d.rp.ring.emb.numpy())
+
+
+@pytest.mark.parametrize("files", [False, True], ids=["ram", "ring-files"])
+def test_obs_on_device_gives_the_eager_batches_and_resumes(tmp_path, files):
+    """ReplayConfig.obs_on_device (the ring's frames as a device tensor; CPU tensor here) samples the same
+    batches as the numpy ring, the same current frames, and a checkpoint restores it (files: mirrored)."""
+    cfg = ReplayConfig(capacity=3 * 60, per_alpha=0.5, ring_dir=str(tmp_path / "r") if files else None)
+    dev_cfg = dataclasses.replace(cfg, obs_on_device=True, ring_dir=str(tmp_path / "d") if files else None)
+    win = windows(6)
+    host, dev = Replay(cfg, (6, 6), 5, 3, **win), Replay(dev_cfg, (6, 6), 5, 3, **win)
+    assert isinstance(dev.ring.obs, torch.Tensor) and not isinstance(host.ring.obs, torch.Tensor)
+    rng, data = np.random.default_rng(0), np.random.default_rng(1)
+    for r in (host, dev):
+        r.add_first(np.zeros((3, 6, 6), np.uint8), torch.zeros(3, 5, dtype=torch.float16))
+    feed((host, dev), synthetic_steps(3, 150, data, max_len=50), rng, 5)  # wraps
+    for i in range(3):
+        a, b = host.sample(32, np.random.default_rng(i)), dev.sample(32, np.random.default_rng(i))
+        same(a, b)
+        host.update_priorities(a.index, np.arange(32.0))
+        dev.update_priorities(b.index, np.arange(32.0))
+    assert torch.equal(host.current_frames(), dev.current_frames())
+    sd = roundtrip(dev.state_dict())
+    resumed = Replay(dev_cfg, (6, 6), 5, 3, **win)
+    resumed.load_state_dict(sd)
+    same(host.sample(64, np.random.default_rng(9)), resumed.sample(64, np.random.default_rng(9)))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_cuda_ring_paths_equal_the_host_ring(prefetch):
+    """On CUDA: frames on the device, pinned non_blocking uploads and prefetch give the host ring's batches."""
+    cfg = ReplayConfig(capacity=3 * 60, prioritized=False)
+    fast = dataclasses.replace(cfg, obs_on_device=True, prefetch=prefetch)
+    host, dev = (
+        Replay(cfg, (6, 6), 5, 3, "cuda", **windows(6)),
+        Replay(fast, (6, 6), 5, 3, "cuda", **windows(6)),
+    )
+    rng, data = np.random.default_rng(0), np.random.default_rng(1)
+    for r in (host, dev):
+        r.add_first(np.zeros((3, 6, 6), np.uint8), torch.zeros(3, 5, dtype=torch.float16))
+    feed((host, dev), synthetic_steps(3, 150, data, max_len=50), rng, 5)
+    ra, rb = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(3):
+        same(host.sample(32, ra), dev.sample(32, rb))

@@ -209,6 +209,8 @@ class Replay:
         """uint8 (E, S, H, W): each env's frame stack at its newest row, as in training batches."""
         rows = self._newest()
         srows, _ = self.ring.window(frame_stack_indices, rows, self.config.frame_stack)
+        if isinstance(self.ring.obs, Tensor):
+            return self.ring.obs[torch.from_numpy(srows).to(self.device)]
         return torch.from_numpy(self.ring.obs[srows]).to(self.device)  # first frame repeated before the start
 
     def current_context(self) -> tuple[Tensor | None, Tensor | None]:
@@ -292,6 +294,12 @@ class Replay:
             prob=np.empty(B, np.float64),
             index=np.empty(B, np.int64),
         )
+        # the ring's frames on the device (obs_on_device): batches are gathered there, host rows uploaded
+        out.frames_dev = (
+            torch.empty((2, B, S, *self.obs_shape), dtype=torch.uint8, device=dev)
+            if self.ring is not None and isinstance(self.ring.obs, Tensor)
+            else None
+        )
         a = 0
         for source, idx, prob in draws:
             n = len(idx)
@@ -308,7 +316,7 @@ class Replay:
             t = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
             return t.pin_memory().to(dev, non_blocking=True) if pin else t.to(dev)
 
-        frames_t = frames_t.to(dev, non_blocking=pin)
+        frames_t = out.frames_dev if out.frames_dev is not None else frames_t.to(dev, non_blocking=pin)
         mask = up(out.mask) if K else None
         ctx = out.context
         return Batch(
@@ -393,8 +401,13 @@ def _gather(source: Source, idx: np.ndarray, out: _Out, sl: slice, c: WindowedCo
     r, nxt, d = source.targets(idx)
     both = np.concatenate([idx, nxt])
     srows = source.window(frame_stack_indices, both, S)[0].reshape(2, nb, S)
-    for i in range(2):  # slots before the episode start hold its first frame (BTR's FrameStack padding)
-        np.take(source.obs, srows[i], axis=0, out=out.frames[i, sl], mode="clip")
+    if isinstance(source.obs, Tensor):  # frames on the device: gather there
+        out.frames_dev[:, sl] = source.obs[torch.from_numpy(srows).to(dev)]
+    else:
+        for i in range(2):  # slots before the episode start hold its first frame (BTR's FrameStack padding)
+            np.take(source.obs, srows[i], axis=0, out=out.frames[i, sl], mode="clip")
+        if out.frames_dev is not None:
+            out.frames_dev[:, sl].copy_(torch.from_numpy(out.frames[:, sl]), non_blocking=dev.type == "cuda")
     if K:
         crows, cmask = source.window(context_window, both, K)
         out.mask[:, sl] = cmask.reshape(2, nb, K)

@@ -38,6 +38,9 @@ class ReplayConfig:
     # batch's rows are drawn before this step's priorities come back (one step stale)
     prefetch: bool = False
     pinned: bool = True  # CUDA: batch uploads from pinned host buffers, non_blocking (False: plain .to)
+    # the online ring's frames kept on the replay's device (a GPU: batches gathered there, no upload;
+    # ring files get them at checkpoints). 2^20 rows of 84x84 take 7.4 GB of device memory
+    obs_on_device: bool = False
 
     def __post_init__(self) -> None:
         if self.capacity < 1 or self.n_step < 1:

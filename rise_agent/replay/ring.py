@@ -139,10 +139,15 @@ class OnlineRing(Source):
             self._files = _RingFiles(ring_dir, geometry, specs)
             arrays = self._files.arrays
         self.obs = arrays["obs"]
+        self._obs_file = None
+        if config.obs_on_device:  # the frames where the learner reads them; a file is mirrored at checkpoints
+            self._obs_file = self.obs if self._files is not None else None
+            self.obs = torch.from_numpy(np.asarray(self.obs)).to(device)
         for name in _ROW_FIELDS:
             setattr(self, name, arrays[name])
         self.emb, self._emb_file = self._embeddings(arrays.get("emb"))
-        self._dirty = np.zeros(n, bool) if self._emb_file is not None else None
+        mirrored = self._emb_file is not None or self._obs_file is not None
+        self._dirty = np.zeros(n, bool) if mirrored else None
         self.ok = np.zeros(n, bool)
         self.written = np.zeros(num_envs, np.int64)  # rows each env has written since the start
         self.open = np.zeros(num_envs, bool)  # the env's newest row belongs to an unfinished episode
@@ -235,7 +240,12 @@ class OnlineRing(Source):
         if self._files is not None:
             # counted before the row is written: a kill in between overstates what a resume must drop
             self._files.written[envs] = u + 1
-        self.obs[rows] = obs
+        if isinstance(self.obs, Tensor):
+            self.obs[torch.from_numpy(rows).to(self.device)] = torch.as_tensor(obs).to(self.device)
+            if self._obs_file is not None:
+                self._dirty[rows] = True
+        else:
+            self.obs[rows] = obs
         if self.emb is not None:
             emb = emb.to(self.device, torch.float16)
             self.emb[torch.from_numpy(rows).to(self.device)] = emb
@@ -290,13 +300,14 @@ class OnlineRing(Source):
             self._files.flush()
             sd["files"] = {"id": self._files.id}
         else:  # views of the live ring: save them before the next write
-            sd["rows"] = {name: torch.from_numpy(getattr(self, name)) for name in ("obs", *_ROW_FIELDS)}
+            sd["rows"] = {name: torch.from_numpy(getattr(self, name)) for name in _ROW_FIELDS}
+            sd["rows"]["obs"] = self.obs.cpu() if isinstance(self.obs, Tensor) else torch.from_numpy(self.obs)
             if self.emb is not None:
                 sd["rows"]["emb"] = self.emb[: self.num_rows].cpu()
         return sd
 
     def _mirror(self) -> None:
-        """Copy the embeddings written since the last checkpoint into the ring's file (one transfer).
+        """Copy the device embeddings (and frames) written since the last checkpoint into the ring's files.
 
         Rows written after a checkpoint and lost in a crash are rows a resume drops or never reads
         (past the checkpoint's ends, or overwriting its rows: :meth:`_drop_overwritten`), so the file
@@ -305,7 +316,11 @@ class OnlineRing(Source):
         if self._dirty is None or not self._dirty.any():
             return
         rows = np.flatnonzero(self._dirty)
-        self._emb_file[rows] = self.emb[torch.from_numpy(rows).to(self.device)].cpu().numpy()
+        at = torch.from_numpy(rows).to(self.device)
+        if self._emb_file is not None:
+            self._emb_file[rows] = self.emb[at].cpu().numpy()
+        if self._obs_file is not None:
+            self._obs_file[rows] = self.obs[at].cpu().numpy()
         self._dirty[:] = False
 
     def load_state_dict(self, sd: dict) -> None:
@@ -330,8 +345,12 @@ class OnlineRing(Source):
         self.sampler.load_state_dict(sd["sampler"])
         np.copyto(self.ok, self.sampler.weights() > 0)  # sampleable rows are exactly the non-zero leaves
         if files is None:
-            for name in ("obs", *_ROW_FIELDS):
+            for name in _ROW_FIELDS:
                 np.copyto(getattr(self, name), sd["rows"][name].numpy())
+            if isinstance(self.obs, Tensor):
+                self.obs.copy_(sd["rows"]["obs"].to(self.device))
+            else:
+                np.copyto(self.obs, sd["rows"]["obs"].numpy())
             if self.emb is not None:
                 self.emb[: self.num_rows].copy_(sd["rows"]["emb"].to(self.device))
         else:
@@ -339,6 +358,8 @@ class OnlineRing(Source):
             files.written[:] = self.written
             if self._emb_file is not None:
                 self.emb.copy_(torch.from_numpy(np.asarray(self._emb_file)).to(self.device))
+            if self._obs_file is not None:
+                self.obs.copy_(torch.from_numpy(np.asarray(self._obs_file)).to(self.device))
         self.started = True
 
     def _drop_overwritten(self, extra: np.ndarray) -> None:
