@@ -239,3 +239,28 @@ def test_every_ale_rom_id_round_trips_through_its_env_id():
     for rom in roms.get_all_rom_ids():
         camel = "".join(part[:1].upper() + part[1:] for part in rom.split("_"))
         assert atari_game(f"ALE/{camel}-v5") == rom, rom
+
+
+def test_gymnasium_registered_atari_ids_are_atari_with_their_settings(tmp_path):
+    """PongNoFrameskip-v4 is what ale_py registers (frameskip 1, no sticky actions, minimal actions), collected
+    by the Atari family's vector env; ALE/*-v5 keeps v5's registration with BTR's preprocessing."""
+    for env_id, frameskip, sticky, game in (
+        ("PongNoFrameskip-v4", 1, 0.0, "pong"),
+        ("BreakoutNoFrameskip-v4", 1, 0.0, "breakout"),
+        ("PongNoFrameskip-v0", 1, 0.25, "pong"),
+        ("ALE/Pong-v5", 4, 0.25, "pong"),
+    ):
+        spec = build_spec(env_id)
+        kw = spec.kwargs
+        assert (spec.family, spec.extra["game"], kw["frameskip"]) == ("atari", game, frameskip), env_id
+        assert kw["repeat_action_probability"] == sticky and kw["full_action_space"] is False
+        assert (kw["maxpool"], kw["noop_max"]) == ((True, 30) if frameskip == 4 else (False, 0))
+    path = str(tmp_path / "pong.zarr")
+    out = CliRunner().invoke(
+        app, ["collect", "PongNoFrameskip-v4", path, "--steps", "20", "--num-envs", "1", "-q"]
+    )
+    assert out.exit_code == 0, out.output
+    store = open_store(path)
+    assert (
+        store.env["id"] == "PongNoFrameskip-v4" and store.env["kwargs"]["frameskip"] == 1 and store.rows >= 21
+    )

@@ -4,6 +4,13 @@ Machado et al. 2018 / BTR paper App. D: frameskip 4 with a max-pool over the las
 actions 0.25, up to 30 no-ops at reset, episodes capped at 108k emulator frames, no life-loss terminals,
 raw (unclipped) rewards. The vector env returns the max-pooled RGB frame and the agent observation is
 derived from it (ITU-R 601 gray, area resize), so both views come from one emulator pass.
+
+The family claims the Atari ids gymnasium registers (ale_py.registration) with what each id means:
+``ALE/Pong-v5`` is frameskip 4, sticky actions 0.25, the minimal action set (v5's registration, with
+BTR's max-pool and no-ops on top: ``ATARI_DEFAULTS``); ``PongNoFrameskip-v4`` (what CleanRL and SB3 users
+type) is frameskip 1, no sticky actions, the minimal action set and, like gymnasium's AtariEnv, no
+max-pool and no no-ops (``PongNoFrameskip-v0``: sticky actions 0.25). The spec records these as its
+kwargs; ``--env-option`` overrides any of them.
 """
 
 from __future__ import annotations
@@ -31,17 +38,36 @@ ATARI_DEFAULTS: dict[str, Any] = {
 }
 
 
+# gymnasium-registered id -> what it changes from ATARI_DEFAULTS (ale_py.registration's kwargs)
+_NO_FRAMESKIP = {"frameskip": 1, "maxpool": False, "noop_max": 0}
+REGISTERED_IDS: tuple[tuple[re.Pattern, dict[str, Any]], ...] = (
+    (re.compile(r"ALE/([A-Za-z0-9]+)-v\d+"), {}),
+    (re.compile(r"([A-Za-z0-9]+)NoFrameskip-v4"), {**_NO_FRAMESKIP, "repeat_action_probability": 0.0}),
+    (re.compile(r"([A-Za-z0-9]+)NoFrameskip-v0"), {**_NO_FRAMESKIP, "repeat_action_probability": 0.25}),
+)
+
+
+def registered_settings(env_id: str) -> tuple[str, dict[str, Any]] | None:
+    """(CamelCase game name, the id's settings over ``ATARI_DEFAULTS``) of an Atari id; None for others."""
+    for pattern, settings in REGISTERED_IDS:
+        m = pattern.fullmatch(env_id)
+        if m:
+            return m.group(1), settings
+    return None
+
+
 def atari_game(env_id: str) -> str | None:
-    """``ALE/MsPacman-v5`` -> ``ms_pacman``, ``ALE/UpNDown-v5`` -> ``up_n_down``; None for non-ALE ids.
+    """``ALE/MsPacman-v5`` -> ``ms_pacman``, ``BreakoutNoFrameskip-v4`` -> ``breakout``, ``ALE/UpNDown-v5``
+    -> ``up_n_down``; None for non-Atari ids.
 
     The CamelCase name is matched against ale-py's ROM ids with underscores and case ignored (those
     squashed ids are unique), so irregular names (``up_n_down``, ``tic_tac_toe_3d``) resolve too; a name
     ale-py does not know falls back to the CamelCase split, which the family then refuses by name.
     """
-    m = re.fullmatch(r"ALE/([A-Za-z0-9]+)-v\d+", env_id)
-    if not m:
+    found = registered_settings(env_id)
+    if found is None:
         return None
-    name = m.group(1)
+    name = found[0]
     return _rom_ids().get(name.lower()) or re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
@@ -63,8 +89,10 @@ class AtariFamily(EnvFamily):
 
         game = atari_game(env_id)
         if roms.get_rom_path(game) is None:
-            raise EnvError(f"{env_id}: ale-py has no ROM '{game}'; Atari ids look like ALE/Pong-v5")
-        kw = {**ATARI_DEFAULTS, **kwargs}
+            raise EnvError(
+                f"{env_id}: ale-py has no ROM '{game}'; Atari ids look like ALE/Pong-v5 or PongNoFrameskip-v4"
+            )
+        kw = {**ATARI_DEFAULTS, **registered_settings(env_id)[1], **kwargs}
         unknown = set(kw) - set(ATARI_DEFAULTS)
         if unknown:
             raise EnvError(f"unknown Atari option(s) {sorted(unknown)}; known: {sorted(ATARI_DEFAULTS)}")
