@@ -216,3 +216,80 @@ def test_group_slices_and_ale_threads():
         group_slices(2, 3)
     # 16 cores: 14 emulator threads, 2 left to the learner and the actor; never 0, never more than envs
     assert ale_threads(64, 16) == 14 and ale_threads(8, 16) == 8 and ale_threads(64, 2) == 1
+
+
+def _thread_items(device: str, actor_stream: bool, steps: int = 8) -> list:
+    import numpy as np
+    import torch
+
+    from rise_agent.acting.actor import Actor
+    from rise_agent.acting.groups import ActingConfig
+    from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy, copy_weights
+    from rise_agent.network import NetworkConfig, make_network
+    from rise_data.collect.rollout import Rollout
+    from rise_data.encode.encoders import make_encoder
+    from rise_data.envs import env_spec, make_env
+
+    env = make_env(env_spec("rise/CueMemory-v0", delay=3), num_envs=3)
+    enc = make_encoder("downsample").to(device)
+    cfg = NetworkConfig(
+        n_actions=env.n_actions,
+        context_len=3,
+        embed_dim=enc.dim,
+        lstm_hidden=4,
+        impala_channels=(2, 2, 2),
+        hidden=4,
+    )
+    torch.manual_seed(0)
+    learner_net = make_network(cfg).to(device)
+    twin = actor_copy(learner_net)
+    gate = WeightGate(1)
+    rollout = Rollout(env)
+    th = ActingThread(
+        rollout, Actor(twin, enc, 3, device=device), gate, lambda s: 0.3, np.random.default_rng(0), steps, 1,
+        ActingConfig(actor_stream=actor_stream),
+    )  # fmt: skip
+    th.start()
+    items = [th.get()]
+    for t in range(steps):
+        items.append(th.get())
+        with torch.no_grad():
+            for p in learner_net.parameters():  # the learner moves; publishes hand the copy over
+                p.add_(0.01)
+        if t + 2 < steps:
+            gate.publish(t, lambda: copy_weights(learner_net, twin))
+    th.stop()
+    env.close()
+    return [(a, s.obs, e.cpu()) for a, s, e in items]
+
+
+def _same_items(x, y) -> None:
+    import numpy as np
+    import torch
+
+    for (a1, o1, e1), (a2, o2, e2) in zip(x, y, strict=True):
+        assert (a1 is None and a2 is None) or np.array_equal(a1, a2)
+        assert np.array_equal(o1, o2) and torch.equal(e1, e2)
+
+
+def test_actor_stream_flag_is_the_default_path_on_cpu():
+    """ActingConfig.actor_stream without CUDA: the same actions, steps and embeddings as without it."""
+    import torch
+
+    torch.manual_seed(1)
+    a = _thread_items("cpu", False)
+    torch.manual_seed(1)
+    _same_items(a, _thread_items("cpu", True))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_actor_stream_on_cuda_equals_the_shared_stream():
+    """The actor on its own stream with event handoffs acts exactly as on the shared default stream."""
+    import torch
+
+    torch.backends.cudnn.deterministic = True
+    torch.manual_seed(1)
+    a = _thread_items("cuda", False)
+    torch.manual_seed(1)
+    _same_items(a, _thread_items("cuda", True))

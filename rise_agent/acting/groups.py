@@ -25,6 +25,9 @@ class ActingConfig:
 
     # vector envs stepped in turn (2: env stepping overlaps the actor's inference); envs split evenly
     env_groups: int = 1
+    # CUDA: the actor thread on its own high-priority stream; weights and embeddings handed over by
+    # events (no whole-device waits between the two threads). Off: the default stream, shared
+    actor_stream: bool = False
 
     def __post_init__(self) -> None:
         if self.env_groups < 1:

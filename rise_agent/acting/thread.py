@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rise_agent.acting.groups import GroupedVectorEnv
+from rise_agent.acting.groups import ActingConfig, GroupedVectorEnv
 from rise_agent.network import RiseNetwork, make_network
 from rise_data.envs import Step
 
@@ -41,6 +41,7 @@ class WeightGate:
         self.cond = threading.Condition()
         self.stopped = False
         self.max_lag_seen = 0
+        self.event = None  # CUDA: recorded after the last weight copy, on the learner's stream
 
     def actor_may_act(self, s: int) -> bool:
         """Block until the actor may act at step ``s``; False once stopped."""
@@ -48,7 +49,10 @@ class WeightGate:
             self.cond.wait_for(lambda: self.stopped or self.version >= s - self.lag)
             if not self.stopped:
                 self.max_lag_seen = max(self.max_lag_seen, s - self.version)
-            return not self.stopped
+            event = self.event
+        if event is not None:  # the actor's stream waits for the copy's kernels, not the whole device
+            torch.cuda.current_stream().wait_event(event)
+        return not self.stopped
 
     def actor_done(self) -> None:
         with self.cond:
@@ -62,6 +66,9 @@ class WeightGate:
             if self.stopped:
                 return
             copy_weights()
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                self.event = torch.cuda.Event()
+                self.event.record()  # on the learner thread's current stream
             self.version = t + 1
             self.cond.notify_all()
 
@@ -127,13 +134,24 @@ class ActingThread(threading.Thread):
         rng: np.random.Generator,
         steps: int,
         seed: int,
+        config: ActingConfig | None = None,
     ):
         super().__init__(daemon=True, name="rise-actor")
         self.env, self.actor, self.gate = env, actor, gate
         self.epsilon, self.rng, self.steps, self.seed = epsilon, rng, steps, seed
         self.out: queue.Queue = queue.Queue(maxsize=gate.lag + 2)
+        self.config = config or ActingConfig()
+        self.stream = None  # CUDA with config.actor_stream: the actor's own high-priority stream
 
     def run(self) -> None:
+        device = getattr(self.actor, "device", torch.device("cpu"))
+        if self.config.actor_stream and device.type == "cuda":
+            self.stream = torch.cuda.Stream(device, priority=-1)  # lower number: higher priority
+            with torch.cuda.stream(self.stream):
+                return self._run()
+        return self._run()
+
+    def _run(self) -> None:
         try:
             if isinstance(getattr(self.env, "env", None), GroupedVectorEnv):
                 return self._run_grouped(self.env.env)
@@ -201,6 +219,10 @@ class ActingThread(threading.Thread):
         return actions
 
     def _put(self, item) -> None:
+        if self.stream is not None and not isinstance(item, BaseException) and item[2] is not None:
+            event = torch.cuda.Event()
+            event.record(self.stream)  # the embeddings are ready once the actor's stream gets here
+            item = (*item, event)
         while not self.gate.stopped:
             try:
                 self.out.put(item, timeout=0.1)
@@ -219,6 +241,11 @@ class ActingThread(threading.Thread):
                     raise RuntimeError("the actor thread stopped without a step") from None
         if isinstance(item, BaseException):
             raise item
+        if len(item) == 4:  # from the actor's own stream: this thread's stream waits for its embeddings
+            actions, step, emb, event = item
+            torch.cuda.current_stream().wait_event(event)
+            emb.record_stream(torch.cuda.current_stream())
+            item = (actions, step, emb)
         return item
 
     def stop(self) -> None:
