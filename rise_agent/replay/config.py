@@ -32,9 +32,7 @@ class ReplayConfig:
     per_beta: float = 0.0  # IS exponent (BTR's final code effectively uses none); weights = (N*P)^-beta / max
     per_eps: float = 1e-6  # added to |TD| before the exponent
     reward_clip: float | None = 1.0  # BTR clips rewards to [-1, 1]; stores keep raw rewards
-    offline_fraction: float | None = (
-        None  # share of every batch from the store (default: 1 with only a store, 0 with only a ring, 0.5 with both)
-    )
+    offline_fraction: float | None = None  # batch share from the store (default: 1, 0 or 0.5 with both)
     ring_dir: str | None = None
     # gather the next batch in a background thread while the learner steps on this one; the next
     # batch's rows are drawn before this step's priorities come back (one step stale)
