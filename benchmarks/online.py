@@ -141,6 +141,9 @@ def main() -> None:
     p.add_argument(
         "--small", action="store_true", help="a small network (Impala 8/16/16, 64 hidden): loop costs show"
     )
+    p.add_argument(
+        "--acting-reps", type=int, default=3, help="interleaved actor-thread runs per env grouping"
+    )
     a = p.parse_args()
     device = resolve_device(a.device)
     if a.threads:
@@ -163,8 +166,13 @@ def main() -> None:
         t0 = time.perf_counter()
         r.learn(updates)  # on the replay the acting run filled
         t_learn = time.perf_counter() - t0
-        t_act1, t_inf = acting_only(spec, r.parts, base, device, groups=1)
-        t_act2, _ = acting_only(spec, r.parts, base, device, groups=2)
+        runs = {1: [], 2: [], "inf": []}
+        for _ in range(a.acting_reps):  # interleaved, medians: load drift hits both alike
+            t1, ti = acting_only(spec, r.parts, base, device, groups=1)
+            runs[1].append(t1)
+            runs["inf"].append(ti)
+            runs[2].append(acting_only(spec, r.parts, base, device, groups=2)[0])
+        t_act1, t_act2, t_inf = (float(np.median(runs[k])) for k in (1, 2, "inf"))
         # learning from the first vector step a batch is in, so both sides run over (almost) every step
         warm = a.batch
         t_serial, rs = online_run(dataclasses.replace(base, policy_lag=0), device, tmp / "serial", warm)
