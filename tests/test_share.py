@@ -4,6 +4,7 @@ merge/split/filter/subset, checksums, statistics. Every round trip compares the 
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -560,3 +561,65 @@ def test_read_only_commands_on_s3(cue, tmp_path, s3):
 )
 def test_help(cmd):
     assert "Usage" in ok([cmd, "--help"])
+
+
+ARROW_IMPORT = """
+import sys
+sys.modules["pyarrow"] = None  # as if pyarrow were not installed, whether it is or not
+from rise_data.cli import app
+sys.argv = ["rise-data", "import", *sys.argv[1:], "--quiet"]
+app()
+"""
+
+
+def test_minari_arrow_import_without_pyarrow_is_one_line_exit_2(tmp_path):
+    """An Arrow-format Minari dataset, named by directory or by minari:ID, without pyarrow: one line naming
+    the install command, exit 2 (it was a traceback and exit 3, "a bug in rise")."""
+    import subprocess
+    import sys
+
+    import gymnasium as gym
+    from minari.serialization import serialize_space
+
+    data = tmp_path / "datasets" / "test" / "arrow-v0" / "data"
+    data.mkdir(parents=True)
+    meta = {
+        "data_format": "arrow",
+        "dataset_id": "test/arrow-v0",
+        "total_episodes": 1,
+        "total_steps": 1,
+        "minari_version": "0.5.4",
+        "observation_space": serialize_space(gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)),
+        "action_space": serialize_space(gym.spaces.Discrete(3)),
+    }
+    (data / "metadata.json").write_text(json.dumps(meta))
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "datasets")}
+    for source in (str(data.parent), "minari:test/arrow-v0"):
+        out = subprocess.run(
+            [sys.executable, "-c", ARROW_IMPORT, source, str(tmp_path / "s.zarr")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pyarrow" in lines[0] and "pip install 'minari[arrow]'" in lines[0], lines
+        assert not (tmp_path / "s.zarr").exists()
+
+
+def test_url_without_its_fsspec_backend_is_one_line_exit_2():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['s3fs'] = None; from rise_data.cli import app; app()"
+    out = subprocess.run(
+        [sys.executable, "-c", code, "info", "s3://bucket/pong.zarr"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: s3://bucket/pong.zarr: reading s3:// URLs needs s3fs, which is not installed; install it with: "
+        "pip install s3fs"
+    ], out.stderr

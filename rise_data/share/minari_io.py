@@ -348,14 +348,18 @@ GYM_SPECS = {"atari": _atari_gym_spec, "gymnasium": _gymnasium_gym_spec}
 
 
 def open_minari(source: str):
-    """A MinariDataset from ``minari:ID`` (local datasets) or a dataset directory (with or without ``data/``)."""
+    """A MinariDataset from ``minari:ID`` (local datasets) or a dataset directory (with or without ``data/``).
+
+    A dataset whose storage reader is not installed (Arrow and Parquet need ``pyarrow``) is refused in one
+    line naming the install command, whichever way it was named.
+    """
     import minari
 
     with _quiet():
         if source.startswith(MINARI_PREFIX):
             dataset_id = source.removeprefix(MINARI_PREFIX)
             try:
-                return minari.load_dataset(dataset_id)
+                return _reading(source, lambda: minari.load_dataset(dataset_id))
             except FileNotFoundError:
                 raise StoreError(
                     f"no local Minari dataset '{dataset_id}' (MINARI_DATASETS_PATH or ~/.minari/datasets); "
@@ -365,21 +369,19 @@ def open_minari(source: str):
         data = path / "data" if (path / "data" / "metadata.json").exists() else path
         if not (data / "metadata.json").exists():
             raise StoreError(f"{source} is not a Minari dataset directory (no metadata.json)")
-        try:
-            return minari.MinariDataset(data)
-        except ImportError as e:  # a storage format whose reader is not installed (Arrow: pyarrow)
-            fmt = _data_format(data)
-            raise StoreError(
-                f"{source} is a Minari dataset in {fmt} format, which this install of minari cannot read "
-                f"({e}); install its reader (Arrow: pip install 'minari[arrow]') and rerun"
-            ) from None
+        return _reading(source, lambda: minari.MinariDataset(data))
 
 
-def _data_format(data: Path) -> str:
+def _reading(source: str, load):
+    """``load()``, with a missing storage reader (ImportError) as one line naming what to install."""
     try:
-        return str(json.loads((data / "metadata.json").read_text()).get("data_format", "unknown"))
-    except (OSError, ValueError):
-        return "unknown"
+        return load()
+    except ImportError as e:
+        missing = getattr(e, "name", None) or "pyarrow"
+        raise StoreError(
+            f"{source}: reading this Minari dataset needs {missing}, which is not installed; install it with: "
+            "pip install 'minari[arrow]' (Arrow/Parquet datasets), then rerun"
+        ) from None
 
 
 def import_minari(config: ImportConfig) -> dict:

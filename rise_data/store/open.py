@@ -98,12 +98,25 @@ def _open_readonly(path: str, kind: str, mode: str, storage_options: dict | None
         else:
             backend = FsspecStore.from_url(path, read_only=True, storage_options=opts)
         group = zarr.open_group(store=backend, mode="r", zarr_format=3)
+    except ImportError as e:  # the URL's fsspec backend is not installed
+        raise StoreError(missing_backend(path, e)) from None
     except Exception as e:  # any backend's error (missing key, credentials, network): one line
         missing = _missing_bucket(path, opts) if kind == "url" else None
         if missing:
             raise StoreError(missing) from None
         raise StoreError(f"{path} is not a readable Zarr v3 group ({type(e).__name__}: {e})") from None
     return Store(group, path)
+
+
+# fsspec protocol -> the package that reads it (s3fs is a rise dependency; the others are the user's choice)
+FSSPEC_BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
+
+
+def missing_backend(url: str, e: ImportError) -> str:
+    """One line naming the package to install for a URL whose fsspec backend is missing."""
+    protocol = url.split("://", 1)[0].split("::")[-1].lower()
+    package = FSSPEC_BACKENDS.get(protocol) or getattr(e, "name", None) or "the fsspec backend"
+    return f"{url}: reading {protocol}:// URLs needs {package}, which is not installed; install it with: pip install {package}"
 
 
 def _missing_bucket(url: str, opts: dict) -> str | None:
