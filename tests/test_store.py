@@ -227,3 +227,50 @@ def test_repair_trims_crash_tails_and_keeps_committed_data(tmp_path, spec):
         "episodes_dropped": 0,
         "temp_files_removed": 0,
     }
+
+
+def _as_format_1(path: str, name: str) -> dict:
+    """Rewrite a store the way format 1 first wrote it: root version 1, the encoder record flat."""
+    group = zarr.open_group(path, mode="r+")
+    group.attrs[ATTR] = {**dict(group.attrs)[ATTR], "format_version": 1}
+    arr = group[f"embeddings/{name}"]
+    new = dict(arr.attrs)[ATTR]
+    enc = new["encoder"]
+    old = {
+        "encoder": enc["name"],
+        "name": enc["name"],
+        "weights_id": enc["weights_id"],
+        "preprocessing": enc["preprocessing"],
+        "output_layer": enc["output_layer"],
+        "dim": enc["dim"],
+        "dtype": new["dtype"],
+        "rise_version": "0.1.0",
+        "torch_version": "2.5.0",
+        "torchvision_version": "0.20.0",
+        "config": new["config"],
+        "rows_done": new["rows_done"],
+    }
+    arr.attrs[ATTR] = old
+    return new
+
+
+def test_format_1_store_written_the_old_way_is_read_then_upgraded_by_a_writer(cue_copy):
+    """Format 2 moved the encoder record under ``encoder``; a format 1 store in the old flat layout is still
+    read (record, check, training's require_embedding), and the first writer of a record upgrades it whole."""
+    from rise_data.encode import EncodeConfig, encode
+    from rise_data.encode.encoders import embedding_encoder
+    from rise_data.store import FORMAT_VERSION
+
+    encode(EncodeConfig(cue_copy, encoder="downsample", progress=False))
+    new = _as_format_1(cue_copy, "downsample")
+    store = open_store(cue_copy)
+    assert store.meta["format_version"] == 1 and FORMAT_VERSION == 2
+    assert embedding_encoder(store, "downsample").to_json() == new["encoder"]
+    assert store.embedding_meta("downsample")["versions"]["torch"] == "2.5.0"
+    store.require_embedding("downsample", encoder="downsample", weights_id="none")
+    assert [p for p in check_store(cue_copy) if p.severity == "error"] == []
+    encode(EncodeConfig(cue_copy, encoder="downsample", name="second", progress=False))
+    group = zarr.open_group(cue_copy, mode="r")
+    assert dict(group.attrs)[ATTR]["format_version"] == 2
+    assert dict(group["embeddings/downsample"].attrs)[ATTR]["encoder"] == new["encoder"]  # rewritten in place
+    assert [p for p in check_store(cue_copy) if p.severity == "error"] == []

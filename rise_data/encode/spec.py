@@ -176,7 +176,7 @@ def record_encoder(
     record: Any, where: str, fix: str = "re-encode it", cls: type[EncoderSpec] = EncoderSpec
 ) -> EncoderSpec:
     """The ``EncoderSpec`` in an embeddings record (its ``encoder`` key); EncoderError names ``where`` and the key."""
-    rec = record.get("encoder") if isinstance(record, Mapping) else None
+    rec = upgrade_record(record).get("encoder") if isinstance(record, Mapping) else None
     if not isinstance(rec, Mapping):
         what = "missing" if rec is None else f"{_one_line(rec, 60)!r}, not an encoder record (an older rise?)"
         raise EncoderError(f"{where}: attribute 'encoder' is {what}; {fix}")
@@ -190,3 +190,34 @@ def embedding_encoder(store: Any, name: str, cls: type[EncoderSpec] = EncoderSpe
     """The ``EncoderSpec`` recorded with embeddings ``name`` of ``store``; EncoderError names a bad record."""
     fix = f"re-encode with rise-data encode {store.path} --encoder NAME --name {name} --overwrite"
     return record_encoder(store.embedding_meta(name), f"embeddings '{name}' of {store.path}", fix, cls)
+
+
+def upgrade_record(meta: Mapping) -> dict:
+    """An embeddings array's attributes in the current layout (store format 2), from any layout a store of
+    format 1 may hold: format 1 first kept the encoder flat (``encoder``/``name`` the name, ``weights_id``,
+    ``weights_file``, ``preprocessing``, ``output_layer``, ``dim``, ``*_version``), later under ``encoder``.
+    Records already in the current layout, or not recognisably either, are returned as they are."""
+    meta = dict(meta)
+    old = isinstance(meta.get("encoder"), str) and all(
+        k in meta for k in ("weights_id", "preprocessing", "dim")
+    )
+    if not old:
+        return meta
+    name = meta.pop("encoder")
+    pre = meta.pop("preprocessing", None)
+    weights_id = meta.pop("weights_id", None)
+    weights = meta.pop("weights_file", None) or (weights_id if weights_id == "untrained" else None)
+    versions = {k.removesuffix("_version"): meta.pop(k, None) for k in ("rise_version", "torch_version")}
+    versions["torchvision"] = meta.pop("torchvision_version", None)
+    meta.pop("name", None)
+    meta["encoder"] = {
+        "name": name,
+        "weights": weights,
+        "weights_id": weights_id,
+        "source": pre.get("source") if isinstance(pre, Mapping) else None,
+        "dim": meta.pop("dim", None),
+        "output_layer": meta.pop("output_layer", None),
+        "preprocessing": pre,
+    }
+    meta.setdefault("versions", versions)
+    return meta

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rise_data.encode.spec import upgrade_record
 from rise_data.envs import env_difference, same_env
 from rise_data.store import (
     ATTR,
@@ -57,6 +58,7 @@ class StoreBuilder:
         self.hasher = RowHasher()
         self.embeddings = dict(embeddings or {})
         for name, prov in self.embeddings.items():
+            prov = upgrade_record(prov)  # an export of a format 1 store: written in the current layout
             keep = {k: v for k, v in prov.items() if k not in ("rows_done",)}
             dim = _record_spec(prov, f"embeddings '{name}'").dim
             self.store.create_embedding(name, dim, str(prov["dtype"]), keep, layout)

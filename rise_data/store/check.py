@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm import tqdm
 
+from rise_data.encode.spec import EncoderError, embedding_encoder
 from rise_data.store import (
     ATTR,
     EPISODE_ARRAYS,
@@ -202,9 +203,6 @@ def _check_embeddings(store: Store, _progress: bool) -> list[Problem]:
         if not isinstance(meta, dict):
             out.append(Problem("error", where, "no provenance attribute"))
             continue
-        # imported here: torch loads only for stores that have embeddings
-        from rise_data.encode.spec import EncoderError, embedding_encoder
-
         try:
             spec = embedding_encoder(store, name)
         except EncoderError as e:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 FORMAT_NAME = "rise-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the version writers write; the rule (what bumps it) is in docs/store-format.md
+READABLE_VERSIONS = (1, 2)  # 1: embeddings records in either layout of format 1 (encode.spec.upgrade_record)
 ATTR = "rise"  # every rise attribute lives under this one key, so other tools' attributes never collide
 LOCK_DIR = ".rise"  # local state of a store folder (writer locks), not part of the Zarr hierarchy
 

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rise_data.encode.spec import upgrade_record
 from rise_data.store.format import (
     ATTR,
     EPISODE_ARRAYS,
     FORMAT_NAME,
-    FORMAT_VERSION,
+    READABLE_VERSIONS,
     RESTORE_HINT,
     STEP_SCALARS,
     CorruptStoreError,
@@ -85,10 +86,10 @@ class Store:
         meta = dict(group.attrs).get(ATTR)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             raise StoreError(f"{path} is a Zarr group but not a rise store (no '{ATTR}' attribute)")
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_VERSIONS:
             raise StoreError(
-                f"{path} has store format version {meta.get('format_version')}; this rise reads version "
-                f"{FORMAT_VERSION}: upgrade rise or re-export the store"
+                f"{path} has store format version {meta.get('format_version')}; this rise reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}: upgrade rise (pip install -U rise)"
             )
         self._meta = meta
 
@@ -166,7 +167,8 @@ class Store:
         return self.array(f"embeddings/{name}")
 
     def embedding_meta(self, name: str) -> dict:
-        return dict(self.embedding(name).attrs)[ATTR]
+        """Embeddings ``name``'s attributes in the current layout (a format 1 record is read as format 2)."""
+        return upgrade_record(dict(self.embedding(name).attrs)[ATTR])
 
     def iter_chunks(self, name: str, rows_per_read: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
         for s in range(start, self.rows, rows_per_read):
@@ -193,7 +195,7 @@ class Store:
         store encoded by another network (or other weights) is refused instead of silently mixed.
         """
         arr = self.embedding(name)
-        meta = dict(arr.attrs).get(ATTR) or {}
+        meta = self.embedding_meta(name)
         spec = meta.get("encoder") if isinstance(meta.get("encoder"), dict) else {}  # an EncoderSpec record
         fix = (
             f"rise-data encode {self.path} --encoder {encoder or spec.get('name')} --name {name} --overwrite"

@@ -20,6 +20,7 @@ from numcodecs import Zstd
 from zarr.codecs import BytesCodec, ZstdCodec
 
 from rise_data import __version__
+from rise_data.encode.spec import upgrade_record
 from rise_data.store.checksums import compute_checksums
 from rise_data.store.format import (
     ATTR,
@@ -204,9 +205,22 @@ class WritableStore(Store):
         self.write_meta(history=[*self._meta.get("history", []), entry])
 
     # -- embeddings -------------------------------------------------------------------------
+    def upgrade(self) -> None:
+        """Bring a format 1 store to the current format: its embeddings records in the current layout, then
+        ``format_version`` (docs/store-format.md "Versions"). Rows are untouched; hold the writer lock."""
+        if self._meta["format_version"] == FORMAT_VERSION:
+            return
+        for name in self.embedding_names():
+            arr = self.group[f"embeddings/{name}"]
+            arr.attrs[ATTR] = upgrade_record(dict(arr.attrs)[ATTR])
+        self.write_meta(format_version=FORMAT_VERSION)
+
     def create_embedding(
         self, name: str, dim: int, dtype: str, provenance: dict, layout: StoreLayout
     ) -> zarr.Array:
+        """A new (or replaced) embeddings array with the record ``provenance``; a format 1 store is upgraded
+        first, so a store never mixes record layouts."""
+        self.upgrade()
         # embedding_chunk_bytes, not frame_chunk_bytes (which image_chunk_rows reads): the largest power of two
         row_bytes = dim * np.dtype(dtype).itemsize
         rows_per_chunk = 1 << max(0, (layout.embedding_chunk_bytes // row_bytes).bit_length() - 1)
