@@ -43,8 +43,3 @@ def import_torchvision() -> types.ModuleType:
 
         _TORCHVISION = torchvision
     return _TORCHVISION
-
-
-def shimmed() -> bool:
-    """True when torchvision's compiled ops are missing and the schema shim is in place."""
-    return _TV_LIB is not None

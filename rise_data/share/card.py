@@ -28,7 +28,6 @@ from rise_data.store.lock import store_lock
 ID_PATTERN = re.compile(
     r"(?:(?P<namespace>[A-Za-z0-9][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9][A-Za-z0-9_.\-]*)*)/)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*?)-v(?P<version>\d+)"
 )
-CARD_FIELDS = ("id", "author", "license", "description", "reference_scores")
 
 
 def parse_id(dataset_id: str) -> tuple[str | None, str, int]:
