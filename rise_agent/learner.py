@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
@@ -85,6 +86,9 @@ class LearnerConfig:
     lstm_chunk: int = 0  # >0: the context LSTM over batch chunks of at most this many sequences
     lstm_half: bool = False  # CUDA: the context LSTM in fp16, weights cast once per forward (not per call)
     target_stream: bool = False  # CUDA: the target forward on a second stream, beside the online one
+    # CUDA: the whole update (noise, forwards, backward, capturable Adam) captured once as a CUDA graph
+    # and replayed on static batch buffers; the target copy and the metrics' host copy stay outside
+    cuda_graph: bool = False
     compile: bool = (
         False  # torch.compile the online and target forward passes (same math; first steps compile)
     )
@@ -128,6 +132,37 @@ def _speed_settings(config: LearnerConfig, device: torch.device, nets) -> None:
             net.context.cast = torch.float16 if (config.lstm_half and device.type == "cuda") else None
 
 
+GRAPH_WARMUP = 3  # eager steps on a side stream before the capture (PyTorch's recipe for whole-step graphs)
+_BATCH_FIELDS = ("frames", "context", "mask", "action", "returns", "discount", "weights")
+_BATCH_FIELDS += tuple(f"next_{k}" for k in ("frames", "context", "mask"))
+
+
+def _static_batch(batch, device: torch.device) -> SimpleNamespace:
+    """Device copies of the batch's tensors, in the dtypes the update reads: a graph's fixed inputs."""
+    kinds = {
+        "action": torch.long,
+        "returns": torch.float32,
+        "discount": torch.float32,
+        "weights": torch.float32,
+    }
+    out = {}
+    for k in _BATCH_FIELDS:
+        v = getattr(batch, k)
+        out[k] = None if v is None else v.to(device, kinds.get(k, v.dtype), copy=True)
+    return SimpleNamespace(**out)
+
+
+def _copy_batch(static: SimpleNamespace, batch) -> None:
+    for k in _BATCH_FIELDS:
+        dst, src = getattr(static, k), getattr(batch, k)
+        if (dst is None) != (src is None) or (dst is not None and dst.shape != src.shape):
+            raise ValueError(
+                f"cuda_graph needs batches of one shape: batch.{k} changed; keep the batch size fixed"
+            )
+        if dst is not None:
+            dst.copy_(src, non_blocking=True)
+
+
 def _spectral_norm_modules(net: nn.Module) -> list[nn.Module]:
     """The spectral-norm parametrisations inside ``net`` (they power-iterate in training mode)."""
     return [m for m in net.modules() if type(m).__name__ == "_SpectralNorm"]
@@ -152,7 +187,14 @@ class Learner:
         self.target: RiseNetwork = make_network(net_config).to(self.device)
         self.target.requires_grad_(False)
         self._copy_target()
-        self.optimizer = torch.optim.Adam(param_groups(self.online, config), lr=config.lr)
+        if config.cuda_graph and config.compile:
+            raise ValueError("cuda_graph captures the eager update: drop compile")
+        cuda = self.device.type == "cuda"
+        self._graphed = config.cuda_graph  # CUDA: captured; CPU: the same static-buffer path, eager
+        self._static, self._graph, self._graph_out, self._warm = None, None, None, 0
+        self.optimizer = torch.optim.Adam(
+            param_groups(self.online, config), lr=config.lr, capturable=config.cuda_graph and cuda
+        )
         self.updates = 0
         self._bf16 = config.precision == "bf16"
         _speed_settings(config, self.device, (self.online, self.target))
@@ -192,8 +234,8 @@ class Learner:
             m.eval()
 
     def _autocast(self):
-        if self._bf16:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self._bf16:  # a captured graph cannot use autocast's weight cache
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not self._graphed)
         return contextlib.nullcontext()
 
     def _inputs(self, batch, prefix: str = "") -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -283,6 +325,19 @@ class Learner:
     def step(self, batch) -> tuple[dict[str, float], np.ndarray]:
         """One gradient step; returns metrics (see ``METRICS``) and new priorities (B,) float32."""
         c = self.config
+        stats, priority = self._graph_step(batch) if self._graphed else self._update(batch, zero_grad=True)
+        self.updates += 1
+        if self.updates % c.target_update == 0:
+            self._copy_target()  # in place (load_state_dict copies), so a captured graph stays valid
+        # one device->host copy for metrics and priorities together (a single sync per step)
+        host = torch.cat([stats, priority.float()]).cpu().numpy()
+        metrics = {k: float(v) for k, v in zip(METRICS, host[: len(METRICS)], strict=True)}
+        return metrics, host[len(METRICS) :].copy()
+
+    def _update(self, batch, zero_grad: bool) -> tuple[Tensor, Tensor]:
+        """Noise, forwards, loss, backward, clipped Adam step: (stats (len(METRICS),), priorities (B,)) on
+        the device, no host sync (what a CUDA graph captures)."""
+        c = self.config
         self.online.reset_noise()
         self.target.reset_noise()
         frames, context, mask = self._inputs(batch)
@@ -323,13 +378,11 @@ class Learner:
             cql = torch.zeros((), device=self.device)
             loss = td_loss
 
-        self.optimizer.zero_grad(set_to_none=True)
+        if zero_grad:
+            self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.online.parameters(), c.grad_clip)
         self.optimizer.step()
-        self.updates += 1
-        if self.updates % c.target_update == 0:
-            self._copy_target()
 
         priority = quantile_td_priority(pred.detach(), target)
         nan = torch.full((), float("nan"), device=self.device)
@@ -347,10 +400,34 @@ class Learner:
             lstm.mean() if lstm is not None else nan,
             lstm.std() if lstm is not None else nan,
         ]
-        # one device->host copy for metrics and priorities together (a single sync per step)
-        host = torch.cat([torch.stack(stats).float(), priority.float()]).cpu().numpy()
-        metrics = {k: float(v) for k, v in zip(METRICS, host[: len(METRICS)], strict=True)}
-        return metrics, host[len(METRICS) :].copy()
+        return torch.stack(stats).float(), priority
+
+    def _graph_step(self, batch) -> tuple[Tensor, Tensor]:
+        """``_update`` on static copies of the batch: GRAPH_WARMUP eager steps on a side stream, then one
+        capture of the whole update (capturable Adam) replayed from there on."""
+        if self._static is None:
+            self._static = _static_batch(batch, self.device)
+        else:
+            _copy_batch(self._static, batch)
+        if self._graph is None and self._warm < GRAPH_WARMUP:
+            self._warm += 1
+            if self.device.type != "cuda":  # the same static path, eager (what CPU tests check)
+                return self._update(self._static, zero_grad=True)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                out = self._update(self._static, zero_grad=True)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return out
+        if self.device.type != "cuda":
+            return self._update(self._static, zero_grad=True)
+        if self._graph is None:
+            self.optimizer.zero_grad(set_to_none=True)  # backward allocates the grads inside the graph
+            self._graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._graph):
+                self._graph_out = self._update(self._static, zero_grad=False)
+        self._graph.replay()
+        return self._graph_out
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -368,4 +445,5 @@ class Learner:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._graph, self._warm = None, 0  # new optimiser state tensors: capture again
         self.updates = int(state["updates"])

@@ -24,7 +24,7 @@ def test_gpu_benchmark_smoke_runs_every_section(tmp_path):
     assert not errors, errors
     step = out["learner_step"]
     for k in (0, out["sizes"]["k"]):
-        for variant in ("fp32", "bf16", "gpu_paths"):
+        for variant in ("fp32", "bf16", "gpu_paths", "graph", "graph_gpu_paths"):
             row = step[f"k{k}_{variant}"]
             assert row["ms"] > 0 and row["kernels"] > 0 and row["syncs"] >= 0
     assert out["online"]["frames_per_s"] > 0 and out["online"]["updates"] > 0

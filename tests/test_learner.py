@@ -450,3 +450,48 @@ def test_cuda_target_stream_and_lstm_half_match_the_eager_step():
     assert res["stream"][0]["loss"] == res["plain"][0]["loss"]
     np.testing.assert_array_equal(res["stream"][1], res["plain"][1])
     assert res["half"][0]["loss"] == pytest.approx(res["plain"][0]["loss"], rel=2e-2)
+
+
+def _steps(cfg: LearnerConfig, device: str, n: int = 5):
+    torch.manual_seed(0)
+    learner = Learner(small_config(K), cfg, device)
+    torch.manual_seed(1)
+    out = []
+    for i in range(n):
+        batch = make_batch(K, seed=i)
+        if device != "cpu":
+            batch = SimpleNamespace(
+                **{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(batch).items()}
+            )
+        out.append(learner.step(batch))
+    return out, [p.detach().cpu().clone() for p in learner.online.parameters()]
+
+
+def test_cuda_graph_path_is_the_eager_step_on_cpu():
+    """cuda_graph's static batch buffers and its update function (no capture without CUDA) give the eager
+    steps bit for bit, through the warm-up and after it; batches of another shape are refused."""
+    (eager, w0), (graph, w1) = _steps(LearnerConfig(), "cpu"), _steps(LearnerConfig(cuda_graph=True), "cpu")
+    for (m0, p0), (m1, p1) in zip(eager, graph, strict=True):
+        assert m0 == m1 and np.array_equal(p0, p1)
+    assert all(torch.equal(a, b) for a, b in zip(w0, w1, strict=True))
+    learner = Learner(small_config(K), LearnerConfig(cuda_graph=True), "cpu")
+    learner.step(make_batch(K))
+    with pytest.raises(ValueError, match="one shape"):
+        learner.step(make_batch(K, b=B + 1))
+    with pytest.raises(ValueError, match="drop compile"):
+        Learner(small_config(K), LearnerConfig(cuda_graph=True, compile=True), "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_update_follows_the_eager_one():
+    """The captured update (after GRAPH_WARMUP eager steps) tracks the eager steps: same losses to float
+    tolerance over steps before and after the capture (capturable Adam; the RNG advances per replay)."""
+    (eager, w0), (graph, w1) = (
+        _steps(LearnerConfig(), "cuda", 6),
+        _steps(LearnerConfig(cuda_graph=True), "cuda", 6),
+    )
+    for (m0, _), (m1, _) in zip(eager[:3], graph[:3], strict=True):
+        assert m1["loss"] == pytest.approx(m0["loss"], rel=1e-4)
+    assert all(np.isfinite(m["loss"]) for m, _ in graph)
+    assert all(torch.allclose(a, b, rtol=1e-2, atol=1e-4) for a, b in zip(w0, w1, strict=True))
