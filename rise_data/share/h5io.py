@@ -26,6 +26,7 @@ from rise_data.store import (
     EPISODE_ARRAYS,
     CorruptStoreError,
     RowHasher,
+    Store,
     StoreError,
     block_rows,
     config_to_json,
@@ -66,7 +67,6 @@ def export_hdf5(config: ExportConfig) -> dict:
         if int(store.embedding_meta(name).get("rows_done", 0)) < store.rows:
             names.remove(f"embeddings/{name}")
             skipped.append(name)
-    comp, level = COMPRESSION[config.compression]
     hasher = RowHasher()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
@@ -81,25 +81,7 @@ def export_hdf5(config: ExportConfig) -> dict:
         f.attrs["format"] = H5_FORMAT
         f.attrs["format_version"] = H5_FORMAT_VERSION
         for name in names:
-            arr = store.array(name)
-            bound = store.checksum_rows(name)
-            shape = (bound, *arr.shape[1:])
-            kw = {}
-            if bound:
-                kw = {"chunks": (min(arr.chunks[0], bound), *arr.shape[1:])}
-                if comp:
-                    kw.update(compression=comp, compression_opts=level)
-            d = f.create_dataset(name, shape=shape, dtype=arr.dtype, **kw)
-            hasher.update(name, arr[0:0], tag=store.checksum_tag(name))
-            step = block_rows(arr)
-            for s in range(0, bound, step):
-                block = arr[s : min(s + step, bound)]
-                d[s : s + len(block)] = block
-                hasher.update(name, block)
-                bar.update(block.nbytes)
-            if name.startswith("embeddings/"):
-                prov = {**store.embedding_meta(name.split("/", 1)[1]), "rows_done": bound}
-                d.attrs["rise"] = json.dumps(prov)
+            _write_dataset(f, store, name, COMPRESSION[config.compression], hasher, bar)
         meta = dict(store.meta)
         meta["checksums"] = {"algorithm": "sha256", "time": now_iso(), "arrays": hasher.digests()}
         entry = {
@@ -133,6 +115,30 @@ class ImportConfig:
     batch_bytes: int = BATCH_BYTES
     drop_keys: bool = False  # minari: leave out Dict observation keys besides the images (else refused)
     progress: bool = False
+
+
+def _write_dataset(f, store: Store, name: str, compression: tuple, hasher: RowHasher, bar) -> None:
+    """One array's committed rows (embeddings: the encoded prefix) as an HDF5 dataset, streamed and hashed."""
+    comp, level = compression
+    arr = store.array(name)
+    bound = store.checksum_rows(name)
+    shape = (bound, *arr.shape[1:])
+    kw = {}
+    if bound:
+        kw = {"chunks": (min(arr.chunks[0], bound), *arr.shape[1:])}
+        if comp:
+            kw.update(compression=comp, compression_opts=level)
+    d = f.create_dataset(name, shape=shape, dtype=arr.dtype, **kw)
+    hasher.update(name, arr[0:0], tag=store.checksum_tag(name))
+    step = block_rows(arr)
+    for s in range(0, bound, step):
+        block = arr[s : min(s + step, bound)]
+        d[s : s + len(block)] = block
+        hasher.update(name, block)
+        bar.update(block.nbytes)
+    if name.startswith("embeddings/"):
+        prov = {**store.embedding_meta(name.split("/", 1)[1]), "rows_done": bound}
+        d.attrs["rise"] = json.dumps(prov)
 
 
 def import_hdf5(config: ImportConfig) -> dict:

@@ -502,25 +502,11 @@ def _image_key(space, key: str | None) -> str | None:
     return None
 
 
-def _import_foreign(ds, raw: dict, config: ImportConfig):
-    import gymnasium as gym
+def _foreign_env(ds, raw: dict, key: str | None, extra_keys: list[str], frame_shape, size: int) -> dict:
+    """The env spec of a store imported from a foreign Minari dataset (family ``minari``: data only)."""
+    from rise_data.envs import OBS_TRANSFORM
 
-    from rise_data.envs import OBS_TRANSFORM, to_agent_obs
-
-    if not isinstance(ds.action_space, gym.spaces.Discrete):
-        raise StoreError(f"actions are {ds.action_space}; rise stores hold Discrete actions")
-    key = _image_key(ds.observation_space, config.obs_key)
-    extra_keys = sorted(set(ds.observation_space.spaces) - {key}) if key is not None else []
-    if extra_keys and not config.drop_keys:
-        raise StoreError(
-            f"{config.source}: observations hold {', '.join(extra_keys)} besides the images '{key}'; a rise "
-            "store keeps only images: pass --drop-keys to import without them (or --obs-key to pick the images)"
-        )
-    space = ds.observation_space[key] if key is not None else ds.observation_space
-    rgb = len(space.shape) == 3 and space.shape[-1] == 3
-    size = config.screen_size
     n_actions = int(ds.action_space.n)
-    frame_shape = tuple(space.shape) if rgb else None
     env_id = ds.env_spec.id if ds.env_spec is not None else f"minari:{ds.id}"
     env = {
         "id": env_id,
@@ -545,6 +531,28 @@ def _import_foreign(ds, raw: dict, config: ImportConfig):
             "env_spec": None if ds.env_spec is None else json.loads(ds.env_spec.to_json()),
         },
     }
+    return env
+
+
+def _import_foreign(ds, raw: dict, config: ImportConfig):
+    import gymnasium as gym
+
+    from rise_data.envs import to_agent_obs
+
+    if not isinstance(ds.action_space, gym.spaces.Discrete):
+        raise StoreError(f"actions are {ds.action_space}; rise stores hold Discrete actions")
+    key = _image_key(ds.observation_space, config.obs_key)
+    extra_keys = sorted(set(ds.observation_space.spaces) - {key}) if key is not None else []
+    if extra_keys and not config.drop_keys:
+        raise StoreError(
+            f"{config.source}: observations hold {', '.join(extra_keys)} besides the images '{key}'; a rise "
+            "store keeps only images: pass --drop-keys to import without them (or --obs-key to pick the images)"
+        )
+    space = ds.observation_space[key] if key is not None else ds.observation_space
+    rgb = len(space.shape) == 3 and space.shape[-1] == 3
+    size = config.screen_size
+    frame_shape = tuple(space.shape) if rgb else None
+    env = _foreign_env(ds, raw, key, extra_keys, frame_shape, size)
     builder = StoreBuilder(config.store, env, frame_shape, StoreLayout(), {}, {"history": []})
     per_row = int(np.prod(space.shape)) + size * size
     batch, rows = [], 0

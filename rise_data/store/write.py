@@ -387,41 +387,25 @@ def create_store(
     group = zarr.open_group(path, mode="a", zarr_format=3)  # "w-" would refuse the writer lock in LOCK_DIR
     zstd = ZstdCodec(level=layout.zstd_level)
 
-    def image(name: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> None:
-        rows = layout.image_chunk_rows(shape)
+    def array(name: str, shape: tuple[int, ...], chunk_rows: int, dtype: str, dims: tuple[str, ...]) -> None:
         group.create_array(
             name,
             shape=(0, *shape),
-            chunks=(rows, *shape),
-            dtype="uint8",
+            chunks=(chunk_rows, *shape),
+            dtype=dtype,
             compressors=zstd,
             fill_value=0,
-            dimension_names=("row", *dims),
+            dimension_names=dims,
         )
 
-    image("obs", tuple(obs_shape), ("y", "x"))
+    array("obs", tuple(obs_shape), layout.image_chunk_rows(obs_shape), "uint8", ("row", "y", "x"))
     if frame_shape is not None:
-        image("frame", tuple(frame_shape), ("y", "x", "channel"))
+        rows = layout.image_chunk_rows(frame_shape)
+        array("frame", tuple(frame_shape), rows, "uint8", ("row", "y", "x", "channel"))
     for name, dtype in STEP_SCALARS.items():
-        group.create_array(
-            name,
-            shape=(0,),
-            chunks=(layout.scalar_chunk_rows,),
-            dtype=dtype,
-            compressors=zstd,
-            fill_value=0,
-            dimension_names=("row",),
-        )
+        array(name, (), layout.scalar_chunk_rows, dtype, ("row",))
     for name, dtype in EPISODE_ARRAYS.items():
-        group.create_array(
-            f"episodes/{name}",
-            shape=(0,),
-            chunks=(layout.episode_chunk_rows,),
-            dtype=dtype,
-            compressors=zstd,
-            fill_value=0,
-            dimension_names=("episode",),
-        )
+        array(f"episodes/{name}", (), layout.episode_chunk_rows, dtype, ("episode",))
     group.require_group("embeddings")
     group.attrs[ATTR] = {
         "format": FORMAT_NAME,
