@@ -80,7 +80,8 @@ def online_run(config: TrainConfig, device: torch.device, folder: Path, learn_af
 def acting_only(spec, parts, config: TrainConfig, device, groups: int) -> tuple[float, float]:
     """(seconds of the actor thread over ``config.env_steps`` env steps with ``groups`` env groups, and
     seconds of the same actor's inference alone over as many vector steps, 1 group only); nothing learns."""
-    from rise_agent.acting.groups import ActingConfig, acting_env
+    from rise_agent.acting.config import ActingConfig
+    from rise_agent.acting.groups import acting_env
     from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy
     from rise_agent.training.online import make_actor
     from rise_data.collect.rollout import Rollout

@@ -155,7 +155,8 @@ def test_grouped_acting_thread_records_what_each_group_env_did():
     import torch
 
     from rise_agent.acting.actor import Actor
-    from rise_agent.acting.groups import ActingConfig, GroupedVectorEnv, acting_env
+    from rise_agent.acting.config import ActingConfig
+    from rise_agent.acting.groups import GroupedVectorEnv, acting_env
     from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy
     from rise_agent.network import NetworkConfig, make_network
     from rise_data.collect.rollout import Rollout
@@ -223,7 +224,7 @@ def _thread_items(device: str, actor_stream: bool, steps: int = 8) -> list:
     import torch
 
     from rise_agent.acting.actor import Actor
-    from rise_agent.acting.groups import ActingConfig
+    from rise_agent.acting.config import ActingConfig
     from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy, copy_weights
     from rise_agent.network import NetworkConfig, make_network
     from rise_data.collect.rollout import Rollout

@@ -10,28 +10,13 @@ part is in, ``send`` starts the groups whose actions were not already sent part 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
+from rise_agent.acting.config import ActingConfig
 from rise_data.envs import FrameVectorEnv, Step, make_env
 
-__all__ = ["ActingConfig", "GroupedVectorEnv", "acting_env", "ale_threads", "group_slices"]
-
-
-@dataclass(frozen=True)
-class ActingConfig:
-    """How the actor thread steps its envs (the learner's results do not depend on it beyond env seeds)."""
-
-    # vector envs stepped in turn (2: env stepping overlaps the actor's inference); envs split evenly
-    env_groups: int = 1
-    # CUDA: the actor thread on its own high-priority stream; weights and embeddings handed over by
-    # events (no whole-device waits between the two threads). Off: the default stream, shared
-    actor_stream: bool = False
-
-    def __post_init__(self) -> None:
-        if self.env_groups < 1:
-            raise ValueError(f"env_groups must be >= 1, got {self.env_groups}")
+__all__ = ["GroupedVectorEnv", "acting_env", "ale_threads", "group_slices"]
 
 
 def group_slices(num_envs: int, groups: int) -> list[slice]:

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rise_agent.acting.groups import ActingConfig, GroupedVectorEnv
+from rise_agent.acting.config import ActingConfig
+from rise_agent.acting.groups import GroupedVectorEnv
 from rise_agent.network import RiseNetwork, make_network
 from rise_data.envs import Step
 
