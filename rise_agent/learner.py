@@ -86,9 +86,9 @@ class LearnerConfig:
     lstm_chunk: int = 0  # >0: the context LSTM over batch chunks of at most this many sequences
     lstm_half: bool = False  # CUDA: the context LSTM in fp16, weights cast once per forward (not per call)
     target_stream: bool = False  # CUDA: the target forward on a second stream, beside the online one
-    # CUDA: the whole update (noise, forwards, backward, capturable Adam) captured once as a CUDA graph
-    # and replayed on static batch buffers; the target copy and the metrics' host copy stay outside
-    cuda_graph: bool = False
+    # (noise, forwards, backward, capturable Adam) replayed on static batch buffers; the target copy and
+    # the metrics' host copy stay outside
+    cuda_graph: bool = False  # CUDA: capture the whole update once as a CUDA graph and replay it
     compile: bool = (
         False  # torch.compile the online and target forward passes (same math; first steps compile)
     )

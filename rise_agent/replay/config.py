@@ -34,13 +34,12 @@ class ReplayConfig:
     reward_clip: float | None = 1.0  # BTR clips rewards to [-1, 1]; stores keep raw rewards
     offline_fraction: float | None = None  # batch share from the store (default: 1, 0 or 0.5 with both)
     ring_dir: str | None = None
-    # gather the next batch in a background thread while the learner steps on this one; the next
-    # batch's rows are drawn before this step's priorities come back (one step stale)
-    prefetch: bool = False
+    # the next batch's rows are drawn before this step's priorities come back (one step stale)
+    prefetch: bool = False  # gather the next batch in a background thread while the learner steps
     pinned: bool = True  # CUDA: batch uploads from pinned host buffers, non_blocking (False: plain .to)
-    # the online ring's frames kept on the replay's device (a GPU: batches gathered there, no upload;
-    # ring files get them at checkpoints). 2^20 rows of 84x84 take 7.4 GB of device memory
-    obs_on_device: bool = False
+    # batches gathered there, no upload; ring files get the frames at checkpoints; 2^20 rows of 84x84
+    # take 7.4 GB of device memory
+    obs_on_device: bool = False  # keep the online ring's frames on the replay's device (a GPU)
 
     def __post_init__(self) -> None:
         if self.capacity < 1 or self.n_step < 1:
