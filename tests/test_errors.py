@@ -3,7 +3,6 @@ rise-data (issue 12, item 7): through the real command line."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -192,22 +191,3 @@ def test_minari_import_keeps_env_kwargs_and_refuses_extra_keys(tmp_path, monkeyp
     assert env["kwargs"]["frameskip"] == 5 and env["kwargs"]["repeat_action_probability"] == 0.0
     assert env["source"]["dropped_keys"] == ["direction"]
     assert env["source"]["env_spec"]["kwargs"]["frameskip"] == 5
-
-
-def test_minari_arrow_dataset_refused_in_one_line(tmp_path):
-    pytest.importorskip("minari")
-    try:
-        import pyarrow  # noqa: F401
-
-        pytest.skip("pyarrow is installed: Arrow datasets import (Minari reads them)")
-    except ImportError:
-        pass
-    data = tmp_path / "arrow-ds" / "data"
-    data.mkdir(parents=True)
-    meta = {"dataset_id": "other/arrow-v0", "data_format": "arrow", "total_episodes": 0, "total_steps": 0}
-    meta.update(observation_space=json.dumps({"type": "Discrete", "dtype": "int64", "start": 0, "n": 2}))
-    meta.update(action_space=json.dumps({"type": "Discrete", "dtype": "int64", "start": 0, "n": 2}))
-    meta.update(minari_version="0.5.4", env_spec=None)
-    (data / "metadata.json").write_text(json.dumps(meta))
-    msg = one_line_error(["import", str(tmp_path / "arrow-ds"), str(tmp_path / "x.zarr")])
-    assert "arrow format" in msg and "minari[arrow]" in msg
