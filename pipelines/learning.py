@@ -86,9 +86,7 @@ TASKS: dict[str, Recipe] = {
     # The cue 10 steps back; 32x32 RGB frames embedded by the frozen 16x16 `downsample` encoder.
     "cue": Recipe("rise/CueMemory-v0", True, 0.5, k=16, env_options="delay=10,size=32"),
     # The same task with the cue on the query frame too: nothing to remember.
-    "control": Recipe(
-        "rise/CueVisible-v0", False, 0.5, k=16, env_options="delay=10,size=32", env_steps=6_000
-    ),
+    "control": Recipe("rise/CueVisible-v0", False, 0.5, k=16, env_options="delay=10,size=32"),
     # The agent's 7x7 partial view as RGB (56x56, 8 px a tile; 21 px keeps 3); MiniGrid's limit: 245 steps.
     "minigrid": Recipe(
         "MiniGrid-MemoryS7-v0",
