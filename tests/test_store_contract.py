@@ -149,5 +149,5 @@ class TestS3(StoreContract):
         root = Path(reference)
         for p in sorted(root.rglob("*")):
             if p.is_file():
-                s3.upload_file(str(p), "rise-data", f"cue.zarr/{p.relative_to(root).as_posix()}")
-        return "s3://rise-data/cue.zarr"
+                s3.upload_file(str(p), "rise-data", f"contract/cue.zarr/{p.relative_to(root).as_posix()}")
+        return "s3://rise-data/contract/cue.zarr"  # its own prefix: moto keeps buckets per process
