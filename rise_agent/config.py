@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rise_agent.acting.config import ActingConfig
 from rise_agent.learner import LearnerConfig
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import ReplayConfig
@@ -83,6 +84,7 @@ class TrainConfig:
     network: NetworkConfig = field(default_factory=lambda: NetworkConfig(n_actions=1))
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    acting: ActingConfig = field(default_factory=ActingConfig)  # how the actor thread steps its envs
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "replay_ratio", "batch_size", "log_every", "checkpoint_every"):

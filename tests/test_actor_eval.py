@@ -101,7 +101,7 @@ def check_against_logs(actor: Actor, emb_logs: list, obs_logs: list, k: int) -> 
 def test_actor_context_matches_naive_reconstruction(cue_spec, k):
     env = make_env(cue_spec, num_envs=3)
     encoder = make_encoder("downsample")
-    actor = Actor(small_net(k), encoder, 3, frame_stack=4, context_len=k)
+    actor = Actor(small_net(k), encoder, 3)
     rng = np.random.default_rng(0)
     emb_logs: list[list] = [[] for _ in range(3)]
     obs_logs: list[list] = [[] for _ in range(3)]
@@ -129,7 +129,7 @@ def test_actor_staggered_resets_and_obs_source():
     # synthetic steps: each env restarts at its own times; the encoder reads the gray obs
     e, k = 4, 5
     encoder = make_encoder("downsample", source="obs")
-    actor = Actor(small_net(k), encoder, e, frame_stack=4, context_len=k)
+    actor = Actor(small_net(k), encoder, e)
     rng = np.random.default_rng(1)
     emb_logs: list[list] = [[] for _ in range(e)]
     obs_logs: list[list] = [[] for _ in range(e)]

@@ -174,7 +174,10 @@ def test_items_equal_the_replays_batches(store, tmp_path):
     from rise_agent.replay import Replay, ReplayConfig
 
     cfg = ReplayConfig(n_step=N, gamma=GAMMA, prioritized=False, reward_clip=None)
-    replay = Replay.from_store(store, "downsample", cfg, cache_dir=tmp_path, frame_stack=S, context_len=K)
+    from rise_agent.network import NetworkConfig
+
+    net = NetworkConfig(n_actions=1, frame_stack=S, context_len=K)
+    replay = Replay.from_store(store, "downsample", cfg, cache_dir=tmp_path, network=net)
     batch = replay.sample(32, np.random.default_rng(0))
     ds = dataset(store)
     items = ds.__getitems__(np.searchsorted(ds.rows, batch.index).tolist())

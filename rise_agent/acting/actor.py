@@ -93,19 +93,12 @@ class Actor:
         network: RiseNetwork,
         encoder: Encoder | None,
         num_envs: int,
-        frame_stack: int = 4,
-        context_len: int | None = None,
         device: torch.device | str = "cpu",
         n_tau: int = 8,
         view_on_device: bool = False,
     ) -> None:
-        cfg = network.config
-        k = cfg.context_len if context_len is None else int(context_len)
-        if k != cfg.context_len or frame_stack != cfg.frame_stack:
-            raise ValueError(
-                f"actor windows (frame_stack={frame_stack}, K={k}) differ from the network's "
-                f"(frame_stack={cfg.frame_stack}, K={cfg.context_len})"
-            )
+        cfg = network.config  # owns the windows: frame stack and K
+        k = cfg.context_len
         if k > 0 and encoder is None:
             raise ValueError("context_len > 0 needs the frozen encoder that made the stored embeddings")
         if k > 0 and encoder.dim != cfg.embed_dim:
@@ -121,7 +114,7 @@ class Actor:
         # make the agent view from the RGB frame on the device (rise_agent.acting.view), not step.obs
         self.view_on_device = view_on_device
         self.n_actions = cfg.n_actions
-        self._frames = _Window(num_envs, frame_stack, tuple(cfg.frame_hw), torch.uint8, self.device)
+        self._frames = _Window(num_envs, cfg.frame_stack, tuple(cfg.frame_hw), torch.uint8, self.device)
         self._context = _Window(num_envs, k, (cfg.embed_dim,), torch.float16, self.device) if k > 0 else None
         self._seen = False
 

@@ -64,6 +64,5 @@ def from_checkpoint(env: dict, num_envs: int, seed: int, checkpoint: str | None)
             f"checkpoint {path} has {meta['env'].get('n_actions')} actions, the env {env['n_actions']}"
         )
     torch.manual_seed(seed)  # IQN's tau samples: a seeded collection acts reproducibly
-    cfg = network.config
-    actor = Actor(network, encoder, num_envs, cfg.frame_stack, cfg.context_len, device)
+    actor = Actor(network, encoder, num_envs, device)
     return CheckpointPolicy(path, actor, seed)

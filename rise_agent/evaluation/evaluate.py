@@ -130,7 +130,6 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps, bar
     num_envs = env.num_envs
     quota = np.array([episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)])
     device = next(network.parameters()).device
-    cfg = network.config
     rng = np.random.default_rng(seed)
     results: list[tuple[float, int, str]] = []
     frames: list[np.ndarray] | None = [] if record is not None else None
@@ -138,7 +137,7 @@ def _play(network, encoder, env, episodes, epsilon, seed, record, max_steps, bar
     rollout = Rollout(env)  # keeps returns and lengths only
     taus = torch.Generator(device=device).manual_seed(seed)
     with own_taus(network, taus), disable_noise(network):
-        actor = Actor(network, encoder, num_envs, cfg.frame_stack, cfg.context_len, device)
+        actor = Actor(network, encoder, num_envs, device)
         step = rollout.reset(seed=seed)
         rollout.file(step)
         finished = np.zeros(num_envs, np.int64)

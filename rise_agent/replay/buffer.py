@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rise_agent.network import NetworkConfig
 from rise_agent.replay.config import Batch, ReplayConfig, WindowedConfig
 from rise_agent.replay.mixer import Mixer
 from rise_agent.replay.ring import OnlineRing
@@ -20,9 +21,8 @@ __all__ = ["Replay"]
 class Replay:
     """Store transitions + online ring, sampled by exact shares (see :mod:`rise_agent.replay`).
 
-    ``frame_stack`` (S) and ``context_len`` (K, 0 = no context) are the network's windows
-    (``NetworkConfig.frame_stack`` / ``.context_len``, which own them); ``self.config`` is ``config``
-    with them added.
+    ``network`` is the :class:`~rise_agent.network.NetworkConfig` that owns the windows (its frame stack S
+    and context length K, 0 = no context); ``self.config`` is ``config`` with them added.
     """
 
     def __init__(
@@ -34,10 +34,9 @@ class Replay:
         device: str | torch.device = "cpu",
         store: StoreSource | None = None,
         *,
-        frame_stack: int,
-        context_len: int,
+        network: NetworkConfig,
     ):
-        self.config = config = WindowedConfig.of(config, frame_stack, context_len)
+        self.config = config = WindowedConfig.of(config, network)
         if store is not None and (store.config.frame_stack, store.config.context_len) != self.windows:
             raise ValueError(
                 f"the store source was opened for windows (S, K) = "
@@ -71,8 +70,7 @@ class Replay:
         device: str | torch.device = "cpu",
         cache_dir: str | os.PathLike | None = None,
         *,
-        frame_stack: int,
-        context_len: int,
+        network: NetworkConfig,
     ) -> Replay:
         """A replay whose store source is the store at ``store_path`` (plus an online ring if ``num_envs``).
 
@@ -83,13 +81,11 @@ class Replay:
 
         device = torch.device(device)
         store = open_store(store_path)
-        windowed = WindowedConfig.of(config, frame_stack, context_len)
+        windowed = WindowedConfig.of(config, network)
         source = StoreSource.open(store, embedding, windowed, device, cache_dir)
         dim = source.emb.shape[1] if source.emb is not None else 0
         shape = tuple(store.env["obs_shape"])
-        return cls(
-            config, shape, dim, num_envs, device, source, frame_stack=frame_stack, context_len=context_len
-        )
+        return cls(config, shape, dim, num_envs, device, source, network=network)
 
     @property
     def windows(self) -> tuple[int, int]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from rise_agent.network import NetworkConfig
 
 __all__ = ["Batch", "ReplayConfig", "WindowedConfig"]
 
@@ -69,9 +73,10 @@ class WindowedConfig(ReplayConfig):
             )
 
     @classmethod
-    def of(cls, config: ReplayConfig, frame_stack: int, context_len: int) -> WindowedConfig:
+    def of(cls, config: ReplayConfig, network: NetworkConfig) -> WindowedConfig:
+        """``config`` with the windows of ``network``, which owns them (read here, never passed apart)."""
         own = {f.name: getattr(config, f.name) for f in fields(ReplayConfig)}
-        return cls(**own, frame_stack=int(frame_stack), context_len=int(context_len))
+        return cls(**own, frame_stack=int(network.frame_stack), context_len=int(network.context_len))
 
     @property
     def lookback(self) -> int:

@@ -145,7 +145,6 @@ def _replay(config, net, store, emb, device, replay_dir) -> Replay:
     else:  # offline: the store is the only source
         num_envs, rcfg = 0, dataclasses.replace(config.replay, offline_fraction=None)
     # the replay's windows are the network's: K and the frame stack are owned by NetworkConfig
-    windows = {"frame_stack": net.frame_stack, "context_len": net.context_len}
     if store is not None:
-        return Replay.from_store(store.path, emb, rcfg, num_envs=num_envs, device=device, **windows)
-    return Replay(rcfg, tuple(net.frame_hw), net.embed_dim, num_envs=num_envs, device=device, **windows)
+        return Replay.from_store(store.path, emb, rcfg, num_envs=num_envs, device=device, network=net)
+    return Replay(rcfg, tuple(net.frame_hw), net.embed_dim, num_envs=num_envs, device=device, network=net)

@@ -16,10 +16,10 @@ import time
 import numpy as np
 
 from rise_agent.acting.actor import Actor, epsilon_schedule
+from rise_agent.acting.groups import acting_env
 from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy, copy_weights
 from rise_agent.config import TrainConfig
 from rise_agent.training.session import Session
-from rise_data.envs import make_env
 from rise_data.collect.rollout import Rollout
 from rise_data.options import to_json
 
@@ -35,14 +35,13 @@ def updates_owed(owed: float, num_envs: int, replay_ratio: int) -> tuple[int, fl
 
 def make_actor(s: Session, network) -> Actor:
     """The acting side's Actor over ``network`` (the actor thread's copy of the learner's network)."""
-    net = s.parts.net
+    c = s.config
     return Actor(
         network,
-        s.parts.frozen_encoder(s.config, s.device),
-        s.config.num_envs,
-        frame_stack=net.frame_stack,
-        context_len=net.context_len,
-        device=s.device,
+        s.parts.frozen_encoder(c, s.device),
+        c.num_envs,
+        s.device,
+        view_on_device=c.acting.view_on_device,
     )
 
 
@@ -68,7 +67,7 @@ def run_online(s: Session) -> None:
     """Run the online loop of session ``s`` to its env-step target (continues a resumed run)."""
     c, p = s.config, s.parts
     sink, emb_name = _sink(s) or (None, None)
-    env = make_env(p.spec, num_envs=c.num_envs)
+    env = acting_env(p.spec, c.num_envs, c.acting)
     keep = sink is not None
     extras = {emb_name: ((p.net.embed_dim,), "float16")} if keep and emb_name and p.encoder_spec else None
     rollout = Rollout(env, obs=keep, frames=keep and sink.frames, extras=extras)
@@ -84,6 +83,7 @@ def run_online(s: Session) -> None:
         np.random.default_rng([c.seed, start]),
         steps,
         seed=c.seed + start,
+        config=c.acting,
     )
     thread.start()
     try:
