@@ -63,10 +63,7 @@ def main() -> None:
     class _Enc:  # embeddings arrive precomputed: only the network is timed
         dim, name = cfg.embed_dim, "fixed"
 
-    actors = {
-        k: Actor(n, None if not a.k else _Enc(), a.envs, cfg.frame_stack, a.k, device)
-        for k, n in nets.items()
-    }
+    actors = {k: Actor(n, None if not a.k else _Enc(), a.envs, device) for k, n in nets.items()}
     rng = np.random.default_rng(0)
     obs = rng.integers(0, 256, (a.envs, 84, 84), dtype=np.uint8)
     z = np.zeros(a.envs, bool)

@@ -194,7 +194,8 @@ def replay(device, s: dict) -> dict:
     out = {}
     for pre in (False, True):
         cfg = ReplayConfig(capacity=s["envs"] * s["rows"], prefetch=pre)
-        rp = Replay(cfg, (84, 84), s["dim"], s["envs"], device, frame_stack=4, context_len=s["k"])
+        net = NetworkConfig(n_actions=6, context_len=s["k"], embed_dim=s["dim"])
+        rp = Replay(cfg, (84, 84), s["dim"], s["envs"], device, network=net)
         fill(rp, s["envs"], s["rows"] + 10, s["dim"])
         rng = np.random.default_rng(0)
         key = "prefetch" if pre else "eager"

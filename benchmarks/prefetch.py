@@ -58,10 +58,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
     cfg = ReplayConfig(capacity=a.envs * a.rows_per_env)
-    replays = {p: Replay(dataclasses.replace(cfg, prefetch=p), (84, 84), a.dim, a.envs, device, frame_stack=4, context_len=a.k) for p in (False, True)}  # fmt: skip
+    net = NetworkConfig(n_actions=6, context_len=a.k, embed_dim=a.dim, **(SMALL if a.small else {}))
+    replays = {p: Replay(dataclasses.replace(cfg, prefetch=p), (84, 84), a.dim, a.envs, device, network=net) for p in (False, True)}  # fmt: skip
     for r in replays.values():
         fill(r, a.envs, a.rows_per_env - 10, a.dim)
-    net = NetworkConfig(n_actions=6, context_len=a.k, embed_dim=a.dim, **(SMALL if a.small else {}))
     learner = Learner(net, LearnerConfig(), device)
     rngs = {k: np.random.default_rng(1) for k in ("sample", "eager", "prefetch")}
     fixed = replays[False].sample(a.batch, rngs["sample"])

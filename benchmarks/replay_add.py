@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay, ReplayConfig
 from rise_data.envs import Step
 
@@ -92,8 +93,7 @@ def main() -> None:
             (a.obs_hw, a.obs_hw),
             a.dim,
             a.envs,
-            frame_stack=4,
-            context_len=a.k,
+            network=NetworkConfig(n_actions=6, context_len=a.k, embed_dim=a.dim),
         )
         for name in ("before", "after")
     }

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay, ReplayConfig
 
 
@@ -44,7 +45,8 @@ def main() -> None:
     a = p.parse_args()
     folder = Path(a.dir or tempfile.mkdtemp(prefix="rise-ring-"))
     cfg = ReplayConfig(capacity=a.capacity, ring_dir=str(folder))
-    replay = Replay(cfg, (84, 84), a.dim, num_envs=a.num_envs, frame_stack=4, context_len=a.k)
+    net = NetworkConfig(n_actions=6, context_len=a.k, embed_dim=a.dim)
+    replay = Replay(cfg, (84, 84), a.dim, num_envs=a.num_envs, network=net)
     rng = np.random.default_rng(0)
     obs = rng.integers(0, 256, (a.num_envs, 84, 84), dtype=np.uint8)
     emb = torch.randn(a.num_envs, a.dim).half()

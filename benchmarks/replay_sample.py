@@ -57,9 +57,17 @@ def fill(replay, envs: int, steps: int, dim: int, seed: int) -> None:
 
 
 def make_replay(mod, capacity: int, windows: dict, extra: dict, dim: int, envs: int):
-    """``mod``'s Replay; revisions before the network owned the windows took them in ReplayConfig."""
+    """``mod``'s Replay; revisions before the network owned the windows took them in ReplayConfig, later
+    ones as keywords, the working tree as the NetworkConfig that owns them."""
+    import inspect
+
     if "context_len" in {f.name for f in dataclasses.fields(mod.ReplayConfig)}:
         return mod.Replay(mod.ReplayConfig(capacity=capacity, **windows, **extra), (84, 84), dim, envs)
+    if "network" in inspect.signature(mod.Replay).parameters:
+        from rise_agent.network import NetworkConfig
+
+        net = NetworkConfig(n_actions=6, embed_dim=dim, **windows)
+        return mod.Replay(mod.ReplayConfig(capacity=capacity, **extra), (84, 84), dim, envs, network=net)
     return mod.Replay(mod.ReplayConfig(capacity=capacity, **extra), (84, 84), dim, envs, **windows)
 
 

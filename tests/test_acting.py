@@ -125,7 +125,7 @@ def test_actor_frame_stack_repeats_the_episode_first_frame():
     cfg = NetworkConfig(
         n_actions=2, context_len=k, embed_dim=4, lstm_hidden=4, impala_channels=(2, 2, 2), hidden=4
     )
-    actor = Actor(make_network(cfg), Fixed(), e, cfg.frame_stack, k)
+    actor = Actor(make_network(cfg), Fixed(), e)
     rng = np.random.default_rng(0)
     logs = [[] for _ in range(e)]
     for t in range(25):

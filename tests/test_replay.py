@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from rise_agent.network import NetworkConfig
 from rise_agent.replay import (
     Mixer,
     OnlineRing,
@@ -35,8 +36,8 @@ CUE = "rise/CueMemory-v0"
 
 
 def windows(k: int, s: int = 4) -> dict:
-    """The network's windows (K, S) as the keyword arguments Replay takes them in."""
-    return {"context_len": k, "frame_stack": s}
+    """The network config that owns the windows (K, S), as the keyword argument Replay takes it in."""
+    return {"network": NetworkConfig(n_actions=1, context_len=k, frame_stack=s)}
 
 
 # -- naive reference ------------------------------------------------------------------------------
@@ -171,10 +172,14 @@ def cache(tmp_path) -> str:
 def test_offline_batches_match_naive(cue_store, cache, cfg, win):
     s = open_store(cue_store)
     assert s.read("terminated").sum() >= 2 and s.read("truncated").sum() >= 2  # both endings present
-    emb = "downsample" if win["context_len"] else None
+    emb = "downsample" if win["network"].context_len else None
     rp = Replay.from_store(cue_store, emb, cfg, cache_dir=cache, **win)
     cfg = rp.config  # the user's config with the network's windows added
-    assert rp.windows == (cfg.frame_stack, cfg.context_len) == (win["frame_stack"], win["context_len"])
+    assert (
+        rp.windows
+        == (cfg.frame_stack, cfg.context_len)
+        == (win["network"].frame_stack, win["network"].context_len)
+    )
     log = store_log(cue_store, emb)
     assert len(rp) == s.rows - s.num_episodes  # every non-last row
     # uniform + batch size = len: the stratified draw takes every sampleable row exactly once
@@ -732,6 +737,7 @@ def test_ring_files_killed_after_checkpoint_lose_only_overwritten_rows(tmp_path,
 _KILL_CHILD = """
 import sys, time
 import numpy as np, torch
+from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay, ReplayConfig
 from rise_data.envs import Step
 
@@ -756,7 +762,7 @@ def run(rp, n, gen, pause=0.0):
 if __name__ == "__main__":
     ring, ckpt, ready = sys.argv[1:4]
     cfg = ReplayConfig(capacity=3 * 200, prioritized=False, ring_dir=ring)
-    rp = Replay(cfg, (6, 6), 4, 3, frame_stack=4, context_len=6)
+    rp = Replay(cfg, (6, 6), 4, 3, network=NetworkConfig(n_actions=1, context_len=6, frame_stack=4))
     rp.add_first(np.zeros((3, 6, 6), np.uint8), torch.zeros(3, 4))
     gen = steps(7)
     run(rp, 300, gen)
