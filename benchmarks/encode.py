@@ -28,8 +28,8 @@ import time
 import torch
 
 from rise_data.collect import CollectConfig, collect
-from rise_data.encode.run import EncodeConfig, _model_fn, encode, resolve_device
 from rise_data.encode.encoders import make_encoder
+from rise_data.encode.run import EncodeConfig, _model_fn, encode, resolve_device
 from rise_data.store import StoreLayout, open_store
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import requires
 
-from rise_data.envs import env_spec, make_env
 from rise_data.collect.rollout import BLOCK_ROWS, Rollout
+from rise_data.envs import env_spec, make_env
 from rise_data.store import StoreLayout, create_store, open_store
 from rise_data.store.check import check_store
 

@@ -32,9 +32,9 @@ from rise_agent.evaluation.scores import score_note
 from rise_agent.evaluation.video import RECORD_MAX_FRAMES, VIDEO_SUFFIXES, record_frame, write_video
 from rise_agent.network import RiseNetwork, disable_noise, make_network
 from rise_agent.training.checkpoint import CheckpointError, read_checkpoint
+from rise_data.collect.rollout import Rollout
 from rise_data.encode.encoders import Encoder
 from rise_data.envs import make_env
-from rise_data.collect.rollout import Rollout
 
 __all__ = ["btr_eval_epsilon", "evaluate", "load_agent", "own_taus"]
 

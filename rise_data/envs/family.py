@@ -24,9 +24,6 @@ from rise_data.envs.registry import (  # noqa: F401  (re-exported: the seam's en
 from rise_data.envs.spec import EnvError, EnvSpec
 from rise_data.envs.vector import FrameVectorEnv
 
-# gymnasium_family hands this to spawned workers; it is rise_data.plugins' one trust set (use plugins.trusted())
-_ALLOWED = plugins._TRUSTED
-
 
 class EnvFamily:
     """Base family. Subclasses set ``name`` and override ``claims``/``resolve``/``make_vector``/``views``."""
@@ -63,6 +60,16 @@ def allow_plugin(name: str) -> None:
     plugins.trust(name)
 
 
+# how to install the packages of rise's own optional families (the rest: pip install <package>)
+_INSTALL = {
+    "minigrid": "make setup-extras (or pip install -c constraints.txt -e '.[envs]')",
+    "vizdoom": "make setup-extras (or pip install -c constraints.txt -e '.[envs]')",
+    "miniworld": "make setup-extras (or pip install -c constraints.txt -e '.[envs]')",
+    "procgen": "make procgen",
+    "memory_gym": "make memory-gym",
+}
+
+
 def import_plugin_module(module: str, needed_by: str):
     """Import ``module`` if trusted (:mod:`rise_data.plugins`); else the one-line refusal naming --allow-plugin."""
     name = needed_by if ":" in needed_by else module
@@ -71,7 +78,9 @@ def import_plugin_module(module: str, needed_by: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise EnvError(f"cannot import {module} for env '{needed_by}' ({e}); install it") from e
+        top = module.split(".")[0]
+        how = _INSTALL.get(top, f"pip install {top}")
+        raise EnvError(f"cannot import {module} for env '{needed_by}' ({e}); install it with: {how}") from e
 
 
 def env_spec(

@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rise_data import plugins
 from rise_data.envs.family import EnvFamily, allow_plugin, import_plugin_module, register_family
 from rise_data.envs.spec import EnvError, EnvSpec
 from rise_data.envs.vector import GymVector
@@ -182,7 +183,7 @@ class GymnasiumFamily(EnvFamily):
     def make_vector(self, spec: EnvSpec, num_envs: int, vectorization: str, num_threads: int):
         use_async = vectorization == "async" or (vectorization == "auto" and self.async_default)
         if use_async and num_envs > 1:
-            fn = functools.partial(_worker_env, self.name, spec.to_json(), tuple(sorted(_allowed())))
+            fn = functools.partial(_worker_env, self.name, spec.to_json(), plugins.trusted())
             env = gym.vector.AsyncVectorEnv([fn] * num_envs, context=self.mp_context)
         else:
             env = gym.vector.SyncVectorEnv([functools.partial(self.make_one, spec)] * num_envs)
@@ -194,12 +195,6 @@ class GymnasiumFamily(EnvFamily):
     def views(self, spec: EnvSpec, raw: Any) -> np.ndarray:
         raw = np.asarray(raw)
         return raw[..., 0] if raw.ndim == 4 and raw.shape[-1] == 1 else raw
-
-
-def _allowed() -> set[str]:
-    from rise_data.envs import family
-
-    return family._ALLOWED
 
 
 def _worker_env(family: str, spec: dict, allowed: tuple[str, ...]) -> gym.Env:
