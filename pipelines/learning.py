@@ -77,7 +77,7 @@ class Recipe:
     eval_every: int = 250  # gradient steps between training-time evaluations (the curve's points)
     eval_points_episodes: int = 16
     eval_episodes: int = 100  # the final `rise-agent eval`
-    eval_max_steps: int = 0  # cap final evaluation episodes (0: the env's own limit)
+    eval_max_steps: int = 0  # rise-agent eval --max-steps: steps per eval env in all (0: no cap)
     binary: bool = True  # every episode returns +1 or -1, so success = (1 + return) / 2
     extra: tuple[str, ...] = field(default=())  # further train options, e.g. a wrapper
 
@@ -99,7 +99,6 @@ TASKS: dict[str, Recipe] = {
         learning_starts=2_000,
         eps_decay_steps=4_000,
         eval_every=500,
-        eval_max_steps=245,
         binary=False,
     ),
 }
@@ -162,23 +161,30 @@ def finished(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict | 
 
 
 def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
-    """Train and evaluate one (task, K, seed), or read its ``result.json`` when it already finished."""
+    """Train and evaluate one (task, K, seed); reuse what already finished with today's commands.
+
+    A finished run is read from its ``result.json``; one whose training matches but whose evaluation
+    command changed is only evaluated again; anything else starts again from scratch.
+    """
     row = finished(task, recipe, k, seed, out)
     if row is not None:
         return row
     run_dir = out / task / f"k{k}-seed{seed}"
-    done = run_dir / "result.json"
+    done, log = run_dir / "result.json", run_dir.parent / f"k{k}-seed{seed}.log"
     targs, eargs = train_args(recipe, k, seed, run_dir), eval_args(recipe, run_dir)
-    if run_dir.exists():  # an interrupted or changed run starts again: its wall time must be one run's
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    log = run_dir.parent / f"k{k}-seed{seed}.log"
-    load_start = os.getloadavg()[0]  # the box is shared: wall times are read with its load
-    _, wall = agent(targs, log)
-    load_end = os.getloadavg()[0]
+    old = json.loads(done.read_text()) if done.exists() else {}
+    if old.get("train_command") == command_line(targs) and (run_dir / "checkpoint.pt").exists():
+        trained = {key: old[key] for key in ("wall_s", "load_start", "load_end") if key in old}
+    else:
+        if run_dir.exists():  # an interrupted or changed run starts again: its wall time must be one run's
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        load_start = os.getloadavg()[0]  # the box is shared: wall times are read with its load
+        _, wall = agent(targs, log)
+        trained = {"wall_s": round(wall, 1), "load_start": round(load_start, 2)}
+        trained["load_end"] = round(os.getloadavg()[0], 2)
     stdout, eval_wall = agent(eargs, log)
-    result = json.loads(stdout)
-    returns = result["returns"]
+    returns = json.loads(stdout)["returns"]
     row = {
         "task": task,
         "env": recipe.env,
@@ -186,21 +192,19 @@ def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
         "K": k,
         "seed": seed,
         "success": sum(r > 0 for r in returns) / len(returns),
-        "mean_return": result["mean"],
+        "mean_return": sum(returns) / len(returns),
         "env_steps": recipe.env_steps,
         "updates": _last_updates(run_dir),
         "eval_episodes": len(returns),
-        "wall_s": round(wall, 1),
+        **trained,
         "eval_wall_s": round(eval_wall, 1),
-        "load_start": round(load_start, 2),
-        "load_end": round(load_end, 2),
         "train_command": command_line(targs),
         "eval_command": command_line(eargs),
         "recipe": asdict(recipe),
     }
     shutil.rmtree(run_dir / "replay", ignore_errors=True)  # only --resume reads it; it can be large
     done.write_text(json.dumps(row, indent=1))
-    print(f"{task} K={k} seed {seed}: success {row['success']:.0%}, train {wall:.0f} s", flush=True)
+    print(f"{task} K={k} seed {seed}: success {row['success']:.0%}, train {row['wall_s']:.0f} s", flush=True)
     return row
 
 

@@ -7,17 +7,16 @@ actor) is pretrained offline for each K. Success is measured by evaluation episo
 K > delay the cue is inside the context window; with K = 0 (plain BTR, 4-frame stack) it never is, so
 success stays at chance (50 %).
 
-Why the probe's learning settings differ from BTR's (measured on 2 CPU cores; README, "memory probe"):
-only the query transition (1 row in delay + 2) says anything about the cue. With BTR's discount every
-other transition bootstraps from the query's return distribution, which stays bimodal (+1 or -1) until
-the cue is learned; IQN's quantile regression gives each such sample an O(1) gradient of random sign,
-and these reach the context stream through the gate too. The ~5 informative samples in a batch of 128
-were drowned: with gamma = 0.997 no run learned the cue (3 runs of 600-700 updates, one without
-Munchausen), while query transitions alone were learned in 175-340 updates. A short horizon (the probe asks for memory, not
-credit assignment) makes the distractor targets deterministic: their gradients vanish once fitted, PER's
-priorities move onto the query rows, and the cue is learned in a few hundred updates.
+Why the probe's target differs from BTR's in one setting, n = 1 (measured with this pipeline on 2 CPU cores,
+delay 10, K = 16; docs/results.md, "Memory probe"): with n = 1 and BTR's gamma 0.997 and PER alpha 0.2 the
+cue is learned by 200 updates on seeds 0, 1 and 2; with BTR's n = 3, all else equal, the agent stays on a
+fixed answer through 600 updates. Only the query transition (1 row in delay + 2) says anything about the
+cue, and with n = 3 the rows just before it carry the uncorrected 3-step return of the random behaviour
+policy: its random +-1 answer, on states almost identical to the query, a target that depends on neither
+the cue nor the action. Online (pipelines/learning.py) the behaviour policy is the agent's own and BTR's
+n = 3 learns the same task.
 
-Usage: python pipelines/memory_probe.py [--seeds 0 1 2] [--delay 30] [--ks 40 0] [--updates 600]
+Usage: python pipelines/memory_probe.py [--seeds 0 1 2] [--delay 10] [--ks 16 0] [--updates 600] [--n-step 1]
 """
 
 from __future__ import annotations
@@ -44,8 +43,8 @@ CHANCE = 0.5  # the cue is left or right with equal probability
 class Probe:
     """One probe run: task, data and training sizes (the claim is `delay`; the rest are sizes)."""
 
-    delay: int = 30  # steps between the cue and the question
-    ks: tuple[int, ...] = (40, 0)  # context lengths to compare; K > delay holds the cue, K = 0 is BTR
+    delay: int = 10  # steps between the cue and the question
+    ks: tuple[int, ...] = (16, 0)  # context lengths to compare; K > delay holds the cue, K = 0 is BTR
     episodes: int = 300  # random-policy episodes collected (each has exactly one question)
     updates: int = 600  # offline gradient steps per K
     batch_size: int = 128
@@ -53,6 +52,8 @@ class Probe:
     eval_episodes: int = 100
     screen: int = 24  # agent view; the probe needs no Atari resolution, and the CNN dominates CPU time
     seed: int = 0
+    n_step: int = 1  # BTR's 3 settles on a fixed answer over random-policy data (module docstring)
+    context_adam_eps: float = LearnerConfig.context_adam_eps
 
 
 def make_store(out: Path, probe: Probe) -> str:
@@ -63,7 +64,7 @@ def make_store(out: Path, probe: Probe) -> str:
             "rise/CueMemory-v0",
             store,
             episodes=probe.episodes,
-            envs=8,
+            num_envs=8,
             seed=probe.seed,
             env_options={"delay": probe.delay},
             screen_size=probe.screen,
@@ -97,15 +98,10 @@ def train_config(run_dir: Path, store: str, k: int, probe: Probe) -> TrainConfig
         ),
         learner=LearnerConfig(
             lr=1e-3,  # faster than BTR's 1e-4 for this tiny task; the same for every K
-            target_update=100,  # with gamma ~ 0 the target only feeds the Munchausen policy term
+            target_update=100,  # 600 updates: BTR's 500 would copy the target once
+            context_adam_eps=probe.context_adam_eps,
         ),
-        replay=ReplayConfig(
-            # A one-step, (almost) undiscounted-away target: see the module docstring. ReplayConfig needs
-            # gamma > 0; 1e-3 weights the bootstrap 1000x below the reward, i.e. a contextual bandit.
-            n_step=1,
-            gamma=1e-3,
-            per_alpha=0.6,  # only 1 transition in delay + 2 carries reward: prioritise it harder than BTR
-        ),
+        replay=ReplayConfig(n_step=probe.n_step),  # BTR's gamma and PER alpha
     )
 
 
@@ -182,12 +178,22 @@ def main() -> None:
     p.add_argument("--ks", type=int, nargs="+", default=list(Probe.ks))
     p.add_argument("--updates", type=int, default=Probe.updates)
     p.add_argument("--episodes", type=int, default=Probe.episodes)
+    p.add_argument("--n-step", type=int, default=Probe.n_step, help="3 is BTR's (the isolation runs)")
+    p.add_argument("--context-adam-eps", type=float, default=Probe.context_adam_eps)
+    p.add_argument("--eval-every", type=int, default=Probe.eval_every, help="updates between evaluations")
     p.add_argument("--out", default="runs/probe")
     args = p.parse_args()
     rows = []
     for seed in args.seeds:
         probe = Probe(
-            delay=args.delay, ks=tuple(args.ks), updates=args.updates, episodes=args.episodes, seed=seed
+            delay=args.delay,
+            ks=tuple(args.ks),
+            updates=args.updates,
+            episodes=args.episodes,
+            seed=seed,
+            n_step=args.n_step,
+            context_adam_eps=args.context_adam_eps,
+            eval_every=args.eval_every,
         )
         for k, res in run_probe(Path(args.out) / f"seed{seed}", probe).items():
             rows.append((seed, k, res["success"], res["wall_s"]))
