@@ -47,7 +47,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "src.zarr")
-        collect(CollectConfig("ALE/Pong-v5", src, steps=args.steps, envs=4, progress=False))
+        collect(CollectConfig("ALE/Pong-v5", src, steps=args.steps, num_envs=4, progress=False))
         store = open_store(src)
         print(f"{os.cpu_count()} cores; {store.rows} real Pong rows")
         print(

@@ -67,7 +67,7 @@ def collect_rate(args, frames: bool) -> float:
                 args.env,
                 os.path.join(tmp, "b.zarr"),
                 steps=args.steps,
-                envs=args.envs,
+                num_envs=args.envs,
                 frames=frames,
                 wrappers=args.wrapper,
                 progress=False,

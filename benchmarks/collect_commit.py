@@ -43,7 +43,7 @@ def collect_run(args, commit_rows: int) -> dict:
             args.env,
             os.path.join(tmp, "b.zarr"),
             steps=args.steps,
-            envs=args.envs,
+            num_envs=args.envs,
             commit_rows=commit_rows,
             progress=False,
         )

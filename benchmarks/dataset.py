@@ -60,7 +60,7 @@ def main() -> None:
     torch.set_num_threads(1)
     store = args.store or os.path.join(tempfile.mkdtemp(), "pong.zarr")
     if not args.store:
-        collect(CollectConfig("ALE/Pong-v5", store, steps=args.steps, envs=4, seed=0, progress=False))
+        collect(CollectConfig("ALE/Pong-v5", store, steps=args.steps, num_envs=4, seed=0, progress=False))
     if not open_store(store).embedding_names():
         encode(EncodeConfig(store=store, encoder="downsample", device="cpu", progress=False, threads=1))
     variants = {

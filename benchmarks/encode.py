@@ -147,7 +147,7 @@ def main() -> None:
                     "ALE/Pong-v5",
                     path,
                     steps=args.frames,
-                    envs=min(16, os.cpu_count() or 1),
+                    num_envs=min(16, os.cpu_count() or 1),
                     progress=False,
                     layout=layout,
                 )

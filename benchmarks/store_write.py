@@ -27,7 +27,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "src.zarr")
-        collect(CollectConfig("ALE/Pong-v5", src, steps=args.steps, envs=4, progress=False))
+        collect(CollectConfig("ALE/Pong-v5", src, steps=args.steps, num_envs=4, progress=False))
         frames = open_store(src).read("frame")
         n = len(frames) // 16 * 16
         frames = frames[:n]

@@ -52,7 +52,7 @@ def stages(a: argparse.Namespace) -> list[list[str]]:
     pre, fine = out / "pretrain", out / "finetune"
     cmds = [
         # 1. data: a behaviour policy (random, or a checkpoint: --policy checkpoint --checkpoint PATH)
-        [*data, "collect", f"ALE/{a.game}-v5", store, "--steps", str(a.collect_steps), "--envs", str(a.envs),
+        [*data, "collect", f"ALE/{a.game}-v5", store, "--steps", str(a.collect_steps), "--num-envs", str(a.envs),
          "--policy", a.policy, *(["--checkpoint", a.checkpoint] if a.checkpoint else []), "--seed", str(a.seed)],
         # 2. embed every frame once with the frozen encoder
         [*data, "encode", store, "--encoder", a.encoder, *weights],

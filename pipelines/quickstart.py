@@ -56,7 +56,7 @@ def pong_plumbing(run: Path) -> None:
     """The Atari data path through the real CLIs: collect, encode, check, info, pretrain, fine-tune, eval."""
     store = run / "pong.zarr"
     data = [sys.executable, "-m", "rise_data.cli"]
-    sh(*data, "collect", "ALE/Pong-v5", str(store), "--steps", "2000", "--envs", "4", "--seed", "0")
+    sh(*data, "collect", "ALE/Pong-v5", str(store), "--steps", "2000", "--num-envs", "4", "--seed", "0")
     sh(*data, "encode", str(store), "--encoder", "efficientnet-lite0", "--batch-size", "64")
     sh(*data, "check", str(store))
     sh(*data, "info", str(store))

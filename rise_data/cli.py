@@ -32,10 +32,7 @@ def _print_config(config) -> None:
 # collect and encode take their options from their config dataclasses (defaults and help declared once there)
 COLLECT_SKIP = {"env_id", "store", "env_options", "wrappers", "progress"}
 COLLECT_SKIP |= {f"layout.{f.name}" for f in dataclasses.fields(StoreLayout)}
-COLLECT_OPTIONS = [
-    dataclasses.replace(o, names=("--num-envs",)) if o.path == ("envs",) else o  # train's name for it
-    for o in cli_options(CollectConfig, skip=COLLECT_SKIP)
-]
+COLLECT_OPTIONS = cli_options(CollectConfig, skip=COLLECT_SKIP)
 ENCODE_OPTIONS = cli_options(EncodeConfig, skip={"store", "progress"})
 
 
@@ -74,7 +71,7 @@ def collect(
     with _user_errors():
         if old_envs is not None:
             warnings.warn("--envs is deprecated: use --num-envs (the name rise-agent uses)", stacklevel=1)
-            values["envs"] = old_envs
+            values["num_envs"] = old_envs
         config = CollectConfig(
             env_id=env_id,
             store=store,

@@ -14,7 +14,7 @@ from rise_data.collect import CollectConfig, collect
 def pong_store(tmp_path_factory) -> str:
     """A real ALE/Pong-v5 store of 400+ steps from 4 envs (read-only: copy it before writing)."""
     path = str(tmp_path_factory.mktemp("stores") / "pong.zarr")
-    collect(CollectConfig("ALE/Pong-v5", path, steps=400, envs=4, seed=0, progress=False))
+    collect(CollectConfig("ALE/Pong-v5", path, steps=400, num_envs=4, seed=0, progress=False))
     return path
 
 
@@ -34,7 +34,7 @@ def pong_copy(pong_store, tmp_path) -> str:
 def cue_store(tmp_path_factory) -> str:
     """A small rise/CueMemory-v0 store (3 episodes, RGB frames; read-only: copy it before writing)."""
     path = str(tmp_path_factory.mktemp("stores") / "cue.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", path, episodes=3, envs=1, progress=False))
+    collect(CollectConfig("rise/CueMemory-v0", path, episodes=3, num_envs=1, progress=False))
     return path
 
 

@@ -52,19 +52,19 @@ def test_tall_resize_equals_per_frame_loop():
 
 def test_append_same_env_and_refuse_other(pong_copy):
     before = open_store(pong_copy).rows
-    out = collect(CollectConfig("ALE/Pong-v5", pong_copy, steps=50, envs=2, seed=7, progress=False))
+    out = collect(CollectConfig("ALE/Pong-v5", pong_copy, steps=50, num_envs=2, seed=7, progress=False))
     s = open_store(pong_copy)
     assert s.rows == before + out["rows"] and out["steps"] >= 50
     assert check_store(pong_copy) == []
     with pytest.raises(StoreError, match="refusing to append"):
-        collect(CollectConfig("ALE/Breakout-v5", pong_copy, steps=10, envs=1, progress=False))
+        collect(CollectConfig("ALE/Breakout-v5", pong_copy, steps=10, num_envs=1, progress=False))
     with pytest.raises(StoreError, match="repeat_action_probability"):
         collect(
             CollectConfig(
                 "ALE/Pong-v5",
                 pong_copy,
                 steps=10,
-                envs=1,
+                num_envs=1,
                 progress=False,
                 env_options={"repeat_action_probability": 0.0},
             )
@@ -74,7 +74,7 @@ def test_append_same_env_and_refuse_other(pong_copy):
 
 def test_whole_episodes_from_probe_env(tmp_path):
     path = str(tmp_path / "probe.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", path, episodes=5, envs=3, progress=False))
+    collect(CollectConfig("rise/CueMemory-v0", path, episodes=5, num_envs=3, progress=False))
     s = open_store(path)
     ep = s.episodes()
     assert s.num_episodes == 5 and (ep["length"] == 32).all()
@@ -96,7 +96,7 @@ def test_env_errors():
 def _start_collect(path: str, steps: int) -> subprocess.Popen:
     code = (
         "from rise_data.collect import CollectConfig, collect;"
-        f"collect(CollectConfig('ALE/Pong-v5', {path!r}, steps={steps}, envs=4, progress=False))"
+        f"collect(CollectConfig('ALE/Pong-v5', {path!r}, steps={steps}, num_envs=4, progress=False))"
     )
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -127,7 +127,7 @@ def test_kill_leaves_valid_store_that_appends(tmp_path, sig):
     if sig == signal.SIGTERM:  # graceful: the running episodes were cut and committed
         assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
         assert open_store(path).meta["history"][-1]["interrupted"] is True
-    collect(CollectConfig("ALE/Pong-v5", path, steps=20, envs=2, seed=3, progress=False))
+    collect(CollectConfig("ALE/Pong-v5", path, steps=20, num_envs=2, seed=3, progress=False))
     assert open_store(path).rows > rows and check_store(path) == []
 
 
@@ -189,9 +189,11 @@ def test_finished_episodes_are_committed_without_waiting_for_more(tmp_path):
 
 def test_commit_rows_trades_commits_for_durability(tmp_path):
     each, batched = str(tmp_path / "each.zarr"), str(tmp_path / "batched.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", each, episodes=10, envs=2, progress=False))
+    collect(CollectConfig("rise/CueMemory-v0", each, episodes=10, num_envs=2, progress=False))
     collect(
-        CollectConfig("rise/CueMemory-v0", batched, episodes=10, envs=2, commit_rows=10_000, progress=False)
+        CollectConfig(
+            "rise/CueMemory-v0", batched, episodes=10, num_envs=2, commit_rows=10_000, progress=False
+        )
     )
     h_each, h_batched = (open_store(p).meta["history"][-1] for p in (each, batched))
     assert h_batched["commits"] == 1 and h_each["commits"] >= 2  # 5 pairs of episodes end 32 steps apart
@@ -219,4 +221,4 @@ def test_collect_and_encode_options_come_from_their_configs(tmp_path):
     path = str(tmp_path / "a.zarr")
     out = runner.invoke(app, ["collect", "rise/CueMemory-v0", path, "--episodes", "1", "--envs", "2", "-q"])
     assert out.exit_code == 0 and "--envs is deprecated: use --num-envs" in out.output, out.output
-    assert open_store(path).meta["history"][-1]["config"]["envs"] == 2
+    assert open_store(path).meta["history"][-1]["config"]["num_envs"] == 2

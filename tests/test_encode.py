@@ -108,7 +108,7 @@ def test_crash_then_resume_matches_clean_run(pong_copy, tmp_path, monkeypatch):
 def test_appended_rows_are_encoded_on_rerun(pong_copy):
     encode(_cfg(pong_copy, encoder="downsample"))
     before = open_store(pong_copy).rows
-    collect(CollectConfig("ALE/Pong-v5", pong_copy, steps=30, envs=1, seed=5, progress=False))
+    collect(CollectConfig("ALE/Pong-v5", pong_copy, steps=30, num_envs=1, seed=5, progress=False))
     s = open_store(pong_copy)
     assert (
         s.embedding("downsample").shape[0] == s.rows and s.embedding_meta("downsample")["rows_done"] == before
@@ -123,7 +123,7 @@ def test_appended_rows_are_encoded_on_rerun(pong_copy):
 
 def test_missing_source_array(tmp_path):
     path = str(tmp_path / "nof.zarr")
-    collect(CollectConfig("ALE/Pong-v5", path, steps=20, envs=1, frames=False, progress=False))
+    collect(CollectConfig("ALE/Pong-v5", path, steps=20, num_envs=1, frames=False, progress=False))
     with pytest.raises(StoreError, match="--source obs"):
         encode(_cfg(path, encoder="downsample", source="frame"))
     assert encode(_cfg(path, encoder="downsample"))["complete"]  # defaults to obs without frames

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def cue(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("gpu") / "cue.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", path, episodes=4, envs=1, progress=False))
+    collect(CollectConfig("rise/CueMemory-v0", path, episodes=4, num_envs=1, progress=False))
     return path
 
 

@@ -31,7 +31,7 @@ def test_recipe_defaults(tmp_path):
 
 def test_recipe_rerun_tops_up_and_resumes(tmp_path):
     out = tmp_path / "pong"
-    collect(CollectConfig("ALE/Pong-v5", str(out / "pong.zarr"), steps=40, envs=2, progress=False))
+    collect(CollectConfig("ALE/Pong-v5", str(out / "pong.zarr"), steps=40, num_envs=2, progress=False))
     (out / "pretrain").mkdir(parents=True)
     (out / "pretrain" / "checkpoint.pt").write_bytes(b"")
     from rise_data.store import open_store

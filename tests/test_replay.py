@@ -151,7 +151,7 @@ def check_batch(batch, ref_of, cfg) -> None:
 def cue_store(tmp_path_factory) -> str:
     """A real CueMemory store (33-row episodes, 4 terminated + 2 truncated by --steps) with embeddings."""
     path = str(tmp_path_factory.mktemp("replay") / "cue.zarr")
-    collect(CollectConfig(CUE, path, steps=150, envs=2, progress=False))
+    collect(CollectConfig(CUE, path, steps=150, num_envs=2, progress=False))
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
     return path
 
@@ -228,7 +228,7 @@ def test_offline_refusals(cue_store, cache, tmp_path):
 
 def test_obs_cache_built_once_reused_and_rebuilt_after_growth(tmp_path, monkeypatch):
     path, cache = str(tmp_path / "s.zarr"), tmp_path / "cache"
-    collect(CollectConfig(CUE, path, episodes=2, envs=2, progress=False))
+    collect(CollectConfig(CUE, path, episodes=2, num_envs=2, progress=False))
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
     cfg, win = ReplayConfig(prioritized=False), windows(4)
 
@@ -258,7 +258,7 @@ def test_obs_cache_built_once_reused_and_rebuilt_after_growth(tmp_path, monkeypa
     assert isinstance(rp2.store.obs, np.memmap)
 
     # the store grows: embeddings are incomplete (refused), the cache is rebuilt under a new name
-    collect(CollectConfig(CUE, path, episodes=2, envs=2, seed=1, progress=False))
+    collect(CollectConfig(CUE, path, episodes=2, num_envs=2, seed=1, progress=False))
     with pytest.raises(
         ValueError,
         match=r"incomplete \(\d+ of \d+ rows\); finish with: rise-data encode .* --encoder downsample",

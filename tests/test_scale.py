@@ -134,7 +134,9 @@ def small_store(tmp_path_factory) -> str:
     """A real CueMemory store (frames, ~400 rows), 16-row embedding chunks; copy before writing."""
     path = str(tmp_path_factory.mktemp("scale") / "cue.zarr")
     collect(
-        CollectConfig("rise/CueMemory-v0", path, episodes=12, envs=2, seed=0, progress=False, layout=SMALL)
+        CollectConfig(
+            "rise/CueMemory-v0", path, episodes=12, num_envs=2, seed=0, progress=False, layout=SMALL
+        )
     )
     return path
 

@@ -56,7 +56,7 @@ def one_line_error(args: list[str], code: int = 2) -> str:
 def cue(tmp_path_factory) -> str:
     """A real CueMemory store (6 episodes of 32 steps, 64x64 RGB frames) with downsample embeddings."""
     path = str(tmp_path_factory.mktemp("share") / "cue.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", path, episodes=6, envs=2, progress=False, layout=SMALL))
+    collect(CollectConfig("rise/CueMemory-v0", path, episodes=6, num_envs=2, progress=False, layout=SMALL))
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
     return path
 
@@ -402,7 +402,9 @@ def test_seal_and_check(cue_copy):
     g["obs"][5:6] = block
     # appending keeps the sealed prefix verifiable; re-encoding is told apart from corruption
     collect(
-        CollectConfig("rise/CueMemory-v0", cue_copy, episodes=2, envs=2, seed=1, progress=False, layout=SMALL)
+        CollectConfig(
+            "rise/CueMemory-v0", cue_copy, episodes=2, num_envs=2, seed=1, progress=False, layout=SMALL
+        )
     )
     problems = check_store(cue_copy)
     assert problems and all(p.severity == "warning" for p in problems)
@@ -428,7 +430,9 @@ def test_require_embedding(cue_copy):
     with pytest.raises(StoreError, match="no embeddings 'resnet18'"):
         s.require_embedding("resnet18")
     collect(
-        CollectConfig("rise/CueMemory-v0", cue_copy, episodes=2, envs=2, seed=1, progress=False, layout=SMALL)
+        CollectConfig(
+            "rise/CueMemory-v0", cue_copy, episodes=2, num_envs=2, seed=1, progress=False, layout=SMALL
+        )
     )
     with pytest.raises(StoreError, match="incomplete"):
         open_store(cue_copy).require_embedding("downsample")
@@ -467,7 +471,9 @@ def test_card_identity_rules(cue_copy, tmp_path):
     assert "NAME=NUMBER" in one_line_error(["card", cue_copy, "--ref-score", "x"])
     # the data changes: the id may not be re-used for it, a version bump is the way
     collect(
-        CollectConfig("rise/CueMemory-v0", cue_copy, episodes=2, envs=2, seed=1, progress=False, layout=SMALL)
+        CollectConfig(
+            "rise/CueMemory-v0", cue_copy, episodes=2, num_envs=2, seed=1, progress=False, layout=SMALL
+        )
     )
     assert any(p.where == "card" for p in check_store(cue_copy))
     assert "cue-random-v1" in one_line_error(["card", cue_copy, "--author", "C"])
@@ -516,7 +522,9 @@ def test_stats_streaming_match_numpy(cue_copy):
         assert np.all(np.abs(np.asarray(es["quantiles"][str(q)]) - exact) <= width + 1e-9)
     assert json.loads(ok(["stats", cue_copy, "--json", "--no-write"]))["rows"] == 198
     collect(
-        CollectConfig("rise/CueMemory-v0", cue_copy, episodes=2, envs=2, seed=1, progress=False, layout=SMALL)
+        CollectConfig(
+            "rise/CueMemory-v0", cue_copy, episodes=2, num_envs=2, seed=1, progress=False, layout=SMALL
+        )
     )
     with pytest.raises(StoreError, match="stale"):
         read_stats(open_store(cue_copy), "obs")

@@ -34,7 +34,9 @@ PROBE = "rise/CueMemory-v0"
 @pytest.fixture(scope="module")
 def probe_store(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("train") / "probe.zarr")
-    collect(CollectConfig(PROBE, path, episodes=4, envs=2, seed=0, env_options={"delay": 6}, progress=False))
+    collect(
+        CollectConfig(PROBE, path, episodes=4, num_envs=2, seed=0, env_options={"delay": 6}, progress=False)
+    )
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
     return path
 
@@ -392,7 +394,7 @@ def test_train_from_packed_store_with_small_screen(tmp_path):
     src = str(tmp_path / "small.zarr")
     collect(
         CollectConfig(
-            PROBE, src, episodes=3, envs=1, screen_size=42, env_options={"delay": 4}, progress=False
+            PROBE, src, episodes=3, num_envs=1, screen_size=42, env_options={"delay": 4}, progress=False
         )
     )
     encode(EncodeConfig(store=src, encoder="downsample", progress=False))
@@ -408,7 +410,7 @@ def test_online_write_back_appends_episodes_with_embeddings(tmp_path):
     from rise_data.encode.encoders import make_encoder
 
     path = str(tmp_path / "wb.zarr")
-    collect(CollectConfig(PROBE, path, episodes=2, envs=1, env_options={"delay": 4}, progress=False))
+    collect(CollectConfig(PROBE, path, episodes=2, num_envs=1, env_options={"delay": 4}, progress=False))
     encode(EncodeConfig(store=path, encoder="downsample", progress=False))
     before = open_store(path).rows
     args = ["--online", "--env-steps", "40", "--num-envs", "2", "--learning-starts", "8", "--replay-ratio", "8",

@@ -31,7 +31,7 @@ SMALL = StoreLayout(frame_chunk_bytes=64 * 64 * 3 * 8, scalar_chunk_rows=64, emb
 def viewed(tmp_path_factory) -> str:
     """A real CueMemory store (4 episodes of 33 rows, RGB frames, small chunks) with downsample embeddings."""
     path = str(tmp_path_factory.mktemp("view") / "cue.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", path, episodes=4, envs=2, progress=False, layout=SMALL))
+    collect(CollectConfig("rise/CueMemory-v0", path, episodes=4, num_envs=2, progress=False, layout=SMALL))
     encode(EncodeConfig(store=path, encoder="downsample", device="cpu", progress=False, threads=1))
     return path
 
@@ -152,7 +152,7 @@ def test_zip_store_and_default_selection(viewed, tmp_path, monkeypatch):
 
 def test_store_without_frames_says_what_is_missing(tmp_path):
     path = str(tmp_path / "gray.zarr")
-    collect(CollectConfig("rise/CueMemory-v0", path, episodes=1, envs=1, frames=False, progress=False))
+    collect(CollectConfig("rise/CueMemory-v0", path, episodes=1, num_envs=1, frames=False, progress=False))
     view([path, "-o", str(tmp_path / "p")])
     overview, episodes = page_data(tmp_path / "p")
     assert any("no RGB frames" in m for m in overview["missing"])

@@ -108,7 +108,7 @@ def test_page_in_chromium(viewed, tmp_path):  # noqa: F811
 @pytest.mark.slow
 def test_pong_page_in_chromium(tmp_path):
     store = str(tmp_path / "pong.zarr")
-    collect(CollectConfig("ALE/Pong-v5", store, steps=400, envs=2, seed=0, progress=False))
+    collect(CollectConfig("ALE/Pong-v5", store, steps=400, num_envs=2, seed=0, progress=False))
     encode(EncodeConfig(store=store, encoder="downsample", device="cpu", progress=False, threads=1))
     st = check_page(tmp_path, store, episode=1, step=60)
     check_screenshot(

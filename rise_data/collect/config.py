@@ -19,7 +19,7 @@ class CollectConfig:
     store: str  # store path (created, or appended to if it holds the same env)
     steps: int | None = None  # collect at least this many steps; running episodes are cut as truncated
     episodes: int | None = None  # or collect this many whole episodes
-    envs: int = 8  # parallel environments
+    num_envs: int = 8  # parallel environments
     seed: int = 0  # seed of the envs and the policy
     policy: str = "random"  # random, checkpoint (with --checkpoint), or module:function
     checkpoint: str | None = None  # a rise-agent checkpoint for --policy checkpoint
@@ -35,7 +35,7 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.episodes is None):
             raise ValueError("give exactly one of --steps N or --episodes N")
-        if (self.steps or self.episodes) <= 0 or self.envs <= 0:
+        if (self.steps or self.episodes) <= 0 or self.num_envs <= 0:
             raise ValueError("--steps/--episodes and --num-envs must be positive")
         if self.commit_rows < 0:
             raise ValueError("--commit-rows must be >= 0 (0: commit every finished episode at once)")

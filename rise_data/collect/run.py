@@ -73,10 +73,10 @@ def collect(config: CollectConfig) -> dict:
         raise ValueError(f"{config.env_id} has no RGB frames to store; pass --no-frames")
     with store_lock(config.store, "rise-data collect"):
         store = open_or_create(config, spec)
-        policy = make_policy(config.policy, spec, config.envs, config.seed, config.checkpoint)
+        policy = make_policy(config.policy, spec, config.num_envs, config.seed, config.checkpoint)
         start_row, start_episode = store.rows, store.num_episodes
         store.log_write("collect", config_to_json(config), policy=policy.describe(), start_row=start_row)
-        rollout = Rollout(make_env(spec, num_envs=config.envs), obs=True, frames=config.frames)
+        rollout = Rollout(make_env(spec, num_envs=config.num_envs), obs=True, frames=config.frames)
         writer = EpisodeWriter(store, rollout, config.commit_rows)
         writer.start()
         t0 = time.perf_counter()
