@@ -120,3 +120,41 @@ def requires(module: str, extra: str = "envs") -> pytest.MarkDecorator:
         importlib.util.find_spec(module) is None,
         reason=f"{module} is not installed: make setup-extras (or pip install -c constraints.txt -e '.[{extra}]')",
     )
+
+
+# a tiny RISE network for the end-to-end family tests (seconds on a CPU)
+TINY_NET = ["--impala-channels", "4,8,8", "--hidden", "32", "--lstm-hidden", "32", "-k", "4", "--n-cos", "8"]
+
+
+def cli_ok(app, args: list[str]) -> str:
+    """Run a CLI command in process; assert it exited 0 and return its output."""
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, f"{args[0]} failed: {res.output[-2000:]}"
+    return res.output
+
+
+def encode_train_eval(store: str, run: str, num_envs: str = "2") -> str:
+    """The round trip every env family must survive after collect: encode, a tiny online fine-tune, then
+    ``rise-agent eval`` (which rebuilds the env from the spec the store recorded); returns eval's output."""
+    from rise_agent.cli import app as agent_app
+    from rise_data.cli import app as data_app
+
+    cli_ok(data_app, ["encode", store, "--encoder", "downsample", "--quiet"])
+    args = [
+        "train",
+        "--store",
+        store,
+        "--online",
+        "--run-dir",
+        run,
+        "--env-steps",
+        "48",
+        "--num-envs",
+        num_envs,
+    ]
+    args += ["--replay-ratio", "8", "--learning-starts", "16", "--batch-size", "8", "--device", "cpu"]
+    args += ["--no-progress", "--eval-episodes", num_envs, "--eval-max-steps", "20", *TINY_NET]
+    cli_ok(agent_app, args)
+    return cli_ok(agent_app, ["eval", f"{run}/checkpoint.pt", "--episodes", num_envs, "--max-steps", "20"])

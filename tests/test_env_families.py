@@ -5,18 +5,14 @@ Each needs its extra (``pip install -e '.[envs]'``; CI installs it) and is skipp
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from conftest import cli_ok, encode_train_eval, requires
 
-from rise_agent.cli import app as agent_app
 from rise_data.cli import app as data_app
 from rise_data.envs import build_spec, make_env
 from rise_data.store import open_store
 
-TINY_NET = ["--impala-channels", "4,8,8", "--hidden", "32", "--lstm-hidden", "32", "-k", "4", "--n-cos", "8"]
 FAMILIES = [
     # (env id, family, python package of the extra, frame shape the store holds)
     ("minigrid:MiniGrid-MemoryS7-v0", "minigrid", "minigrid", (56, 56, 3)),
@@ -30,42 +26,24 @@ WRAPPERS = {"vizdoom": ["image_key=screen", "resize=60x80"]}
 ENVS = {"miniworld": "1"}
 
 
-def _needs(package: str):
-    return pytest.mark.skipif(
-        importlib.util.find_spec(package) is None,
-        reason=f"{package} is not installed: pip install -c constraints.txt -e '.[envs]' (CI does)",
-    )
-
-
-def _ok(app, args: list[str]) -> str:
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, f"{args[0]} failed: {res.output[-2000:]}"
-    return res.output
-
-
 @pytest.mark.parametrize(
     "env_id,family,frame_shape",
-    [pytest.param(e, f, s, marks=_needs(p), id=f) for e, f, p, s in FAMILIES],
+    [pytest.param(e, f, s, marks=requires(p), id=f) for e, f, p, s in FAMILIES],
 )
 def test_family_collect_encode_train_eval(tmp_path, env_id, family, frame_shape):
     store, run = str(tmp_path / "s.zarr"), str(tmp_path / "run")
     wrappers = [w for item in WRAPPERS.get(family, []) for w in ("--wrapper", item)]
     n = ENVS.get(family, "2")
-    _ok(data_app, ["collect", env_id, store, "--steps", "60", "--envs", n, "--quiet", *wrappers])
+    cli_ok(data_app, ["collect", env_id, store, "--steps", "60", "--num-envs", n, "--quiet", *wrappers])
     s = open_store(store)
     assert s.env["family"] == family and tuple(s.env["frame_shape"]) == frame_shape
     assert s.read("frame", 0, 1).shape == (1, *frame_shape) and s.read("obs", 0, 1).shape == (1, 84, 84)
-    _ok(data_app, ["encode", store, "--encoder", "downsample", "--quiet"])
-    args = ["train", "--store", store, "--online", "--run-dir", run, "--env-steps", "48", "--num-envs", n]
-    args += ["--replay-ratio", "8", "--learning-starts", "16", "--batch-size", "8", "--device", "cpu"]
-    args += ["--no-progress", "--eval-episodes", n, "--eval-max-steps", "20", *TINY_NET]
-    _ok(agent_app, args)
     # evaluation rebuilds the env from the spec the store recorded (id, family, wrappers)
-    out = _ok(agent_app, ["eval", f"{run}/checkpoint.pt", "--episodes", n, "--max-steps", "20"])
+    out = encode_train_eval(store, run, n)
     assert env_id in out and f"{n} episodes" in out
 
 
-@_needs("minigrid")
+@requires("minigrid")
 def test_minigrid_memory_view_shows_the_cue():
     """The RGB partial view is what makes MemoryS7 a memory task: the cue object is visible at the start."""
     spec = build_spec("MiniGrid-MemoryS7-v0")
@@ -76,7 +54,7 @@ def test_minigrid_memory_view_shows_the_cue():
     env.close()
 
 
-@_needs("vizdoom")
+@requires("vizdoom")
 def test_vizdoom_dict_screen_and_async():
     spec = build_spec("VizdoomMyWayHome-v1")
     assert spec.wrappers == ("image_key=screen",) and spec.frame_shape == (240, 320, 3)

@@ -209,7 +209,7 @@ def test_user_family_and_scores():
 @requires("pygame")  # gymnasium renders classic-control envs with pygame
 def test_collect_cli_with_wrappers(tmp_path):
     path = str(tmp_path / "cart.zarr")
-    args = ["collect", "CartPole-v1", path, "--episodes", "2", "--envs", "2", "--quiet"]
+    args = ["collect", "CartPole-v1", path, "--episodes", "2", "--num-envs", "2", "--quiet"]
     res = CliRunner().invoke(app, [*args, "--wrapper", "render", "--wrapper", "resize=40x60"])
     assert res.exit_code == 0, res.output
     s = open_store(path)

@@ -13,9 +13,8 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from conftest import cli_ok, encode_train_eval
 
-from rise_agent.cli import app as agent_app
 from rise_data.cli import app as data_app
 from rise_data.envs import EnvError, build_spec, make_env
 from rise_data.store import open_store
@@ -24,13 +23,6 @@ needs = pytest.mark.skipif(
     importlib.util.find_spec("memory_gym") is None,
     reason="memory-gym is not installed: make memory-gym (.venv/bin/python -m pip install --no-deps -r requirements/memory-gym.txt)",
 )
-TINY_NET = ["--impala-channels", "4,8,8", "--hidden", "32", "--lstm-hidden", "32", "-k", "4", "--n-cos", "8"]
-
-
-def _ok(app, args: list[str]) -> str:
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, f"{args[0]} failed: {res.output[-2000:]}"
-    return res.output
 
 
 def _raw(env_id: str, **kwargs) -> gym.Env:
@@ -124,18 +116,15 @@ def test_grid_variant_keeps_its_discrete_actions():
 def test_memory_gym_collect_encode_train_eval(tmp_path):
     store, run = str(tmp_path / "s.zarr"), str(tmp_path / "run")
     opts = ["--env-option", "command_count=[3]"]
-    _ok(data_app, ["collect", "MortarMayhem-v0", store, "--steps", "60", "--envs", "2", "--quiet", *opts])
+    cli_ok(
+        data_app, ["collect", "MortarMayhem-v0", store, "--steps", "60", "--num-envs", "2", "--quiet", *opts]
+    )
     s = open_store(store)
     assert s.env["family"] == "memory_gym" and tuple(s.env["frame_shape"]) == (84, 84, 3)
     assert s.env["kwargs"]["command_count"] == [3] and s.env["wrappers"] == ["transpose", "flat_actions"]
     assert s.read("frame", 0, 1).shape == (1, 84, 84, 3) and s.read("obs", 0, 1).shape == (1, 84, 84)
-    _ok(data_app, ["encode", store, "--encoder", "downsample", "--quiet"])
-    args = ["train", "--store", store, "--online", "--run-dir", run, "--env-steps", "48", "--num-envs", "2"]
-    args += ["--replay-ratio", "8", "--learning-starts", "16", "--batch-size", "8", "--device", "cpu"]
-    args += ["--no-progress", "--eval-episodes", "2", "--eval-max-steps", "20", *TINY_NET]
-    _ok(agent_app, args)
     # evaluation rebuilds the env from the spec the store recorded (id, family, reset parameters, wrappers)
-    out = _ok(agent_app, ["eval", f"{run}/checkpoint.pt", "--episodes", "2", "--max-steps", "20"])
+    out = encode_train_eval(store, run)
     assert "MortarMayhem-v0" in out and "2 episodes" in out
 
 

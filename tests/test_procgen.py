@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import cli_ok, encode_train_eval
 from typer.testing import CliRunner
 
-from rise_agent.cli import app as agent_app
 from rise_data.cli import app as data_app
 from rise_data.envs import EnvError, build_spec, make_env
 from rise_data.envs.procgen_family import ProcgenVector, _procgen
@@ -23,14 +23,7 @@ needs = pytest.mark.skipif(
     importlib.util.find_spec("procgen") is None,
     reason="procgen is not installed: make procgen (.venv/bin/python -m pip install --no-deps -r requirements/procgen.txt)",
 )
-TINY_NET = ["--impala-channels", "4,8,8", "--hidden", "32", "--lstm-hidden", "32", "-k", "4", "--n-cos", "8"]
 GAME = "bossfight"  # random play ends an episode in ~40 steps (coinrun: ~2000), so boundaries come quickly
-
-
-def _ok(app, args: list[str]) -> str:
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, f"{args[0]} failed: {res.output[-2000:]}"
-    return res.output
 
 
 def _rollout(env, actions: np.ndarray):
@@ -150,18 +143,15 @@ def test_cli_refuses_a_mode_the_game_lacks():
 def test_procgen_collect_encode_train_eval(tmp_path):
     store, run = str(tmp_path / "s.zarr"), str(tmp_path / "run")
     opts = ["--env-option", "distribution_mode=easy", "--env-option", "num_levels=50", "--screen-size", "64"]
-    _ok(data_app, ["collect", "procgen:coinrun", store, "--steps", "60", "--envs", "2", "--quiet", *opts])
+    cli_ok(
+        data_app, ["collect", "procgen:coinrun", store, "--steps", "60", "--num-envs", "2", "--quiet", *opts]
+    )
     s = open_store(store)
     assert s.env["family"] == "procgen" and tuple(s.env["frame_shape"]) == (64, 64, 3)
     assert s.env["kwargs"]["distribution_mode"] == "easy" and s.env["kwargs"]["num_levels"] == 50
     assert s.read("frame", 0, 1).shape == (1, 64, 64, 3) and s.read("obs", 0, 1).shape == (1, 64, 64)
-    _ok(data_app, ["encode", store, "--encoder", "downsample", "--quiet"])
-    args = ["train", "--store", store, "--online", "--run-dir", run, "--env-steps", "48", "--num-envs", "2"]
-    args += ["--replay-ratio", "8", "--learning-starts", "16", "--batch-size", "8", "--device", "cpu"]
-    args += ["--no-progress", "--eval-episodes", "2", "--eval-max-steps", "20", *TINY_NET]
-    _ok(agent_app, args)
     # evaluation rebuilds the env from the spec the store recorded (id, family, options)
-    out = _ok(agent_app, ["eval", f"{run}/checkpoint.pt", "--episodes", "2", "--max-steps", "20"])
+    out = encode_train_eval(store, run)
     assert "procgen:coinrun" in out and "2 episodes" in out
 
 

@@ -331,7 +331,7 @@ def test_collect_shards_in_parallel_then_merge(tmp_path):
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "rise_data.cli", "collect", "rise/CueMemory-v0", path, "--episodes", "4"]
-            + ["--envs", "1", "--seed", str(100 + i), "--quiet"],
+            + ["--num-envs", "1", "--seed", str(100 + i), "--quiet"],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
