@@ -17,28 +17,14 @@ import time
 
 import numpy as np
 import torch
+from _common import fill
 
 from rise_agent.learner import Learner, LearnerConfig
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay, ReplayConfig
 from rise_data.encode import resolve_device
-from rise_data.envs import Step
 
 SMALL = {"impala_channels": (8, 16, 16), "hidden": 64, "lstm_hidden": 64}
-
-
-def fill(replay: Replay, envs: int, steps: int, dim: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    replay.add_first(rng.integers(0, 256, (envs, 84, 84), dtype=np.uint8), torch.randn(envs, dim).half())
-    left, done = rng.integers(50, 400, envs), np.zeros(envs, bool)
-    for _ in range(steps):
-        first = done
-        left = np.where(first, rng.integers(50, 400, envs), left - 1)
-        term = (left == 0) & ~first
-        obs = rng.integers(0, 256, (envs, 84, 84), dtype=np.uint8)
-        step = Step(obs, None, rng.normal(size=envs).astype(np.float32), term, np.zeros(envs, bool), first)
-        replay.add(rng.integers(0, 6, envs), step, torch.randn(envs, dim).half())
-        done = term
 
 
 def main() -> None:

@@ -13,42 +13,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import module_at
 
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay, ReplayConfig
 from rise_data.envs import Step
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_ring(rev: str):
-    """rise_agent/replay/ring.py as it was at ``rev``, imported under another name."""
-    src = subprocess.run(
-        ["git", "show", f"{rev}:rise_agent/replay/ring.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "ring_before.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("ring_before", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ring_before"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def steps(envs: int, n: int, dim: int, seed: int, hw: int = 84):
@@ -97,7 +74,10 @@ def main() -> None:
         )
         for name in ("before", "after")
     }
-    old, ring = load_ring(a.rev).OnlineRing, replays["before"].ring
+    old, ring = (
+        module_at(a.rev, "rise_agent/replay/ring.py", "ring_before").OnlineRing,
+        replays["before"].ring,
+    )
     ring.write, ring._apply = types.MethodType(old.write, ring), types.MethodType(old._apply, ring)
     first = np.zeros((a.envs, a.obs_hw, a.obs_hw), np.uint8)
     for r in replays.values():

@@ -12,48 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
-import subprocess
+import importlib
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-from rise_data.envs import Step
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_revision(rev: str):
-    """rise_agent/replay.py as it was at ``rev`` (a single module then), imported under another name."""
-    src = subprocess.run(
-        ["git", "show", f"{rev}:rise_agent/replay.py"], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "replay_before.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("replay_before", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["replay_before"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def fill(replay, envs: int, steps: int, dim: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    replay.add_first(rng.integers(0, 256, (envs, 84, 84), dtype=np.uint8), torch.randn(envs, dim).half())
-    left = rng.integers(50, 400, envs)
-    done = np.zeros(envs, bool)
-    for _ in range(steps):
-        first = done
-        left = np.where(first, rng.integers(50, 400, envs), left - 1)
-        term = (left == 0) & ~first
-        obs = rng.integers(0, 256, (envs, 84, 84), dtype=np.uint8)
-        step = Step(obs, None, rng.normal(size=envs).astype(np.float32), term, np.zeros(envs, bool), first)
-        replay.add(rng.integers(0, 6, envs), step, torch.randn(envs, dim).half())
-        done = term
+from _common import fill, module_at
 
 
 def make_replay(mod, capacity: int, windows: dict, extra: dict, dim: int, envs: int):
@@ -100,7 +66,10 @@ def main() -> None:
     torch.set_num_threads(1)
     import rise_agent.replay as now
 
-    before = load_revision(args.rev)
+    # the revision imports its helpers from where they lived then (since moved by the layout change)
+    sys.modules.setdefault("rise_agent.returns", importlib.import_module("rise_data.windows"))
+    sys.modules.setdefault("rise_agent.sumtree", importlib.import_module("rise_agent.replay.sumtree"))
+    before = module_at(args.rev, "rise_agent/replay.py", "replay_before")
     windows = dict(frame_stack=4, context_len=args.k)
     steps = args.rows_per_env + 100  # the ring wraps once
     with tempfile.TemporaryDirectory() as tmp:
