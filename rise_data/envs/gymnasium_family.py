@@ -94,12 +94,17 @@ def _pick_image_key(space: gym.spaces.Dict, env_id: str) -> str:
 
 
 def _register_local_envs() -> None:
-    """Register rise's own envs (the memory probe and its no-memory control) with gymnasium, once."""
+    """Register rise's own envs (the memory probe, the T-maze and their no-memory controls) with gymnasium, once."""
     if "rise/CueMemory-v0" not in gym.registry:
         gym.register("rise/CueMemory-v0", entry_point="rise_data.envs.probe:CueMemoryEnv")
     if "rise/CueVisible-v0" not in gym.registry:
         entry = "rise_data.envs.probe:CueMemoryEnv"
         gym.register("rise/CueVisible-v0", entry_point=entry, kwargs={"cue_at_query": True})
+    if "rise/TMaze-v0" not in gym.registry:
+        gym.register("rise/TMaze-v0", entry_point="rise_data.envs.tmaze:TMazeEnv")
+    if "rise/TMazeVisible-v0" not in gym.registry:
+        entry = "rise_data.envs.tmaze:TMazeEnv"
+        gym.register("rise/TMazeVisible-v0", entry_point=entry, kwargs={"cue_at_junction": True})
 
 
 class GymnasiumFamily(EnvFamily):
