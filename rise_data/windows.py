@@ -19,6 +19,7 @@ __all__ = [
     "frame_stack_indices",
     "nstep_targets",
     "valid_sample_rows",
+    "window_offsets",
 ]
 
 
@@ -43,15 +44,27 @@ def episode_ends(is_last: np.ndarray) -> np.ndarray:
     return np.minimum.accumulate(np.where(is_last, rows, n)[::-1])[::-1].copy()
 
 
-def _window(idx: np.ndarray, episode_start: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    idx = np.asarray(idx, dtype=np.int64)
+def window_offsets(pos: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The one window rule: ``(offsets int64[B, length], valid bool[B, length])`` for items at episode
+    positions ``pos`` (0 = the episode's first item).
+
+    Slot j looks ``length - 1 - j`` items back (oldest first, the current item last). A slot before the
+    episode start is invalid and its offset is clamped to ``-pos``, the episode's first item: gathering
+    there repeats the first frame (BTR's frame-stack padding) and never crosses into another episode.
+    The replay's store rows, its online ring and the actor's device rings all index with these offsets.
+    """
     if length < 1:
         raise ValueError(f"window length must be >= 1, got {length}")
-    start = np.asarray(episode_start, dtype=np.int64)[idx]
-    rows = idx[:, None] + np.arange(1 - length, 1, dtype=np.int64)[None, :]
-    valid = rows >= start[:, None]
-    # invalid slots point at the episode's first row: always a real row of the same episode
-    return np.where(valid, rows, start[:, None]), valid
+    pos = np.asarray(pos, dtype=np.int64)
+    back = np.arange(1 - length, 1, dtype=np.int64)[None, :]
+    first = -pos[:, None]
+    return np.maximum(back, first), back >= first
+
+
+def _window(idx: np.ndarray, episode_start: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.asarray(idx, dtype=np.int64)
+    offsets, valid = window_offsets(idx - np.asarray(episode_start, dtype=np.int64)[idx], length)
+    return idx[:, None] + offsets, valid
 
 
 def frame_stack_indices(

@@ -362,8 +362,7 @@ class Driver:
         check_batch(batch, self.ref, self.rp.config)
 
     def check_current(self) -> None:
-        frames = self.rp.current_frames()
-        ctx, mask = self.rp.current_context()
+        frames, ctx, mask = newest_windows(self.rp)
         cfg = self.rp.config
         for e, log in enumerate(self.logs):
             u = len(log.obs) - 1
@@ -379,6 +378,19 @@ class Driver:
                 np.testing.assert_array_equal(mask[e].numpy(), [q >= start for q in rows])
             else:
                 assert ctx is None and mask is None
+
+
+def newest_windows(rp: Replay):
+    """Each env's frame stack and context window at its newest ring row, gathered as batches are."""
+    ring, (S, K) = rp.ring, rp.windows
+    rows = ring.newest()
+    srows, _ = ring.window(rows, S)
+    obs = ring.obs.cpu().numpy() if isinstance(ring.obs, torch.Tensor) else ring.obs
+    frames = torch.from_numpy(obs[srows])
+    if not K:
+        return frames, None, None
+    crows, mask = ring.window(rows, K)
+    return frames, ring.emb[torch.from_numpy(np.where(mask, crows, ring.num_rows))], torch.from_numpy(mask)
 
 
 def test_online_real_env_with_wraparound():
@@ -440,8 +452,6 @@ def test_online_refusals():
     with pytest.raises(ValueError, match="rows per env"):
         Replay(ReplayConfig(capacity=3 * 80), num_envs=3, **windows(80))
     rp = Replay(ReplayConfig(capacity=300), embed_dim=3, num_envs=3, obs_shape=(6, 6), **windows(4))
-    with pytest.raises(RuntimeError, match="add_first"):
-        rp.current_frames()
     with pytest.raises(ValueError, match="emb of shape"):
         rp.add_first(np.zeros((3, 6, 6), np.uint8), None)
     rp.add_first(np.zeros((3, 6, 6), np.uint8), torch.zeros(3, 3))
@@ -1031,7 +1041,7 @@ def test_obs_on_device_gives_the_eager_batches_and_resumes(tmp_path, files):
         same(a, b)
         host.update_priorities(a.index, np.arange(32.0))
         dev.update_priorities(b.index, np.arange(32.0))
-    assert torch.equal(host.current_frames(), dev.current_frames())
+    assert torch.equal(newest_windows(host)[0], newest_windows(dev)[0])
     sd = roundtrip(dev.state_dict())
     resumed = Replay(dev_cfg, (6, 6), 5, 3, **win)
     resumed.load_state_dict(sd)

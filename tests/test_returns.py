@@ -12,6 +12,7 @@ from rise_data.windows import (
     frame_stack_indices,
     nstep_targets,
     valid_sample_rows,
+    window_offsets,
 )
 
 SEEDS = [0, 1, 2, 3, 4, 5]
@@ -99,6 +100,17 @@ def test_windows_match_loop(seed, length):
                 assert valid[b, j] == (r >= s)
                 assert rows[b, j] == (r if r >= s else s)
         assert valid[:, -1].all() and (rows[:, -1] == idx).all()  # current frame last, always valid
+
+
+@pytest.mark.parametrize("length", [1, 4, 9])
+def test_window_offsets_match_loop(length):
+    pos = np.arange(0, 14)
+    offsets, valid = window_offsets(pos, length)
+    for b, p in enumerate(pos):
+        for j in range(length):
+            back = j - (length - 1)  # slot j looks length - 1 - j items back
+            assert valid[b, j] == (p + back >= 0)
+            assert offsets[b, j] == (back if p + back >= 0 else -p)  # before the start: the first item
 
 
 def naive_nstep(i, reward, gamma, n, is_last, terminated):

@@ -3,9 +3,8 @@
 Per env the actor keeps the last ``frame_stack`` agent observations and the last K frozen-encoder
 embeddings of the *current* episode in device ring buffers. Windows are left-padded, current frame
 last; before the episode start the frame stack repeats the episode's first frame (BTR's FrameStack)
-and the context window holds zeros with mask False -- exactly what
-:func:`rise_data.windows.frame_stack_indices` / :func:`~rise_data.windows.context_window` give the
-replay, and embeddings are kept in float16 as the replay stores them, so the network sees the same
+and the context window holds zeros with mask False. Both index with
+:func:`rise_data.windows.window_offsets`, the rule the replay's sources use, and embeddings are kept in float16 as the replay stores them, so the network sees the same
 inputs when acting as when training.
 """
 
@@ -19,6 +18,7 @@ from rise_agent.acting.view import agent_view
 from rise_agent.network import RiseNetwork, disable_noise
 from rise_data.encode.encoders import Encoder
 from rise_data.envs import Step
+from rise_data.windows import window_offsets
 
 __all__ = ["Actor", "epsilon_schedule"]
 
@@ -50,33 +50,35 @@ def epsilon_schedule(
 
 
 class _Window:
-    """(E, L, ...) ring buffer shared by all envs (they step together), with per-env episode lengths."""
+    """Each env's last ``length`` items in one (E, length + 1, ...) device ring (the envs step together).
+
+    Windows follow :func:`rise_data.windows.window_offsets` on each env's episode position, kept on the
+    host; the extra last slot holds zeros, what masked context slots gather (as the replay's zero row).
+    """
 
     def __init__(self, num_envs: int, length: int, item_shape: tuple[int, ...], dtype, device) -> None:
         self.length = length
-        self.buf = torch.zeros((num_envs, length, *item_shape), dtype=dtype, device=device)
-        self.count = torch.zeros(num_envs, dtype=torch.long, device=device)  # steps of the current episode
+        self.buf = torch.zeros((num_envs, length + 1, *item_shape), dtype=dtype, device=device)
+        self.pos = np.full(num_envs, -1, np.int64)  # episode position of each env's newest item
         self.head = -1  # slot of the newest item
-        self.slots = torch.arange(length, device=device)
+        self.envs = np.arange(num_envs)[:, None]
 
-    def push(self, items: Tensor, first: Tensor) -> None:
+    def push(self, items: Tensor, first: np.ndarray) -> None:
         self.head = (self.head + 1) % self.length
-        self.count = torch.where(first, 0, self.count) + 1
+        self.pos = np.where(first, 0, self.pos + 1)
         self.buf[:, self.head] = items
 
-    def read(self, repeat_first: bool = False) -> tuple[Tensor, Tensor]:
-        """Oldest-first window (E, L, ...) and its valid mask (E, L); before the episode start zeros, or
-        with ``repeat_first`` the episode's first item (BTR's frame-stack padding)."""
-        first = self.length - self.count.clamp(max=self.length)  # position of the episode's first item
-        valid = self.slots.unsqueeze(0) >= first.unsqueeze(1)
-        if repeat_first:
-            pos = torch.maximum(self.slots.unsqueeze(0), first.unsqueeze(1))  # (E, L)
-            slot = (pos + self.head + 1) % self.length
-            return self.buf[torch.arange(self.buf.shape[0], device=slot.device).unsqueeze(1), slot], valid
-        order = (self.slots + self.head + 1) % self.length  # slot of position j, current item last
-        window = self.buf[:, order]
-        shape = valid.shape + (1,) * (window.dim() - 2)
-        return torch.where(valid.view(shape), window, 0), valid
+    def read(self, zeros_before_start: bool) -> tuple[Tensor, Tensor]:
+        """Oldest-first window (E, L, ...) and its valid mask (E, L). Before the episode start: the
+        episode's first item (frame stacks), or with ``zeros_before_start`` zeros (context windows)."""
+        offsets, valid = window_offsets(self.pos, self.length)
+        slot = (self.head + offsets) % self.length
+        if zeros_before_start:
+            slot = np.where(valid, slot, self.length)
+        dev = self.buf.device
+        index = torch.from_numpy(self.envs * (self.length + 1) + slot).to(dev, non_blocking=True)
+        flat = self.buf.view(-1, *self.buf.shape[2:])
+        return flat[index], torch.from_numpy(valid).to(dev, non_blocking=True)
 
 
 class Actor:
@@ -134,8 +136,8 @@ class Actor:
         obs = np.asarray(step.obs)
         if obs.shape != (self.num_envs, *self._frames.buf.shape[2:]):
             raise ValueError(f"expected obs {(self.num_envs, *self._frames.buf.shape[2:])}, got {obs.shape}")
-        first = torch.from_numpy(np.asarray(step.is_first, dtype=bool)).to(self.device)
-        if not self._seen and not bool(first.all()):
+        first = np.asarray(step.is_first, dtype=bool)
+        if not self._seen and not first.all():
             raise ValueError(
                 "the first observed step must start every episode (the step env.reset() returns)"
             )
@@ -160,13 +162,13 @@ class Actor:
 
     def frames(self) -> Tensor:
         """uint8 (E, frame_stack, H, W), oldest first, the episode's first frame repeated before its start."""
-        return self._frames.read(repeat_first=True)[0]
+        return self._frames.read(zeros_before_start=False)[0]
 
     def context(self) -> tuple[Tensor | None, Tensor | None]:
         """float16 (E, K, D) and bool (E, K): left-padded, current frame last; (None, None) when K = 0."""
         if self._context is None:
             return None, None
-        return self._context.read()
+        return self._context.read(zeros_before_start=True)
 
     @torch.no_grad()
     def greedy(self, noise_off: bool = False) -> Tensor:

@@ -14,17 +14,14 @@
 Global row indices (``Batch.index``, :meth:`Replay.update_priorities`): the store's rows first
 (``[0, N_store)``, the store's own row numbers), the ring's after them.
 
-Changes from the single-module replay (for callers):
+Counting and sampling rules callers rely on:
 
-* ``Replay._offline`` / ``._online`` are now ``Replay.store`` / ``Replay.ring``; ``len(replay)`` still
-  counts both, ``replay.online_transitions`` counts only the ring's sampleable transitions (what
-  ``--learning-starts`` means) and ``replay.store_transitions`` the store's.
-* ``offline_fraction`` is exact per batch (it was a stochastically rounded expectation, and None meant
-  "by size"); an explicit value that needs a missing source is refused.
+* ``len(replay)`` counts both sources; ``replay.online_transitions`` only the ring's sampleable
+  transitions (what ``--learning-starts`` means), ``replay.store_transitions`` the store's.
 * ``sample`` raises when a source that must supply rows has none sampleable yet (gate on
-  ``online_transitions``), instead of silently drawing the whole batch from the other source.
-* New-row priority is the max over the ring's own priorities (one max per sampler).
-* ``replay.per_beta`` can be assigned to anneal the IS exponent; ``replay.describe(batch_size)``.
+  ``online_transitions``); an explicit ``offline_fraction`` that needs a missing source is refused.
+* New-row priority is the max over the source's own priorities (one max per sampler);
+  ``replay.per_beta`` can be assigned to anneal the IS exponent.
 * ``state_dict()`` is small with ``ring_dir`` (ends, open episodes, sampler weights); after
   ``load_state_dict`` the next online write must be ``add_first`` (the envs were reset).
 """

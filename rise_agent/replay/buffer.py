@@ -13,7 +13,6 @@ from rise_agent.replay.config import Batch, ReplayConfig, WindowedConfig
 from rise_agent.replay.mixer import Mixer
 from rise_agent.replay.ring import OnlineRing
 from rise_agent.replay.sources import Source, StoreSource
-from rise_data.windows import context_window, frame_stack_indices
 
 __all__ = ["Replay"]
 
@@ -194,31 +193,6 @@ class Replay:
         last = (term | np.asarray(step.truncated, bool)) & cont
         ring.write(envs, obs, emb, first, last, term)
 
-    # -- acting -----------------------------------------------------------------------------------
-    def _newest(self) -> np.ndarray:
-        ring = self._require_ring()
-        if not np.all(ring.written > 0):
-            raise RuntimeError("no rows yet: call add_first first")
-        return ring.newest()
-
-    def current_frames(self) -> Tensor:
-        """uint8 (E, S, H, W): each env's frame stack at its newest row, as in training batches."""
-        rows = self._newest()
-        srows, _ = self.ring.window(frame_stack_indices, rows, self.config.frame_stack)
-        if isinstance(self.ring.obs, Tensor):
-            return self.ring.obs[torch.from_numpy(srows).to(self.device)]
-        return torch.from_numpy(self.ring.obs[srows]).to(self.device)  # first frame repeated before the start
-
-    def current_context(self) -> tuple[Tensor | None, Tensor | None]:
-        """float16 (E, K, D) windows and bool (E, K) masks at each env's newest row; (None, None) if K=0."""
-        if not self.config.context_len:
-            return None, None
-        rows = self._newest()
-        ring = self.ring
-        crows, mask = ring.window(context_window, rows, self.config.context_len)
-        rows = torch.from_numpy(np.where(mask, crows, ring.num_rows)).to(self.device)
-        return ring.emb[rows], torch.from_numpy(mask).to(self.device)
-
     # -- sampling ---------------------------------------------------------------------------------
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         """A batch of exactly ``mixer.split(batch_size)`` store and ring rows, each drawn by its sampler.
@@ -396,7 +370,7 @@ def _gather(source: Source, idx: np.ndarray, out: _Out, sl: slice, c: WindowedCo
     S, K, nb = c.frame_stack, c.context_len, len(idx)
     r, nxt, d = source.targets(idx)
     both = np.concatenate([idx, nxt])
-    srows = source.window(frame_stack_indices, both, S)[0].reshape(2, nb, S)
+    srows = source.window(both, S)[0].reshape(2, nb, S)
     if isinstance(source.obs, Tensor):  # frames on the device: gather there
         out.frames_dev[:, sl] = source.obs[torch.from_numpy(srows).to(dev)]
     else:
@@ -405,7 +379,7 @@ def _gather(source: Source, idx: np.ndarray, out: _Out, sl: slice, c: WindowedCo
         if out.frames_dev is not None:
             out.frames_dev[:, sl].copy_(torch.from_numpy(out.frames[:, sl]), non_blocking=dev.type == "cuda")
     if K:
-        crows, cmask = source.window(context_window, both, K)
+        crows, cmask = source.window(both, K)
         out.mask[:, sl] = cmask.reshape(2, nb, K)
         # masked slots gather the zero row: no masking pass over (B, K, D) afterwards
         crows = torch.from_numpy(np.where(cmask, crows, source.num_rows).reshape(2, nb * K)).to(dev)

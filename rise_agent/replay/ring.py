@@ -35,7 +35,7 @@ from torch import Tensor
 from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import make_sampler
 from rise_agent.replay.sources import Source, clip_reward
-from rise_data.windows import nstep_targets
+from rise_data.windows import nstep_targets, window_offsets
 
 __all__ = ["OnlineRing"]
 
@@ -176,12 +176,9 @@ class OnlineRing(Source):
         return self.slot(np.arange(self.num_envs), self.written - 1)
 
     # -- sampling -----------------------------------------------------------------------------
-    def window(self, fn, rows, length):
-        # returns.py's window on episode positions (episode start 0 for every position), mapped back
-        pos = self.pos[rows]
-        zero_start = np.broadcast_to(np.zeros(1, np.int64), (int(pos.max(initial=0)) + 1,))
-        rel, valid = fn(pos, zero_start, length)
-        return self._map(rows, rel - pos[:, None]), valid
+    def window(self, rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        offsets, valid = window_offsets(self.pos[rows], length)  # each row knows its episode position
+        return self._map(rows, offsets), valid
 
     def _map(self, rows: np.ndarray, offset: np.ndarray) -> np.ndarray:
         """Rows ``offset`` (B, k) steps from ``rows`` (B,), wrapping inside each row's segment."""

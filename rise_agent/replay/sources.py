@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,11 @@ from torch import Tensor
 
 from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import Sampler, make_sampler
-from rise_data.windows import episode_ends, episode_starts, nstep_targets
+from rise_data.windows import episode_ends, episode_starts, nstep_targets, window_offsets
 
-__all__ = ["Source", "StoreSource", "WindowFn", "clip_reward", "obs_cache", "obs_cache_path"]
+__all__ = ["Source", "StoreSource", "clip_reward", "obs_cache", "obs_cache_path"]
 
 _READ_BYTES = 64 << 20  # bytes per streamed read of the store (rounded to whole chunks)
-
-WindowFn = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 def clip_reward(reward: np.ndarray, clip: float | None) -> np.ndarray:
@@ -60,8 +57,9 @@ class Source:
         """``(n-step return, bootstrap row, discount)`` of transitions starting at local rows ``idx``."""
         raise NotImplementedError
 
-    def window(self, fn: WindowFn, rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """``fn``'s window (frame stack or context) ending at local ``rows``: (rows, valid), in this source."""
+    def window(self, rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The window (frame stack or context, :func:`rise_data.windows.window_offsets`) of ``length``
+        ending at local ``rows``: (rows int64[B, length], valid bool[B, length]), in this source."""
         raise NotImplementedError
 
 
@@ -118,8 +116,9 @@ class StoreSource(Source):
         c = self.config
         return nstep_targets(idx, self.reward, c.gamma, c.n_step, self.is_last, self.terminated, self.ends)
 
-    def window(self, fn, rows, length):
-        return fn(rows, self.starts, length)
+    def window(self, rows, length):
+        offsets, valid = window_offsets(rows - self.starts[rows], length)
+        return rows[:, None] + offsets, valid
 
 
 def obs_cache_path(store, cache_dir: str | os.PathLike | None = None) -> Path:
