@@ -12,7 +12,7 @@ from rise_agent.config import DERIVED, TrainConfig, load_config
 from rise_agent.training.rundir import RunDir
 from rise_data import plugins
 from rise_data.cli_base import echo, new_app, user_errors
-from rise_data.options import apply_options, cli_options, explicit, to_json, with_options
+from rise_data.options import Form, apply_options, cli_options, explicit, to_json, with_options
 
 app = new_app("rise-agent", "The RISE agent: BTR + a frozen-encoder context stream.")
 
@@ -33,12 +33,12 @@ RESUMABLE = {
     "allow_plugin",
 }
 SKIP = DERIVED | {"run_dir", "replay.ring_dir"}
-ALIASES = {
-    "network.context_len": ("-k",),
-    "weights": ("--encoder-weights",),
-    "replay.capacity": ("--replay-capacity",),
+FORMS = {
+    "network.context_len": Form(aliases=("-k",)),
+    "weights": Form(aliases=("--encoder-weights",)),
+    "replay.capacity": Form(aliases=("--replay-capacity",)),
 }
-TRAIN_OPTIONS = cli_options(TrainConfig, skip=SKIP, aliases=ALIASES)
+TRAIN_OPTIONS = cli_options(TrainConfig, skip=SKIP, forms=FORMS)
 
 
 def _train_config(

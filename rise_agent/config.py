@@ -9,14 +9,14 @@ classes (:mod:`rise_data.options`); the trailing comment of each field is its ``
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rise_agent.acting.config import ActingConfig
 from rise_agent.learner import LearnerConfig
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import ReplayConfig
-from rise_data.options import ConfigError, from_json, to_json
+from rise_data.options import ConfigError, from_json, param, to_json
 
 __all__ = ["DERIVED", "TrainConfig", "load_config", "save_config"]
 
@@ -29,62 +29,80 @@ DERIVED = {"network.n_actions", "network.embed_dim", "network.frame_hw", "learne
 class TrainConfig:
     """Everything a training run does; BTR's defaults (BTR paper, Table D6) unless noted."""
 
-    run_dir: str = ""  # run directory: config, checkpoint, metrics, curves
-    store: str | None = None  # store to pretrain on, or to mix into online replay
-    embedding: str | None = None  # embeddings array of the store (default: the only complete one)
-    online: bool = False  # learn online in vector envs (implied by --env without --store)
-    env: str | None = (
-        None  # env id to learn online from scratch (default: the store's env): an id, module:EnvId or module:function
+    run_dir: str = param("", "run directory: config, checkpoint, metrics, curves")
+    store: str | None = param(None, "store to pretrain on, or to mix into online replay")
+    embedding: str | None = param(None, "embeddings array of the store (default: the only complete one)")
+    online: bool = param(False, "learn online in vector envs (implied by --env without --store)")
+    env: str | None = param(
+        None,
+        "env id to learn online from scratch (default: the store's env): an id, module:EnvId or module:function",
     )
-    env_option: tuple[str, ...] = ()  # env kwargs KEY=VALUE, comma-separated (e.g. frameskip=4); with --env
-    wrapper: tuple[
-        str, ...
-    ] = ()  # gymnasium wrappers NAME[=ARG], comma-separated, in order (docs/envs.md); with --env
-    screen_size: int = 84  # side of the square grayscale agent view; with --env
-    encoder: str | None = (
-        None  # frozen encoder when there is no store: a registry name or module:function (default resnet18)
+    env_option: tuple[str, ...] = param(
+        (), "env kwargs KEY=VALUE, comma-separated (e.g. frameskip=4); with --env"
     )
-    weights: str | None = (
-        None  # the frozen encoder's weights file (also: where a store's encoder weights moved)
+    wrapper: tuple[str, ...] = param(
+        (), "gymnasium wrappers NAME[=ARG], comma-separated, in order (docs/envs.md); with --env"
     )
-    allow_plugin: tuple[
-        str, ...
-    ] = ()  # plug-in code (module:name: an encoder, env or env factory) a store or checkpoint may name, that you trust; comma-separated
-    save_store: str | None = (
-        None  # online: append each finished episode and its embeddings to this store (created if missing)
+    screen_size: int = param(84, "side of the square grayscale agent view; with --env")
+    encoder: str | None = param(
+        None, "frozen encoder when there is no store: a registry name or module:function (default resnet18)"
     )
-    write_back: bool = False  # online: append each finished episode and its embeddings to --store itself
-    init_checkpoint: str | None = None  # start from this checkpoint's network (e.g. offline pretraining)
-    updates: int = 0  # offline: gradient steps
-    env_steps: int = 50_000_000  # online: env steps over all envs (BTR: 200M frames)
-    num_envs: int = 64  # online: parallel envs
-    replay_ratio: int = 64  # online: env steps per gradient step (BTR: one per 64-env vector step)
-    learning_starts: int = 200_000  # online: online transitions in replay before learning starts
-    policy_lag: int = 1  # online: the actor acts with weights at most this many vector steps old (0 = serial)
-    eps_start: float = 1.0  # online: initial epsilon
-    eps_end: float = 0.01  # online: epsilon floor
-    eps_decay_steps: int = 2_000_000  # online: time constant (env steps) of epsilon's exponential decay to eps_end (BTR: 8M frames)
-    eps_disable_after: int | None = (
-        25_000_000  # online: env steps after which epsilon is 0 (BTR: 100M frames)
+    weights: str | None = param(
+        None, "the frozen encoder's weights file (also: where a store's encoder weights moved)"
     )
-    batch_size: int = 256  # transitions per gradient step
-    cql_alpha: float | None = None  # conservative regulariser weight (default 1 offline, 0 online)
-    checkpoint_every: int = 5_000  # gradient steps between checkpoints
-    log_every: int = 100  # gradient steps between metric rows
-    eval_every: int = 0  # gradient steps between evaluations (0: only at the end)
-    eval_episodes: int | None = (
-        None  # episodes per evaluation (default: 8; fewer for a run under 200k env steps, one per 25k)
+    allow_plugin: tuple[str, ...] = param(
+        (),
+        "plug-in code (module:name: an encoder, env or env factory) a store or checkpoint may name, that you trust; comma-separated",
     )
-    eval_max_steps: int | None = (
-        None  # cap each evaluation at this many steps per env (default: scaled so it costs about the run's own env steps)
+    save_store: str | None = param(
+        None, "online: append each finished episode and its embeddings to this store (created if missing)"
     )
-    seed: int = 0  # seed of torch, numpy and the envs
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    progress: bool = True  # progress bars
-    network: NetworkConfig = field(default_factory=lambda: NetworkConfig(n_actions=1))
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-    replay: ReplayConfig = field(default_factory=ReplayConfig)
-    acting: ActingConfig = field(default_factory=ActingConfig)  # how the actor thread steps its envs
+    write_back: bool = param(
+        False, "online: append each finished episode and its embeddings to --store itself"
+    )
+    init_checkpoint: str | None = param(
+        None, "start from this checkpoint's network (e.g. offline pretraining)"
+    )
+    updates: int = param(0, "offline: gradient steps")
+    env_steps: int = param(50_000_000, "online: env steps over all envs (BTR: 200M frames)")
+    num_envs: int = param(64, "online: parallel envs")
+    replay_ratio: int = param(64, "online: env steps per gradient step (BTR: one per 64-env vector step)")
+    learning_starts: int = param(200_000, "online: online transitions in replay before learning starts")
+    policy_lag: int = param(
+        1, "online: the actor acts with weights at most this many vector steps old (0 = serial)"
+    )
+    eps_start: float = param(1.0, "online: initial epsilon")
+    eps_end: float = param(0.01, "online: epsilon floor")
+    eps_decay_steps: int = param(
+        2_000_000,
+        "online: time constant (env steps) of epsilon's exponential decay to eps_end (BTR: 8M frames)",
+    )
+    eps_disable_after: int | None = param(
+        25_000_000, "online: env steps after which epsilon is 0 (BTR: 100M frames)"
+    )
+    batch_size: int = param(256, "transitions per gradient step")
+    cql_alpha: float | None = param(None, "conservative regulariser weight (default 1 offline, 0 online)")
+    checkpoint_every: int = param(5_000, "gradient steps between checkpoints")
+    log_every: int = param(100, "gradient steps between metric rows")
+    eval_every: int = param(0, "gradient steps between evaluations (0: only at the end)")
+    eval_episodes: int | None = param(
+        None, "episodes per evaluation (default: 8; fewer for a run under 200k env steps, one per 25k)"
+    )
+    eval_max_steps: int | None = param(
+        None,
+        "cap each evaluation at this many steps per env (default: scaled so it costs about the run's own env steps)",
+    )
+    seed: int = param(0, "seed of torch, numpy and the envs")
+    device: str = param("auto", "auto, cpu, cuda, cuda:N")
+    progress: bool = param(True, "progress bars")
+    network: NetworkConfig = param(
+        factory=lambda: NetworkConfig(n_actions=1), help="Architecture, with the windows K and S."
+    )
+    learner: LearnerConfig = param(factory=LearnerConfig, help="Optimiser and loss.")
+    replay: ReplayConfig = param(
+        factory=ReplayConfig, help="Replay size, n-step return, prioritisation and the batch mix."
+    )
+    acting: ActingConfig = param(factory=ActingConfig, help="how the actor thread steps its envs")
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "replay_ratio", "batch_size", "log_every", "checkpoint_every"):

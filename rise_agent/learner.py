@@ -39,6 +39,7 @@ from rise_agent.losses import (
     quantile_td_priority,
 )
 from rise_agent.network import NetworkConfig, RiseNetwork, make_network
+from rise_data.options import param
 
 __all__ = ["METRICS", "Learner", "LearnerConfig", "MunchausenPolicy", "Precision"]
 
@@ -61,36 +62,38 @@ GATE_LOW, GATE_HIGH = 0.05, 0.95  # a gate value outside [0.05, 0.95] counts as 
 class LearnerConfig:
     """Optimiser and loss settings; defaults are BTR's published code (docs/deviations.md cites each)."""
 
-    lr: float = 1e-4  # Adam learning rate
-    adam_eps: float = 0.005 / 256  # Adam epsilon of BTR's parameters (BTR: 0.005 / batch size)
+    lr: float = param(1e-4, "Adam learning rate")
+    adam_eps: float = param(0.005 / 256, "Adam epsilon of BTR's parameters (BTR: 0.005 / batch size)")
     # Adam epsilon of the RISE context stream (LSTM + gate). Measured in the memory probe (delay 10, K=16,
     # n=1; docs/results.md): the cue was learned by 200 updates with 1e-8 and by 400 with BTR's 1.95e-5,
     # on each of 3 seeds. A speed-up, not a requirement.
-    context_adam_eps: float = 1e-8  # Adam epsilon of the RISE context stream and its gate
-    grad_clip: float = 10.0  # max global gradient norm
-    n_tau: int = 8  # online quantile samples
-    n_tau_target: int = 8  # target quantile samples
-    kappa: float = 1.0  # Huber threshold
-    munchausen: bool = True  # Munchausen-IQN target (off: plain IQN)
-    m_tau: float = 0.03  # entropy temperature
-    m_alpha: float = 0.9  # Munchausen scaling
-    m_l0: float = -1.0  # lower clip of the log-policy bonus
-    munchausen_policy: MunchausenPolicy = "online"  # network whose Q(s_t) gives the bonus's policy
-    target_update: int = 500  # gradient steps between hard target copies
-    cql_alpha: float = 0.0  # conservative regulariser weight (the trainer turns it on offline)
-    precision: Precision = "fp32"  # learner forward passes: bf16 autocast or fp32 (BTR's)
+    context_adam_eps: float = param(1e-8, "Adam epsilon of the RISE context stream and its gate")
+    grad_clip: float = param(10.0, "max global gradient norm")
+    n_tau: int = param(8, "online quantile samples")
+    n_tau_target: int = param(8, "target quantile samples")
+    kappa: float = param(1.0, "Huber threshold")
+    munchausen: bool = param(True, "Munchausen-IQN target (off: plain IQN)")
+    m_tau: float = param(0.03, "entropy temperature")
+    m_alpha: float = param(0.9, "Munchausen scaling")
+    m_l0: float = param(-1.0, "lower clip of the log-policy bonus")
+    munchausen_policy: MunchausenPolicy = param("online", "network whose Q(s_t) gives the bonus's policy")
+    target_update: int = param(500, "gradient steps between hard target copies")
+    cql_alpha: float = param(0.0, "conservative regulariser weight (the trainer turns it on offline)")
+    precision: Precision = param("fp32", "learner forward passes: bf16 autocast or fp32 (BTR's)")
     # GPU speed paths (issue 16); each off falls back to the plain eager path, same math on CPU
-    cudnn_benchmark: bool = True  # CUDA: let cuDNN time its algorithms for the fixed batch shapes
-    tf32: bool = False  # CUDA: TF32 matmuls and convolutions (10-bit mantissa products; BTR: fp32)
-    channels_last: bool = False  # NHWC weights and frames for the Impala CNN (tensor-core friendly)
-    lstm_chunk: int = 0  # >0: the context LSTM over batch chunks of at most this many sequences
-    lstm_half: bool = False  # CUDA: the context LSTM in fp16, weights cast once per forward (not per call)
-    target_stream: bool = False  # CUDA: the target forward on a second stream, beside the online one
+    cudnn_benchmark: bool = param(True, "CUDA: let cuDNN time its algorithms for the fixed batch shapes")
+    tf32: bool = param(False, "CUDA: TF32 matmuls and convolutions (10-bit mantissa products; BTR: fp32)")
+    channels_last: bool = param(False, "NHWC weights and frames for the Impala CNN (tensor-core friendly)")
+    lstm_chunk: int = param(0, ">0: the context LSTM over batch chunks of at most this many sequences")
+    lstm_half: bool = param(
+        False, "CUDA: the context LSTM in fp16, weights cast once per forward (not per call)"
+    )
+    target_stream: bool = param(False, "CUDA: the target forward on a second stream, beside the online one")
     # (noise, forwards, backward, capturable Adam) replayed on static batch buffers; the target copy and
     # the metrics' host copy stay outside
-    cuda_graph: bool = False  # CUDA: capture the whole update once as a CUDA graph and replay it
-    compile: bool = (
-        False  # torch.compile the online and target forward passes (same math; first steps compile)
+    cuda_graph: bool = param(False, "CUDA: capture the whole update once as a CUDA graph and replay it")
+    compile: bool = param(
+        False, "torch.compile the online and target forward passes (same math; first steps compile)"
     )
 
     def __post_init__(self) -> None:

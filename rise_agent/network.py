@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from rise_data.options import param
+
 Combine = Literal["multiply", "concat", "add"]
 ContextMasking = Literal["zero", "pack"]
 
@@ -33,24 +35,30 @@ ContextMasking = Literal["zero", "pack"]
 class NetworkConfig:
     """Architecture of :class:`RiseNetwork`; defaults are BTR's Atari network plus RISE with K=80."""
 
-    n_actions: int
-    frame_stack: int = 4  # agent observations stacked per state (BTR: 4)
-    frame_hw: tuple[int, int] = (84, 84)  # only needed for the LayerNorm shapes (BTR normalises C,H,W)
-    impala_channels: tuple[int, ...] = (32, 64, 64)  # Impala width scale 2
-    pool_size: int = 6  # adaptive max-pool -> 6*6*64 = 2304 features
-    spectral_norm: bool = True  # on the 12 residual convs only (BTR)
-    n_cos: int = 64  # cosine embedding size of IQN's tau (BTR: 64)
-    hidden: int = 512  # size of each dueling stream's hidden layer
-    noisy_sigma0: float = 0.5  # initial noise scale of the noisy linear layers (BTR: 0.5)
-    layer_norm: bool = False  # BTR's optional LN: after each block's stem conv and each stream's first linear
-    context_len: int = 80  # K; 0 = plain BTR
-    embed_dim: int = 512  # D of the stored frozen embeddings
-    lstm_hidden: int = 512  # hidden size of the context LSTM
-    context_proj: int = 0  # >0: Linear(embed_dim -> context_proj) before the LSTM (cheaper LSTM)
-    combine: Combine = "multiply"  # how the context joins the features: RISE's gate (multiply), concat or add
-    concat_dim: int = 256  # width of the projected LSTM output appended to the features for combine="concat"
-    context_masking: ContextMasking = "zero"  # see ContextStream
-    lstm_init: Literal["chrono", "default"] = "chrono"  # see chrono_init
+    n_actions: int = param(help="Number of actions (from the env).")
+    frame_stack: int = param(4, "agent observations stacked per state (BTR: 4)")
+    frame_hw: tuple[int, int] = param((84, 84), "only needed for the LayerNorm shapes (BTR normalises C,H,W)")
+    impala_channels: tuple[int, ...] = param((32, 64, 64), "Impala width scale 2")
+    pool_size: int = param(6, "adaptive max-pool -> 6*6*64 = 2304 features")
+    spectral_norm: bool = param(True, "on the 12 residual convs only (BTR)")
+    n_cos: int = param(64, "cosine embedding size of IQN's tau (BTR: 64)")
+    hidden: int = param(512, "size of each dueling stream's hidden layer")
+    noisy_sigma0: float = param(0.5, "initial noise scale of the noisy linear layers (BTR: 0.5)")
+    layer_norm: bool = param(
+        False, "BTR's optional LN: after each block's stem conv and each stream's first linear"
+    )
+    context_len: int = param(80, "K; 0 = plain BTR")
+    embed_dim: int = param(512, "D of the stored frozen embeddings")
+    lstm_hidden: int = param(512, "hidden size of the context LSTM")
+    context_proj: int = param(0, ">0: Linear(embed_dim -> context_proj) before the LSTM (cheaper LSTM)")
+    combine: Combine = param(
+        "multiply", "how the context joins the features: RISE's gate (multiply), concat or add"
+    )
+    concat_dim: int = param(
+        256, 'width of the projected LSTM output appended to the features for combine="concat"'
+    )
+    context_masking: ContextMasking = param("zero", "see ContextStream")
+    lstm_init: Literal["chrono", "default"] = param("chrono", "see chrono_init")
 
     def __post_init__(self) -> None:
         if self.n_actions < 1:

@@ -13,7 +13,7 @@ import typer
 from rise_data.cli_base import echo, new_app, user_errors
 from rise_data.collect.config import CollectConfig
 from rise_data.encode.config import EncodeConfig
-from rise_data.options import cli_options, field_help, with_options
+from rise_data.options import Form, cli_options, field_help, with_options
 from rise_data.store.format import StoreLayout
 from rise_data.view.config import ViewConfig
 
@@ -566,7 +566,7 @@ def subset(
 
 
 # -- looking at a store: rise-data view (docs/viewer.md) -------------------------------------------
-VIEW_OPTIONS = cli_options(ViewConfig, skip={"store"}, aliases={"output": ("-o",)})
+VIEW_OPTIONS = cli_options(ViewConfig, skip={"store"}, forms={"output": Form(aliases=("-o",))})
 
 
 def view(

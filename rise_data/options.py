@@ -1,92 +1,107 @@
 """Config dataclasses as the single source of CLI options and of the strict JSON loader.
 
-Each parameter is declared once, in a frozen config dataclass with a trailing ``# comment``, an
-attribute docstring (tyro's conventions) or a comment block right above it: that is its ``--help`` text. :func:`cli_options` turns the fields of a config tree
-into typer options (``--batch-size``; nested fields keep their own name, e.g. ``--context-len``,
-unless two sections share a name); :func:`apply_options` builds the config from defaults, an optional
-``--config FILE`` and the options the user actually typed. :func:`from_json` is the one strict loader
-(train, resume and evaluation): unknown or mistyped keys are refused with the key's dotted path.
+Each parameter is declared once, in a frozen config dataclass, with its ``--help`` text in the field's
+metadata: ``lr: float = param(1e-4, "Adam learning rate")``. :func:`cli_options` turns the fields of one
+or more config trees into typer options (``--batch-size``; nested fields keep their own name, e.g.
+``--context-len``, unless two sections share a name); a :class:`Form` says how a field shows on one
+command line (positional, other names, hidden). :func:`build` makes a config from the values typed;
+:func:`apply_options` overlays typed values on a JSON tree (``--config FILE``, ``--resume``).
+:func:`from_json` is the one strict loader (train, resume and evaluation): unknown or mistyped keys are
+refused with the key's dotted path.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import inspect
-import io
 import json
 import re
-import tokenize
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
-import typer
+from rise_data.errors import UserError
 
-__all__ = ["ConfigError", "Option", "apply_options", "cli_options", "field_help", "from_json", "to_json"]
+__all__ = [
+    "ConfigError",
+    "Form",
+    "Option",
+    "apply_options",
+    "build",
+    "cli_options",
+    "explicit",
+    "field_help",
+    "from_json",
+    "param",
+    "to_json",
+    "with_options",
+]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or option does not fit the config classes; the message names the key."""
+
+
+def param(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    factory: Callable[[], Any] | Any = MISSING,
+    kw_only: bool | Any = MISSING,
+) -> Any:
+    """A config field and its ``--help`` text: ``lr: float = param(1e-4, "Adam learning rate")``.
+
+    ``factory`` makes a mutable default (``dataclasses.field(default_factory=...)``); neither a default
+    nor a factory: a required field (``param(help="...")``).
+    """
+    kw: dict[str, Any] = {"metadata": {"help": help}}
+    if kw_only is not MISSING:
+        kw["kw_only"] = kw_only
+    if factory is not MISSING:
+        return dataclasses.field(default_factory=factory, **kw)
+    return dataclasses.field(default=default, **kw)
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """``{field: help}`` of a config dataclass, from the metadata :func:`param` declares (no source read)."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+@dataclass(frozen=True)
+class Form:
+    """How one field shows on a command line; by default ``--name`` (``--name/--no-name`` for a bool)."""
+
+    argument: bool = False  # positional, in field order
+    names: tuple[str, ...] = ()  # replace the generated names (a bool becomes a plain flag)
+    aliases: tuple[str, ...] = ()  # more names beside the generated one
+    hidden: bool = False  # accepted, not listed in --help
+    help: str | None = None  # this command's wording (default: the field's own help)
 
 
 @dataclass(frozen=True)
 class Option:
-    """One CLI option generated from a config field at ``path`` (e.g. ``("network", "context_len")``)."""
+    """One CLI parameter generated from the config field at ``path`` of ``root``."""
 
-    path: tuple[str, ...]
+    root: type  # the config class given to cli_options that holds the field
+    path: tuple[str, ...]  # e.g. ("network", "context_len")
     flag: str  # python identifier typer sees (also the click parameter name)
     type: Any  # the field's type with Optional/Literal/tuple reduced to what the CLI parses
-    default: Any
+    default: Any  # MISSING: required
     help: str
-    names: tuple[str, ...]  # --long and short aliases
+    names: tuple[str, ...]  # --long and short names (empty for an argument)
+    argument: bool = False
+    hidden: bool = False
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
 
 
 def _hints(cls: type) -> dict[str, Any]:
     module = inspect.getmodule(cls)
     return typing.get_type_hints(cls, globalns=vars(module) if module else None)
-
-
-def field_help(cls: type) -> dict[str, str]:
-    """``{field: help}`` read from the class source (empty when the source is unavailable).
-
-    A field's help is its trailing ``# comment`` (on any line of the field, also when a formatter wraps
-    it over several lines), else its attribute docstring (a string statement right below the field),
-    else the block of ``#`` comment lines right above it.
-    """
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    names = {f.name for f in dataclasses.fields(cls)}
-    out: dict[str, str] = {}
-    above: dict[str, str] = {}  # each field's leading comment block
-    block: list[str] = []  # comment lines since the last statement or blank line
-    pending: str | None = None  # the field whose statement is being read
-    last: str | None = None  # the field whose statement just ended (an attribute docstring may follow)
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type in (tokenize.NL, tokenize.INDENT, tokenize.DEDENT):
-            block = block if tok.line.strip() else []  # a blank line ends a comment block
-            continue
-        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names and pending is None:
-            pending, last = tok.string, None
-            above[pending], block = " ".join(block), []
-        elif tok.type == tokenize.COMMENT:
-            text = tok.string.lstrip("# ").strip()
-            if pending:
-                out[pending] = f"{out[pending]} {text}" if pending in out else text
-            elif tok.start[1] == 4:
-                block.append(text)
-        elif tok.type == tokenize.NEWLINE and pending:
-            pending, last = None, pending
-        elif tok.type == tokenize.STRING and last and tok.start[1] == 4 and last not in out:
-            out[last] = " ".join(ast.literal_eval(tok.string).split())
-            last = None
-        else:
-            last, block = None, []
-    return {**{k: v for k, v in above.items() if v}, **out}
 
 
 def _is_config(tp: Any) -> bool:
@@ -102,10 +117,12 @@ def _unwrap(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _cli_type(tp: Any) -> Any:
+def _cli_type(tp: Any, argument: bool) -> Any:
     inner, optional = _unwrap(tp)
     if get_origin(inner) is Literal:
         return str  # checked against the choices by from_json; listed in the help text
+    if get_origin(inner) is list or (argument and get_origin(inner) is tuple):
+        return list[str]  # a repeatable option, or several arguments
     if get_origin(inner) is tuple:
         return str  # comma-separated on the command line ("32,64,64")
     if inner in (int, float, str, bool):
@@ -120,60 +137,68 @@ def _walk(cls: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
         if _is_config(tp):
             yield from _walk(tp, (*prefix, f.name))
             continue
-        if f.default is not MISSING:
-            default = f.default
-        elif f.default_factory is not MISSING:
-            default = f.default_factory()
-        else:
-            default = None
-        yield (*prefix, f.name), tp, default, helps.get(f.name, "")
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        yield (*prefix, f.name), tp, default, helps[f.name]
+
+
+def _long_names(flag: str, tp: Any) -> tuple[str, ...]:
+    long = "--" + flag.replace("_", "-")
+    return (f"{long}/--no-{flag.replace('_', '-')}",) if _unwrap(tp)[0] is bool else (long,)
 
 
 def cli_options(
-    cls: type,
-    *,
-    skip: set[str] = frozenset(),
-    aliases: dict[str, tuple[str, ...]] | None = None,
-    defaults: dict[str, Any] | None = None,
+    *classes: type, skip: set[str] = frozenset(), forms: Mapping[str, Form] | None = None
 ) -> list[Option]:
-    """One :class:`Option` per leaf field of ``cls`` (dotted paths in ``skip`` are left out).
+    """One :class:`Option` per leaf field of ``classes`` (dotted paths in ``skip`` are left out).
 
     A nested field gets its bare name (``--lr``) unless another leaf shares it; then the section
-    prefixes it (``--replay-capacity``). ``aliases`` adds short names, ``defaults`` overrides shown
-    defaults (for fields whose dataclass default is a placeholder).
+    prefixes it (``--replay-capacity``). ``forms`` (by dotted path) make a field positional, rename,
+    alias or hide it, or word its help for this command.
     """
-    aliases, defaults = aliases or {}, defaults or {}
-    leaves = [leaf for leaf in _walk(cls) if ".".join(leaf[0]) not in skip]
+    forms = forms or {}
+    leaves = [(cls, *leaf) for cls in classes for leaf in _walk(cls) if ".".join(leaf[0]) not in skip]
+    unknown = set(forms) - {".".join(leaf[1]) for leaf in leaves}
+    if unknown:
+        raise TypeError(f"forms for fields that are not options: {sorted(unknown)}")
     counts: dict[str, int] = {}
-    for path, *_ in leaves:
+    for _, path, *_ in leaves:
         counts[path[-1]] = counts.get(path[-1], 0) + 1
     out = []
-    for path, tp, default, help_ in leaves:
-        dotted = ".".join(path)
+    for cls, path, tp, default, help_ in leaves:
+        form = forms.get(".".join(path), Form())
         flag = path[-1] if counts[path[-1]] == 1 else "_".join(path)
-        if isinstance(default, tuple):
+        if isinstance(default, tuple) and not form.argument:
             default = ",".join(str(v) for v in default)
-        long = "--" + flag.replace("_", "-")
         inner, _ = _unwrap(tp)
-        if inner is bool:
-            long = f"{long}/--no-{flag.replace('_', '-')}"
+        help_ = form.help if form.help is not None else help_
         if get_origin(inner) is Literal:
             help_ = f"{help_} [{' | '.join(map(str, get_args(inner)))}]".strip()
+        names = () if form.argument else (*(form.names or _long_names(flag, tp)), *form.aliases)
         out.append(
             Option(
+                cls,
                 path,
                 flag,
-                _cli_type(tp),
-                defaults.get(dotted, default),
+                _cli_type(tp, form.argument),
+                default,
                 help_,
-                (long, *aliases.get(dotted, ())),
+                names,
+                form.argument,
+                form.hidden,
             )
+        )
+    flags = [o.flag for o in out]
+    if len(set(flags)) != len(flags):
+        raise TypeError(
+            f"two config classes declare the same option: {sorted(f for f in flags if flags.count(f) > 1)}"
         )
     return out
 
 
 def with_options(func: Callable, options: list[Option]) -> Callable:
     """``func`` with the generated options added to its signature (typer reads ``__signature__``)."""
+    import typer  # only a command line needs it; configs import this module too
+
     sig = inspect.signature(func)
     hints = typing.get_type_hints(func, include_extras=True)  # string annotations -> the real Annotated types
     params = [
@@ -182,13 +207,17 @@ def with_options(func: Callable, options: list[Option]) -> Callable:
         if p.kind is not inspect.Parameter.VAR_KEYWORD
     ]
     for o in options:
-        opt = typer.Option(*o.names, help=o.help, show_default=True)
+        if o.argument:
+            info = typer.Argument(help=o.help, show_default=False)
+        else:
+            info = typer.Option(*o.names, help=o.help, hidden=o.hidden, show_default=True)
+        default = ... if o.default is MISSING else o.default
         params.append(
             inspect.Parameter(
                 o.flag,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=o.default,
-                annotation=typing.Annotated[o.type, opt],
+                default=default,
+                annotation=typing.Annotated[o.type, info],
             )
         )
     func.__signature__ = sig.replace(parameters=params)
@@ -201,8 +230,17 @@ def explicit(ctx, options: list[Option], values: dict[str, Any]) -> dict[str, An
     for o in options:
         source = ctx.get_parameter_source(o.flag)
         if source is not None and source.name == "COMMANDLINE":  # typer may vendor its own click
-            out[".".join(o.path)] = values[o.flag]
+            out[o.dotted] = values[o.flag]
     return out
+
+
+def build(cls: type, options: list[Option], values: Mapping[str, Any]) -> Any:
+    """The ``cls`` config from the values of its generated options (strictly, as :func:`from_json`)."""
+    tree: dict = {}
+    for o in options:
+        if o.root is cls and o.flag in values:
+            _set(tree, o.dotted, values[o.flag])
+    return from_json(cls, tree, "options")
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:

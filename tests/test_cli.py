@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from rise_agent.cli import app as agent_app
 from rise_data.cli import app
-from rise_data.options import field_help
 
 runner = CliRunner()
 
@@ -25,23 +22,10 @@ def _params(cli, name: str) -> dict:
     return {p.opts[0]: p for p in typer.main.get_command(cli).commands[name].params}
 
 
-# S's fields, still without a comment: network.frame_stack, n_cos, noisy_sigma0, lstm_hidden, combine and
-# replay.n_step, gamma, per_alpha, per_eps, offline_fraction (the lines to add are in engineer T's report)
-def test_every_train_option_has_help():
-    """Generated from the config dataclasses: a field without a comment or docstring shows no help."""
-    bare = [
-        opt
-        for opt, p in _params(agent_app, "train").items()
-        if not (p.help or "").strip() or (p.help or "").startswith("[")  # "[a | b]" alone: choices, no help
-    ]
-    assert bare == []
-
-
 def test_agent_cli_vocabulary():
     train, ev = _params(agent_app, "train"), _params(agent_app, "eval")
     assert "--num-envs" in train and "--num-envs" in ev and "--envs" not in train  # one name for it
     assert "--quiet" in train and "--quiet" in ev and "--no-progress" in train["--progress"].secondary_opts
-    # the wrapped multi-line fields of TrainConfig keep their comment as help (they had none before)
     for opt in ("--env", "--encoder", "--wrapper", "--save-store", "--allow-plugin", "--eps-disable-after"):
         assert len(train[opt].help) > 20, opt
     out = runner.invoke(agent_app, ["train", "--help"])
@@ -113,36 +97,3 @@ def test_errors_are_one_line(tmp_path, monkeypatch):
     (tmp_path / "p.zarr" / "zarr.json").write_text("{")
     out = runner.invoke(app, ["check", path])
     assert out.exit_code == 1 and "INVALID" in out.output
-
-
-# fmt: off
-@dataclasses.dataclass(frozen=True)
-class _Documented:
-    short: int = 1  # a trailing comment
-    wrapped: tuple[
-        str, ...
-    ] = ()  # the comment of a field a formatter wrapped over lines
-    documented: float = 0.5
-    """An attribute docstring,
-    over two lines."""
-    bare: int = 0
-
-    # a comment block above a field,
-    # over two lines
-    above: bool = False
-    # a block that ends at a blank line
-
-    after_blank: int = 0
-    # leading block
-    both: int = 0  # the trailing comment wins
-# fmt: on
-
-
-def test_field_help_reads_comments_and_attribute_docstrings():
-    assert field_help(_Documented) == {
-        "short": "a trailing comment",
-        "wrapped": "the comment of a field a formatter wrapped over lines",
-        "documented": "An attribute docstring, over two lines.",
-        "above": "a comment block above a field, over two lines",
-        "both": "the trailing comment wins",
-    }

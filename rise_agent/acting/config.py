@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rise_data.options import param
+
 __all__ = ["ActingConfig"]
 
 
@@ -15,13 +17,17 @@ __all__ = ["ActingConfig"]
 class ActingConfig:
     """How the actor thread steps its envs (the learner's results do not depend on it beyond env seeds)."""
 
-    # vector envs stepped in turn (2: env stepping overlaps the actor's inference); envs split evenly
-    env_groups: int = 1
-    # CUDA: the actor thread on its own high-priority stream; weights and embeddings handed over by
-    # events (no whole-device waits between the two threads). Off: the default stream, shared
-    actor_stream: bool = False
-    # make the agent view from the RGB frame on the actor's device (rise_agent.acting.view), not cv2's
-    view_on_device: bool = False
+    env_groups: int = param(
+        1, "vector envs stepped in turn (2: env stepping overlaps the actor's inference); envs split evenly"
+    )
+    actor_stream: bool = param(
+        False,
+        "CUDA: the actor thread on its own high-priority stream; weights and embeddings handed over by events (no whole-device waits between the two threads). Off: the default stream, shared",
+    )
+    view_on_device: bool = param(
+        False,
+        "make the agent view from the RGB frame on the actor's device (rise_agent.acting.view), not cv2's",
+    )
 
     def __post_init__(self) -> None:
         if self.env_groups < 1:

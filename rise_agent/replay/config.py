@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
+
+from rise_data.options import param
 
 if TYPE_CHECKING:
     from rise_agent.network import NetworkConfig
@@ -28,22 +30,28 @@ class ReplayConfig:
     only where the ring ends; None keeps the ring in RAM.
     """
 
-    capacity: int = 2**20  # online rows (ring), split evenly into one contiguous segment per env
-    n_step: int = 3  # n-step return length (BTR: 3)
-    gamma: float = 0.997  # discount (BTR: 0.997)
-    prioritized: bool = True  # PER (sum tree) or uniform
-    per_alpha: float = 0.2  # PER priority exponent (BTR: 0.2)
-    per_beta: float = 0.0  # IS exponent (BTR's final code effectively uses none); weights = (N*P)^-beta / max
-    per_eps: float = 1e-6  # added to |TD| before the exponent
-    reward_clip: float | None = 1.0  # BTR clips rewards to [-1, 1]; stores keep raw rewards
-    offline_fraction: float | None = None  # batch share from the store (default: 1, 0 or 0.5 with both)
-    ring_dir: str | None = None
+    capacity: int = param(2**20, "online rows (ring), split evenly into one contiguous segment per env")
+    n_step: int = param(3, "n-step return length (BTR: 3)")
+    gamma: float = param(0.997, "discount (BTR: 0.997)")
+    prioritized: bool = param(True, "PER (sum tree) or uniform")
+    per_alpha: float = param(0.2, "PER priority exponent (BTR: 0.2)")
+    per_beta: float = param(
+        0.0, "IS exponent (BTR's final code effectively uses none); weights = (N*P)^-beta / max"
+    )
+    per_eps: float = param(1e-6, "added to |TD| before the exponent")
+    reward_clip: float | None = param(1.0, "BTR clips rewards to [-1, 1]; stores keep raw rewards")
+    offline_fraction: float | None = param(
+        None, "batch share from the store (default: 1, 0 or 0.5 with both)"
+    )
+    ring_dir: str | None = param(None, "Folder of the online ring's memory-mapped rows (None: in RAM).")
     # the next batch's rows are drawn before this step's priorities come back (one step stale)
-    prefetch: bool = False  # gather the next batch in a background thread while the learner steps
-    pinned: bool = True  # CUDA: batch uploads from pinned host buffers, non_blocking (False: plain .to)
+    prefetch: bool = param(False, "gather the next batch in a background thread while the learner steps")
+    pinned: bool = param(
+        True, "CUDA: batch uploads from pinned host buffers, non_blocking (False: plain .to)"
+    )
     # batches gathered there, no upload; ring files get the frames at checkpoints; 2^20 rows of 84x84
     # take 7.4 GB of device memory
-    obs_on_device: bool = False  # keep the online ring's frames on the replay's device (a GPU)
+    obs_on_device: bool = param(False, "keep the online ring's frames on the replay's device (a GPU)")
 
     def __post_init__(self) -> None:
         if self.capacity < 1 or self.n_step < 1:
@@ -62,8 +70,8 @@ class ReplayConfig:
 class WindowedConfig(ReplayConfig):
     """Internal: a :class:`ReplayConfig` plus the network's windows, what the replay's parts read."""
 
-    frame_stack: int = field(kw_only=True)  # S
-    context_len: int = field(kw_only=True)  # K; 0 = no context (plain BTR)
+    frame_stack: int = param(kw_only=True, help="S")
+    context_len: int = param(kw_only=True, help="K; 0 = no context (plain BTR)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

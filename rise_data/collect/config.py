@@ -6,8 +6,9 @@ store's history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from rise_data.options import param
 from rise_data.store.format import StoreLayout
 
 
@@ -15,22 +16,26 @@ from rise_data.store.format import StoreLayout
 class CollectConfig:
     """Everything ``rise-data collect`` was asked to do; saved in the store's history."""
 
-    env_id: str  # env with image observations: ALE/Pong-v5, PongNoFrameskip-v4, a gymnasium id, module:EnvId
-    store: str  # store path (created, or appended to if it holds the same env)
-    steps: int | None = None  # collect at least this many steps; running episodes are cut as truncated
-    episodes: int | None = None  # or collect this many whole episodes
-    num_envs: int = 8  # parallel environments
-    seed: int = 0  # seed of the envs and the policy
-    policy: str = "random"  # random, checkpoint (with --checkpoint), or module:function
-    checkpoint: str | None = None  # a rise-agent checkpoint for --policy checkpoint
-    frames: bool = True  # store the RGB frames the encoders read
-    screen_size: int = 84  # side of the square grayscale agent observation
-    env_options: dict = field(default_factory=dict)  # env/preprocessing overrides (--env-option KEY=VALUE)
-    wrappers: list[str] = field(default_factory=list)  # gymnasium wrappers in order (envs.WRAPPERS)
+    env_id: str = param(
+        help="env with image observations: ALE/Pong-v5, PongNoFrameskip-v4, a gymnasium id, module:EnvId"
+    )
+    store: str = param(help="store path (created, or appended to if it holds the same env)")
+    steps: int | None = param(None, "collect at least this many steps; running episodes are cut as truncated")
+    episodes: int | None = param(None, "or collect this many whole episodes")
+    num_envs: int = param(8, "parallel environments")
+    seed: int = param(0, "seed of the envs and the policy")
+    policy: str = param("random", "random, checkpoint (with --checkpoint), or module:function")
+    checkpoint: str | None = param(None, "a rise-agent checkpoint for --policy checkpoint")
+    frames: bool = param(True, "store the RGB frames the encoders read")
+    screen_size: int = param(84, "side of the square grayscale agent observation")
+    env_options: dict = param(factory=dict, help="env/preprocessing overrides (--env-option KEY=VALUE)")
+    wrappers: list[str] = param(factory=list, help="gymnasium wrappers in order (envs.WRAPPERS)")
     # raising commit_rows trades durability for fewer commits (benchmarks/collect_commit.py measures the cost)
-    commit_rows: int = 0  # commit once this many finished rows wait (0: every finished episode at once)
-    layout: StoreLayout = field(default_factory=StoreLayout)  # chunking and compression of a new store
-    progress: bool = True  # show a progress bar
+    commit_rows: int = param(
+        0, "commit once this many finished rows wait (0: every finished episode at once)"
+    )
+    layout: StoreLayout = param(factory=StoreLayout, help="chunking and compression of a new store")
+    progress: bool = param(True, "show a progress bar")
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.episodes is None):

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rise_data import __version__
+from rise_data.options import param
 from rise_data.store import Store, StoreError, compute_checksums, data_fingerprint, now_iso, open_store
 from rise_data.store.lock import store_lock
 
@@ -45,13 +46,15 @@ def parse_id(dataset_id: str) -> tuple[str | None, str, int]:
 class CardConfig:
     """What ``rise-data card`` was asked to set (saved in the store's history)."""
 
-    store: str
-    id: str | None = None
-    author: str | None = None
-    license: str | None = None
-    description: str | None = None
-    reference_scores: dict = field(default_factory=dict)  # e.g. {"random": -20.7, "human": 14.6}
-    force: bool = False
+    store: str = param(help="Store directory, packed .zip or URL (read-only: print only).")
+    id: str | None = param(None, "Versioned dataset id NAME-vN, e.g. pong-random-v0.")
+    author: str | None = param(None, "Author(s) of the dataset.")
+    license: str | None = param(None, "License, e.g. CC-BY-4.0.")
+    description: str | None = param(None, "What the dataset is, in a few sentences.")
+    reference_scores: dict = param(
+        factory=dict, help='Reference scores by name, e.g. {"random": -20.7, "human": 14.6}.'
+    )
+    force: bool = param(False, "Allow renaming an id or re-using it for changed data.")
 
     @property
     def sets_anything(self) -> bool:

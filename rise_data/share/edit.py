@@ -19,6 +19,7 @@ import numpy as np
 
 from rise_data.encode.spec import upgrade_record
 from rise_data.envs import env_difference, same_env
+from rise_data.options import param
 from rise_data.store import (
     ATTR,
     EPISODE_ARRAYS,
@@ -270,15 +271,15 @@ def parse_episode_list(text: str) -> list[int]:
 class SelectConfig:
     """``subset``/``filter``/``split`` of one store: what was asked (saved in the output's history)."""
 
-    store: str
-    output: str
-    first: int | None = None  # subset: the first N episodes
-    episodes: tuple[int, ...] | None = None  # subset: these episode numbers
-    min_return: float | None = None  # filter
-    max_return: float | None = None
-    min_length: int | None = None
-    max_length: int | None = None
-    batch_bytes: int = BATCH_BYTES
+    store: str = param(help="Source store (directory, .zip or URL).")
+    output: str = param(help="New store directory.")
+    first: int | None = param(None, "The first N episodes.")
+    episodes: tuple[int, ...] | None = param(None, "Episode numbers (0-based) to copy.")
+    min_return: float | None = param(None, "Keep episodes with return >= this.")
+    max_return: float | None = param(None, "Keep episodes with return <= this.")
+    min_length: int | None = param(None, "Keep episodes with at least this many steps.")
+    max_length: int | None = param(None, "Keep episodes with at most this many steps.")
+    batch_bytes: int = param(BATCH_BYTES, "Bytes of rows copied per block (bounds memory).")
 
 
 def select(source: Store, indices: list[int], output: str, command: str, config: dict, budget: int) -> Store:
@@ -340,12 +341,12 @@ def filter_episodes(config: SelectConfig) -> Store:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    store: str
-    train: str
-    val: str
-    fraction: float = 0.9  # share of episodes in the first (train) output
-    seed: int = 0
-    batch_bytes: int = BATCH_BYTES
+    store: str = param(help="Source store (directory, .zip or URL).")
+    train: str = param(help="New store directory for the first part.")
+    val: str = param(help="New store directory for the rest.")
+    fraction: float = param(0.9, "Share of episodes in TRAIN.")
+    seed: int = param(0, "Seed of the random episode partition.")
+    batch_bytes: int = param(BATCH_BYTES, "Bytes of rows copied per block (bounds memory).")
 
 
 def split_indices(num_episodes: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -376,10 +377,10 @@ def split(config: SplitConfig) -> tuple[Store, Store]:
 
 @dataclass(frozen=True)
 class MergeConfig:
-    sources: tuple[str, ...]
-    output: str
-    drop_embeddings: bool = False  # merge trajectories only, when the sources' encoders differ
-    batch_bytes: int = BATCH_BYTES
+    sources: tuple[str, ...] = param(help="Two or more stores of one env (directories, .zip, URLs).")
+    output: str = param(help="New store directory to create.")
+    drop_embeddings: bool = param(False, "Merge trajectories only (when the encoder sets differ).")
+    batch_bytes: int = param(BATCH_BYTES, "Bytes of rows copied per block (bounds memory).")
 
 
 def merge(config: MergeConfig) -> Store:

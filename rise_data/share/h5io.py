@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rise_data import __version__
+from rise_data.options import param
 from rise_data.share.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
 from rise_data.store import (
     EPISODE_ARRAYS,
@@ -41,13 +42,15 @@ COMPRESSION = {"gzip": ("gzip", 1), "lzf": ("lzf", None), "none": (None, None)}
 
 @dataclass(frozen=True)
 class ExportConfig:
-    store: str
-    output: str
-    format: str = "auto"  # hdf5 | minari (auto: from the output name)
-    compression: str = "gzip"  # hdf5: gzip (level 1, readable everywhere), lzf (h5py only, faster) or none
-    dataset_id: str | None = None  # minari
-    force: bool = False
-    progress: bool = False
+    store: str = param(help="Store directory, packed .zip or URL.")
+    output: str = param(help="OUT.h5 (HDF5), or minari:DATASET_ID (a Minari dataset).")
+    format: str = param("auto", "auto (from OUTPUT), hdf5 or minari.")
+    compression: str = param(
+        "gzip", "HDF5: gzip (level 1, readable everywhere), lzf (h5py only, faster) or none."
+    )
+    dataset_id: str | None = param(None, "minari")
+    force: bool = param(False, "Replace an existing output.")
+    progress: bool = param(False, "Show a progress bar.")
 
 
 def export_hdf5(config: ExportConfig) -> dict:
@@ -107,14 +110,16 @@ def export_hdf5(config: ExportConfig) -> dict:
 
 @dataclass(frozen=True)
 class ImportConfig:
-    source: str
-    store: str
-    format: str = "auto"  # hdf5 | minari (auto: .h5/.hdf5 files are HDF5, minari:ID and directories Minari)
-    obs_key: str | None = None  # minari: which Dict observation key holds the images
-    screen_size: int = 84  # minari: side of the gray agent observation derived from foreign images
-    batch_bytes: int = BATCH_BYTES
-    drop_keys: bool = False  # minari: leave out Dict observation keys besides the images (else refused)
-    progress: bool = False
+    source: str = param(help="A rise HDF5 export (.h5), minari:DATASET_ID, or a Minari dataset directory.")
+    store: str = param(help="New store directory to create.")
+    format: str = param("auto", "auto (from SOURCE), hdf5 or minari.")
+    obs_key: str | None = param(None, "Minari Dict observations: the key holding the images.")
+    screen_size: int = param(84, "Minari images: side of the gray agent observation derived from them.")
+    batch_bytes: int = param(BATCH_BYTES, "Bytes of rows read and written per block (bounds memory).")
+    drop_keys: bool = param(
+        False, "Minari Dict observations: leave out the keys besides the images (else refused)."
+    )
+    progress: bool = param(False, "Show a progress bar.")
 
 
 def _write_dataset(f, store: Store, name: str, compression: tuple, hasher: RowHasher, bar) -> None:

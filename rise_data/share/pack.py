@@ -27,6 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rise_data import __version__
+from rise_data.options import param
 from rise_data.store import (
     ATTR,
     EPISODE_ARRAYS,
@@ -43,10 +44,10 @@ LOCAL_STATE = LOCK_DIR  # rise's per-folder state (writer locks): never packed
 
 @dataclass(frozen=True)
 class PackConfig:
-    store: str
-    output: str
-    force: bool = False  # replace an existing output file
-    progress: bool = False
+    store: str = param(help="Store directory.")
+    output: str = param(help="The .zip file to write (once; stored entries).")
+    force: bool = param(False, "Replace an existing output file.")
+    progress: bool = param(False, "Show a progress bar.")
 
 
 def verify_against_recorded(store: Store, digests: dict) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from rise_data.options import param
 from rise_data.store import ATTR, Store, StoreError, block_rows, now_iso
 
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
@@ -27,10 +28,10 @@ QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 
 @dataclass(frozen=True)
 class StatsConfig:
-    store: str
-    bins: int = 1024  # histogram bins per embedding dimension (quantile resolution)
-    write: bool = True
-    progress: bool = False
+    store: str = param(help="Store directory, packed .zip or URL (read-only: print only).")
+    bins: int = param(1024, "Histogram bins per embedding dimension (quantile resolution).")
+    write: bool = param(True, "Record them in the store's attributes.")
+    progress: bool = param(False, "Show a progress bar.")
 
 
 def _from_hist(counts: np.ndarray) -> dict:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from rise_data.options import param
+
 FORMAT_NAME = "rise-store"
 FORMAT_VERSION = 2  # the version writers write; the rule (what bumps it) is in docs/store-format.md
 READABLE_VERSIONS = (1, 2)  # 1: embeddings records in either layout of format 1 (encode.spec.upgrade_record)
@@ -66,12 +68,12 @@ def store_kind(path: str | os.PathLike) -> str:
 class StoreLayout:
     """Chunking and compression of a new store (see docs/store-format.md for the measurements)."""
 
-    frame_chunk_bytes: int = 2 << 20  # ~2 MB uncompressed per image chunk
-    scalar_chunk_rows: int = 1 << 16
-    episode_chunk_rows: int = 1 << 14
-    embedding_chunk_bytes: int = 2 << 20
-    zstd_level: int = (
-        1  # level 1 compresses Pong frames ~as well as 3 at a fraction of the CPU (benchmarks/chunking.py)
+    frame_chunk_bytes: int = param(2 << 20, "~2 MB uncompressed per image chunk")
+    scalar_chunk_rows: int = param(1 << 16, "Rows per chunk of the per-step scalar arrays.")
+    episode_chunk_rows: int = param(1 << 14, "Rows per chunk of the episode index arrays.")
+    embedding_chunk_bytes: int = param(2 << 20, "~Bytes (uncompressed) per embeddings chunk.")
+    zstd_level: int = param(
+        1, "level 1 compresses Pong frames ~as well as 3 at a fraction of the CPU (benchmarks/chunking.py)"
     )
 
     def image_chunk_rows(self, row_shape: tuple[int, ...]) -> int:
