@@ -41,7 +41,7 @@ def main() -> None:
                 if how == "zarr":
                     arr[:] = frames
                 else:
-                    write_rows(arr, 0, frames, root)
+                    write_rows(arr, 0, frames)
                 times[how].append(time.perf_counter() - t0)
                 assert np.array_equal(zarr.open_array(root, mode="r")[:], frames)
         z, d = min(times["zarr"]) / n * 1e6, min(times["direct"]) / n * 1e6

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rise_data.options import param
-from rise_data.store.format import StoreLayout
+from rise_data.store.format import Durability, StoreLayout
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class CollectConfig:
         0, "commit once this many finished rows wait (0: every finished episode at once)"
     )
     layout: StoreLayout = param(factory=StoreLayout, help="chunking and compression of a new store")
+    durability: Durability = param("safe", "safe: fsync each commit (power loss); fast: no fsync (scratch)")
     progress: bool = param(True, "show a progress bar")
 
     def __post_init__(self) -> None:

@@ -54,7 +54,7 @@ class _Stop:
 
 def open_or_create(config: CollectConfig, spec: dict) -> WritableStore:
     """The collect target: :func:`open_for_append`, warning when a random-policy seed repeats."""
-    store = open_for_append(config.store, spec, config.frames, config.layout)
+    store = open_for_append(config.store, spec, config.frames, config.layout, config.durability)
     used = {h["config"].get("seed") for h in store.meta.get("history", []) if h["command"] == "collect"}
     if config.seed in used and config.policy == "random":
         warnings.warn(

@@ -15,6 +15,7 @@ from pathlib import Path
 from rise_data.collect.rollout import Rollout
 from rise_data.envs.spec import env_difference, same_env
 from rise_data.store import (
+    Durability,
     Episode,
     StoreError,
     WritableStore,
@@ -94,7 +95,9 @@ class EpisodeWriter(threading.Thread):
             raise self.error
 
 
-def open_for_append(path: str | Path, spec: dict, frames: bool | None, layout=None) -> WritableStore:
+def open_for_append(
+    path: str | Path, spec: dict, frames: bool | None, layout=None, durability: Durability = "safe"
+) -> WritableStore:
     """Open a store folder for appending episodes of env ``spec`` (same env only, crash tail trimmed), or
     create it. ``frames``: keep RGB frames (must match an existing store); None = as the store has them,
     or as the env has them for a new one. Collect and online ``--save-store`` both append through here."""
@@ -105,8 +108,9 @@ def open_for_append(path: str | Path, spec: dict, frames: bool | None, layout=No
         raise StoreError(f"{path} is a file, not a store folder; give a folder path")
     if is_empty_folder(path):
         keep = spec["frame_shape"] is not None if frames is None else frames
-        return create_store(path, spec, spec["obs_shape"], spec["frame_shape"] if keep else None, layout)
-    store = open_store(path, mode="a")
+        frame_shape = spec["frame_shape"] if keep else None
+        return create_store(path, spec, spec["obs_shape"], frame_shape, layout, durability)
+    store = open_store(path, mode="a", durability=durability)
     if not same_env(store.env, spec):
         raise StoreError(
             f"{path} holds {store.env['id']}, refusing to append a different env "

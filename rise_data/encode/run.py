@@ -243,7 +243,6 @@ def _encode_share(
         world.device,
         store.array(source),
         arr,
-        store.path,
         ranges,
         plan["block"],
         mark,
@@ -276,7 +275,6 @@ def _run_ranges(
     device: torch.device,
     src,
     arr,
-    root: str,
     ranges: list[tuple[int, int]],
     block: int,
     mark,
@@ -295,7 +293,7 @@ def _run_ranges(
         return s, r, (x.pin_memory() if cuda else x)
 
     results: queue.Queue = queue.Queue(maxsize=config.prefetch)
-    writer = threading.Thread(target=_write_loop, args=(results, arr, root, arr.chunks[0], mark), daemon=True)
+    writer = threading.Thread(target=_write_loop, args=(results, arr, arr.chunks[0], mark), daemon=True)
     writer.start()
     bar = tqdm(total=sum(b - a for a, b in ranges), unit="frame", disable=not show, desc=desc)
     stream = torch.cuda.Stream() if cuda else None
@@ -356,7 +354,7 @@ def _model_fn(encoder: Encoder, device: torch.device, config: EncodeConfig):
     return fn
 
 
-def _write_loop(results: queue.Queue, arr, root: str, out_chunk: int, mark) -> None:
+def _write_loop(results: queue.Queue, arr, out_chunk: int, mark) -> None:
     """Gather results into whole embedding chunks, write them, then ``mark(range, end)`` the progress.
 
     A range ends on a chunk boundary or at the last row, so its tail is written when the next range
@@ -370,7 +368,7 @@ def _write_loop(results: queue.Queue, arr, root: str, out_chunk: int, mark) -> N
             item = results.get()
             if buf and (item is None or item[1] != cur):  # the current range is finished: write its tail
                 n = sum(len(b) for b in buf)
-                write_rows(arr, buf_start, np.concatenate(buf), root)
+                write_rows(arr, buf_start, np.concatenate(buf))
                 mark(cur, buf_start + n)
                 buf = []
             if item is None:
@@ -385,7 +383,7 @@ def _write_loop(results: queue.Queue, arr, root: str, out_chunk: int, mark) -> N
             cut = end // out_chunk * out_chunk
             if cut > buf_start:  # whole chunks are ready: write them straight to files
                 data = np.concatenate(buf)
-                write_rows(arr, buf_start, data[: cut - buf_start], root)
+                write_rows(arr, buf_start, data[: cut - buf_start])
                 mark(cur, cut)
                 rest = data[cut - buf_start :]
                 buf, buf_start = ([rest] if len(rest) else []), cut

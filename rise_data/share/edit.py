@@ -101,7 +101,7 @@ class StoreBuilder:
                 raise StoreError(f"embeddings '{name}': {len(rows)} rows for {n1 - n0} new rows")
             arr = store.group[f"embeddings/{name}"]
             rows = np.ascontiguousarray(rows, dtype=arr.dtype)
-            write_rows(arr, n0, rows, store.path)
+            write_rows(arr, n0, rows)
             meta = dict(arr.attrs)[ATTR]
             arr.attrs[ATTR] = {**meta, "rows_done": n1}
             self.hasher.update(f"embeddings/{name}", rows, tag=meta.get("created"))

@@ -10,7 +10,7 @@ import datetime as _dt
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -21,6 +21,9 @@ FORMAT_VERSION = 2  # the version writers write; the rule (what bumps it) is in 
 READABLE_VERSIONS = (1, 2)  # 1: embeddings records in either layout of format 1 (encode.spec.upgrade_record)
 ATTR = "rise"  # every rise attribute lives under this one key, so other tools' attributes never collide
 LOCK_DIR = ".rise"  # local state of a store folder (writer locks), not part of the Zarr hierarchy
+# what a store folder's commits survive (docs/store-format.md "Durability"; backends: store.durable.BACKENDS):
+# safe = fsync in commit order (OS crash, power loss), fast = atomic renames only (kill -9; scratch stores)
+Durability = Literal["safe", "fast"]
 
 # name -> dtype of the scalar per-step arrays (one value per row)
 STEP_SCALARS: dict[str, str] = {

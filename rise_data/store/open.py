@@ -13,7 +13,8 @@ from typing import Any
 
 import zarr
 
-from rise_data.store.format import CorruptStoreError, StoreError, store_kind
+from rise_data.store.durable import local_backend
+from rise_data.store.format import CorruptStoreError, Durability, StoreError, store_kind
 from rise_data.store.store import Store
 from rise_data.store.write import WritableStore
 
@@ -48,9 +49,14 @@ def storage_options_for(url: str) -> dict:
     return opts
 
 
-def open_store(path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> Store:
+def open_store(
+    path: str | os.PathLike,
+    mode: str = "r",
+    storage_options: dict | None = None,
+    durability: Durability = "safe",
+) -> Store:
     """Open an existing store read-only (``"r"``: a :class:`Store`) or for appending (``"a"``: a
-    :class:`WritableStore`).
+    :class:`WritableStore` whose commits are fsynced unless ``durability="fast"``).
 
     ``path`` is a store directory, a packed ``*.zip`` (see ``rise-data pack``), or an fsspec URL
     (``s3://bucket/pong.zarr``, ``s3://bucket/pong.zip``, ``file:///...``); zips and URLs are read-only.
@@ -67,7 +73,8 @@ def open_store(path: str | os.PathLike, mode: str = "r", storage_options: dict |
             f"{path} is a file, not a store directory; give a store directory (or a packed .zip)"
         )
     try:
-        group = zarr.open_group(path, mode="r" if mode == "r" else "r+", zarr_format=3)
+        backend = path if mode == "r" else local_backend(path, durability)
+        group = zarr.open_group(backend, mode="r" if mode == "r" else "r+", zarr_format=3)
     except json.JSONDecodeError as e:
         raise CorruptStoreError(
             f"{Path(path) / 'zarr.json'} is damaged (truncated? {e}); restore the store from its pack or a copy"

@@ -2,7 +2,9 @@
 
 Writes go data first, commit point last (the root attribute's ``rows``/``episodes``, one atomic
 ``zarr.json`` replace), and zarr's LocalStore replaces each file atomically, so a kill at any moment leaves
-a store whose committed prefix is complete. One writer per store: hold ``rise_data.store.lock.store_lock``.
+a store whose committed prefix is complete; with ``durability="safe"`` (``rise_data.store.durable``) every
+commit is also fsynced after the files it commits, so an OS crash or power loss leaves one too. One writer
+per store: hold ``rise_data.store.lock.store_lock``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import numpy as np
 import zarr
 from numcodecs import Zstd
 from zarr.codecs import BytesCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.storage import LocalStore
 
 from rise_data import __version__
 from rise_data.encode.spec import upgrade_record
 from rise_data.store.checksums import compute_checksums
+from rise_data.store.durable import local_backend
 from rise_data.store.format import (
     ATTR,
     EPISODE_ARRAYS,
@@ -29,6 +34,7 @@ from rise_data.store.format import (
     FORMAT_VERSION,
     LOCK_DIR,
     STEP_SCALARS,
+    Durability,
     StoreError,
     StoreLayout,
     now_iso,
@@ -150,7 +156,7 @@ class WritableStore(Store):
         for name, arr in self.step_arrays():
             if arr.shape[0] != n1:
                 arr.resize((n1, *arr.shape[1:]))
-            write_rows(arr, n0, cols[name], self.path)
+            write_rows(arr, n0, cols[name])
         e1 = e0 + len(episodes)
         for name in EPISODE_ARRAYS:
             arr = self.group[f"episodes/{name}"]
@@ -162,7 +168,7 @@ class WritableStore(Store):
             arr = self.group[f"embeddings/{name}"]
             arr.resize((n1, arr.shape[1]))
             if name in carried:
-                write_rows(arr, n0, _rows([ep.embeddings[name] for ep in episodes]), self.path)
+                write_rows(arr, n0, _rows([ep.embeddings[name] for ep in episodes]))
         self.write_meta(rows=n1, episodes=e1)  # the commit
         for name in carried:
             arr = self.group[f"embeddings/{name}"]
@@ -253,14 +259,14 @@ class WritableStore(Store):
         return digests
 
 
-def _direct_chunk_codec(arr: zarr.Array, root: str) -> Zstd | None:
+def _direct_chunk_codec(arr: zarr.Array) -> Zstd | None:
     """The zstd codec when ``arr``'s whole chunks can be written as files directly, else None.
 
     Only for the layout rise creates on a local disk: chunks that split the row axis alone, the default
     "/" chunk keys, and codecs ``bytes`` (little-endian or single-byte dtypes) + ``zstd``. Such a chunk
     file is exactly numcodecs' zstd of the chunk's C-order bytes, which is what zarr writes itself.
     """
-    if "://" in root or sys.byteorder != "little":
+    if not isinstance(arr.store, LocalStore) or sys.byteorder != "little":
         return None
     meta = arr.metadata
     codecs = meta.codecs
@@ -277,16 +283,17 @@ def _direct_chunk_codec(arr: zarr.Array, root: str) -> Zstd | None:
     return Zstd(level=codecs[1].level, checksum=codecs[1].checksum)
 
 
-def write_rows(arr: zarr.Array, start: int, data: np.ndarray | Rows, root: str) -> None:
+def write_rows(arr: zarr.Array, start: int, data: np.ndarray | Rows) -> None:
     """``arr[start:start+len(data)] = data``, writing whole chunks as files directly when that is safe.
 
     zarr-python spends ~124 us per 100 kB Atari frame row on a write (copies and per-chunk Python/async
     overhead); compressing and writing whole chunks here costs ~24 us per row, 5.2x less, with identical
     bytes (``python benchmarks/store_write.py``, 2-core CPU). Partial chunks at either end, and any layout the fast path does not cover, go
-    through zarr. Files are written to a temporary name and renamed, as zarr's LocalStore does.
+    through zarr. Whole chunks go through the array's own store (``set_sync``: a temporary name renamed, and
+    with ``durability="safe"`` fsynced at the next commit), like every file zarr writes.
     """
     stop = start + len(data)
-    codec = _direct_chunk_codec(arr, root)
+    codec = _direct_chunk_codec(arr)
     c = arr.chunks[0]
     first_full = -(-start // c) * c
     last_full = stop // c * c
@@ -295,15 +302,11 @@ def write_rows(arr: zarr.Array, start: int, data: np.ndarray | Rows, root: str) 
         return
     if first_full > start:
         arr[start:first_full] = data[: first_full - start]
-    base = Path(root) / arr.path / "c"
-    tail = (0,) * (arr.ndim - 1)
+    tail = "/0" * (arr.ndim - 1)
+    buffer = default_buffer_prototype().buffer
     for row in range(first_full, last_full, c):
         chunk = np.ascontiguousarray(data[row - start : row - start + c], dtype=arr.dtype)
-        path = base.joinpath(str(row // c), *map(str, tail))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        tmp.write_bytes(codec.encode(chunk))
-        os.replace(tmp, path)
+        arr.store.set_sync(f"{arr.path}/c/{row // c}{tail}", buffer.from_bytes(codec.encode(chunk)))
     if stop > last_full:
         arr[last_full:stop] = data[last_full - start :]
 
@@ -378,13 +381,15 @@ def create_store(
     obs_shape: tuple[int, ...],
     frame_shape: tuple[int, ...] | None,
     layout: StoreLayout | None = None,
+    durability: Durability = "safe",
 ) -> WritableStore:
     """Create an empty store for one env spec; ``frame_shape=None`` stores no RGB frames."""
     layout = layout or StoreLayout()
     path = str(path)
     if not is_empty_folder(path):
         raise StoreError(f"{path} exists and is not empty; choose a new path or append to a rise store there")
-    group = zarr.open_group(path, mode="a", zarr_format=3)  # "w-" would refuse the writer lock in LOCK_DIR
+    backend = local_backend(path, durability)
+    group = zarr.open_group(store=backend, mode="a", zarr_format=3)  # "w-" would refuse the lock in LOCK_DIR
     zstd = ZstdCodec(level=layout.zstd_level)
 
     def array(name: str, shape: tuple[int, ...], chunk_rows: int, dtype: str, dims: tuple[str, ...]) -> None:
