@@ -18,11 +18,12 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from rise_data.options import param
@@ -166,13 +167,6 @@ def reset_noise(net: nn.Module) -> None:
             m.bias_epsilon.copy_(eps_out)
 
 
-def set_noise(net: nn.Module, enabled: bool) -> None:
-    """Turn the noise of every :class:`NoisyLinear` in ``net`` on or off (mu weights only when off)."""
-    for m in net.modules():
-        if isinstance(m, NoisyLinear):
-            m.noise_enabled = enabled
-
-
 @contextlib.contextmanager
 def disable_noise(net: nn.Module) -> Iterator[nn.Module]:
     """Context manager: no parameter noise inside (evaluation), previous per-layer flags restored after."""
@@ -185,6 +179,20 @@ def disable_noise(net: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in zip(layers, previous, strict=True):
             m.noise_enabled = flag
+
+
+def spectral_norm_modules(net: nn.Module) -> list[nn.Module]:
+    """The spectral-norm parametrisations inside ``net``: they power-iterate in training mode only.
+
+    Spectral norm is the only parametrisation this network registers, so every parametrisation of a
+    ``weight`` is one.
+    """
+    return [
+        p
+        for m in net.modules()
+        if parametrize.is_parametrized(m, "weight")
+        for p in m.parametrizations.weight
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -322,8 +330,13 @@ class ContextStream(nn.Module):
             return self._last(x)
         return self._packed(x, mask)
 
-    chunk = 0  # >0: run the LSTM over batch chunks of at most this many sequences (Learner sets it)
-    cast = None  # a dtype: run the LSTM in it, weights cast once per forward (fp16 on CUDA)
+    chunk = 0  # >0: run the LSTM over batch chunks of at most this many sequences
+    cast: torch.dtype | None = None  # run the LSTM in this dtype, weights cast once per forward
+
+    def set_layout(self, chunk: int, cast: torch.dtype | None) -> None:
+        """Run the LSTM over batch chunks of at most ``chunk`` sequences (0: all at once) in ``cast``
+        (None: the weights' dtype; fp16 on CUDA casts the weights once per forward, not per call)."""
+        self.chunk, self.cast = chunk, cast
 
     def _last(self, x: Tensor) -> Tensor:
         """h_{K-1} of the LSTM from a zero state, optionally in ``cast`` and over batch chunks."""
@@ -384,6 +397,14 @@ class DuelingHead(nn.Module):
         return self.value(x) + adv - adv.mean(dim=-1, keepdim=True)
 
 
+class Encoded(NamedTuple):
+    """A state encoding and the context stream's values that made it (the learner's statistics)."""
+
+    z: Tensor  # (B, feature_dim) state feature
+    gate: Tensor | None  # (B, conv_features) sigmoid(Omega(h)) of the multiplicative gate, else None
+    lstm: Tensor | None  # (B, lstm_hidden) the context LSTM's h_{K-1}, None when K = 0
+
+
 class RiseNetwork(nn.Module):
     """BTR's IQN network, optionally with the RISE context stream gating the CNN features.
 
@@ -419,19 +440,35 @@ class RiseNetwork(nn.Module):
         embeddings, current frame at index K-1, required iff ``config.context_len > 0``. ``mask``:
         (B, K) bool, False on padded slots; None means all valid.
         """
+        return self.encode_aux(frames, context, mask).z
+
+    def encode_aux(
+        self, frames: Tensor, context: Tensor | None = None, mask: Tensor | None = None
+    ) -> Encoded:
+        """:meth:`encode` with the gate and the LSTM output that went into it."""
         feat = self.cnn(frames)
         if self.context is None:
             if context is not None:
                 raise ValueError("this network has context_len=0 (plain BTR); pass context=None")
-            return feat
+            return Encoded(feat, None, None)
         if context is None:
             raise ValueError(f"context (B, K, {self.config.embed_dim}) is required when context_len > 0")
-        h = self.combine_proj(self.context(context, mask))
+        lstm = self.context(context, mask)
+        h = self.combine_proj(lstm)
         if self.config.combine == "multiply":
-            return feat * torch.sigmoid(h)  # RISE's attention-like gate
+            gate = torch.sigmoid(h)  # RISE's attention-like gate
+            return Encoded(feat * gate, gate, lstm)
         if self.config.combine == "add":
-            return feat + h
-        return torch.cat([feat, h], dim=-1)
+            return Encoded(feat + h, None, lstm)
+        return Encoded(torch.cat([feat, h], dim=-1), None, lstm)
+
+    def set_layout(self, channels_last: bool, lstm_chunk: int, lstm_cast: torch.dtype | None) -> None:
+        """Speed layouts, same math: NHWC CNN weights, and the context LSTM in batch chunks / another dtype
+        (see :meth:`ContextStream.set_layout`)."""
+        if channels_last:
+            self.cnn.to(memory_format=torch.channels_last)
+        if self.context is not None:
+            self.context.set_layout(lstm_chunk, lstm_cast)
 
     # -- IQN head ------------------------------------------------------------------------------------
 

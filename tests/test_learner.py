@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import rise_agent.learner as learner_module
+import rise_agent.update as update_module
 from rise_agent.learner import METRICS, Learner, LearnerConfig
 from rise_agent.network import NetworkConfig
 from rise_agent.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -204,13 +204,13 @@ def test_step_takes_the_munchausen_policy_from_the_named_network(policy, monkeyp
     for _ in range(3):  # online and target now differ
         learner.step(batch)
     seen = {}
-    real = learner_module.munchausen_iqn_target
+    real = update_module.munchausen_iqn_target
 
     def spy(next_quantiles, q_current, *args, **kwargs):
         seen["q"] = q_current
         return real(next_quantiles, q_current, *args, **kwargs)
 
-    monkeypatch.setattr(learner_module, "munchausen_iqn_target", spy)
+    monkeypatch.setattr(update_module, "munchausen_iqn_target", spy)
     heads = []
     hook = learner.online.head.register_forward_hook(lambda m, i, out: heads.append(out.detach()))
     learner.step(batch)
@@ -402,11 +402,11 @@ def test_lstm_chunks_and_one_cast_equal_the_plain_lstm():
     mask[:, -1] = True
     stream = net.context
     want = stream(ctx, mask)
-    stream.chunk = 3
+    stream.set_layout(3, None)
     torch.testing.assert_close(stream(ctx, mask), want, rtol=1e-5, atol=1e-6)
-    stream.chunk, stream.cast = 0, torch.float32
+    stream.set_layout(0, torch.float32)
     torch.testing.assert_close(stream(ctx, mask), want, rtol=1e-5, atol=1e-6)
-    stream.cast = None
+    stream.set_layout(0, None)
     batch, out = make_batch(K), []
     for chunk in (0, 3):
         torch.manual_seed(0)
