@@ -14,10 +14,17 @@ skipped, an unfinished one is started again, so rerunning on the final commit on
 
 Tasks (``TASKS``): ``cue`` rise/CueMemory-v0 (the cue 10 steps back: no memory, no better than chance),
 ``control`` rise/CueVisible-v0 (the same with the cue drawn on the query frame: no memory needed, RISE must
-match K=0) and ``minigrid`` MiniGrid-MemoryS7-v0 (the agent's partial RGB view).
+match K=0), ``tmaze`` rise/TMaze-v0 (the active task: the agent walks a corridor between the cue and the
+answer), ``tmaze-control`` rise/TMazeVisible-v0 (the cue also at the junction) and ``minigrid``
+MiniGrid-MemoryS7-v0 (the agent's partial RGB view).
 
-Usage: OMP_NUM_THREADS=1 nice -n 5 python pipelines/learning.py [--tasks cue,control,minigrid]
-       [--seeds 0 1 2] [--jobs 2] [--out runs/learning] [--docs docs]
+Each row records the share of evaluation episodes that ended on the env's time limit; a run where most
+did is flagged ``frozen``: its greedy policy stops moving, which no success figure may hide.
+``--extra`` passes further train options to every run (a factor screen, written to its own ``--out``
+and ``--docs``); the csv is the record: rows of tasks, K or seeds not run this time are kept from it.
+
+Usage: OMP_NUM_THREADS=1 nice -n 5 python pipelines/learning.py [--tasks cue,control,tmaze,...]
+       [--seeds 0 1 2] [--ks 24 0] [--jobs 2] [--out runs/learning] [--docs docs] [--extra='--gamma 0.99']
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -46,9 +54,16 @@ COLUMNS = (
     "env_steps",
     "updates",
     "eval_episodes",
+    "time_limit_share",
+    "frozen",
     "wall_s",
     "eval_wall_s",
+    "load_start",
+    "load_end",
+    "train_command",
+    "eval_command",
 )
+FROZEN_SHARE = 0.5  # a run whose evaluation episodes mostly end on the time limit has a frozen policy
 EVAL_EPSILON = 0.01  # BTR's evaluation epsilon
 EVAL_SEED = 1000  # evaluation episodes differ from every training seed's
 
@@ -87,6 +102,32 @@ TASKS: dict[str, Recipe] = {
     "cue": Recipe("rise/CueMemory-v0", True, 0.5, k=16, env_options="delay=10,size=32"),
     # The same task with the cue on the query frame too: nothing to remember.
     "control": Recipe("rise/CueVisible-v0", False, 0.5, k=16, env_options="delay=10,size=32"),
+    # The active task: cue at the start, 8 corridor cells walked by forward moves, the answer at the
+    # junction, 64 steps at most; 48x48 RGB frames, a 16x16 agent view. K = 24 covers the cue from the
+    # junction when the agent dawdles up to 15 steps in the corridor.
+    "tmaze": Recipe(
+        "rise/TMaze-v0",
+        True,
+        0.5,
+        k=24,
+        env_steps=16_000,
+        replay_ratio=4,
+        learning_starts=2_000,
+        eps_decay_steps=3_000,
+        binary=False,
+    ),
+    # The same maze with the cue at the junction too: nothing to remember.
+    "tmaze-control": Recipe(
+        "rise/TMazeVisible-v0",
+        False,
+        0.5,
+        k=24,
+        env_steps=16_000,
+        replay_ratio=4,
+        learning_starts=2_000,
+        eps_decay_steps=3_000,
+        binary=False,
+    ),
     # The agent's 7x7 partial view as RGB (56x56, 8 px a tile; 21 px keeps 3); MiniGrid's limit: 245 steps.
     "minigrid": Recipe(
         "MiniGrid-MemoryS7-v0",
@@ -184,7 +225,8 @@ def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
         trained = {"wall_s": round(wall, 1), "load_start": round(load_start, 2)}
         trained["load_end"] = round(os.getloadavg()[0], 2)
     stdout, eval_wall = agent(eargs, log)
-    returns = json.loads(stdout)["returns"]
+    result = json.loads(stdout)
+    returns, time_limit_share = result["returns"], result["time_limit"] / result["episodes"]
     row = {
         "task": task,
         "env": recipe.env,
@@ -196,6 +238,8 @@ def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
         "env_steps": recipe.env_steps,
         "updates": _last_updates(run_dir),
         "eval_episodes": len(returns),
+        "time_limit_share": time_limit_share,
+        "frozen": "yes" if time_limit_share > FROZEN_SHARE else "no",
         **trained,
         "eval_wall_s": round(eval_wall, 1),
         "train_command": command_line(targs),
@@ -233,8 +277,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def summary_lines(rows: list[dict]) -> list[str]:
     """Per task and K: mean and spread of success over seeds."""
     lines = [
-        "| task | memory | K | seeds | success mean | success min-max | mean return |",
-        "|---|---|---|---|---|---|---|",
+        "| task | memory | K | seeds | success mean | success min-max | mean return | frozen runs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in rows:
@@ -242,9 +286,10 @@ def summary_lines(rows: list[dict]) -> list[str]:
     for (task, k), rs in groups.items():
         s = [r["success"] for r in rs]
         ret = statistics.mean(r["mean_return"] for r in rs)
+        frozen = sum(r.get("frozen") == "yes" for r in rs)
         lines.append(
             f"| {task} | {rs[0]['memory']} | {k} | {len(rs)} | {statistics.mean(s):.0%} | "
-            f"{min(s):.0%}-{max(s):.0%} | {ret:.3f} |"
+            f"{min(s):.0%}-{max(s):.0%} | {ret:.3f} | {frozen} |"
         )
     return lines
 
@@ -261,13 +306,15 @@ def write_md(rows: list[dict], path: Path, pngs: dict[str, str], note: str) -> N
         "",
         "## Per seed",
         "",
-        "| task | memory | K | seed | success | mean return | env steps | updates | train wall s | load (1 min) |",
+        "| task | memory | K | seed | success | mean return | time-limit share | frozen | env steps | updates "
+        "| train wall s | load (1 min) |",
     ]
-    lines += ["|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['memory']} | {r['K']} | {r['seed']} | {r['success']:.0%} | "
-            f"{r['mean_return']:.3f} | {r['env_steps']} | {r['updates']} | {r['wall_s']} | {_load(r)} |"
+            f"{r['mean_return']:.3f} | {_share(r)} | {r.get('frozen') or 'not recorded'} | {r['env_steps']} | "
+            f"{r['updates']} | {r['wall_s']} | {_load(r)} |"
         )
     lines += ["", "## Curves", ""] + [f"![{t}]({p})" for t, p in pngs.items()]
     lines += ["", "## Commands", "", "Each row's exact train and eval command and their wall times (s).", ""]
@@ -280,7 +327,35 @@ def write_md(rows: list[dict], path: Path, pngs: dict[str, str], note: str) -> N
 
 
 def _load(row: dict) -> str:
-    return f"{row['load_start']}-{row['load_end']}" if "load_start" in row else "not recorded"
+    return (
+        f"{row['load_start']}-{row['load_end']}"
+        if row.get("load_start") not in (None, "")
+        else "not recorded"
+    )
+
+
+def _share(row: dict) -> str:
+    share = row.get("time_limit_share")
+    return "not recorded" if share in (None, "") else f"{float(share):.0%}"
+
+
+def read_csv(path: Path) -> list[dict]:
+    """The rows of an earlier ``results.csv``, numbers parsed back (empty cells: not recorded)."""
+    if not path.exists():
+        return []
+    numbers = {"K": int, "seed": int, "env_steps": int, "updates": int, "eval_episodes": int}
+    numbers |= dict.fromkeys(("success", "mean_return", "wall_s", "eval_wall_s"), float)
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r.update({k: cast(r[k]) for k, cast in numbers.items()})
+    return rows
+
+
+def merged(rows: list[dict], path: Path) -> list[dict]:
+    """This invocation's rows, after the earlier csv's rows of any other (task, K, seed)."""
+    ran = {(r["task"], r["K"], r["seed"]) for r in rows}
+    return [r for r in read_csv(path) if (r["task"], r["K"], r["seed"]) not in ran] + rows
 
 
 def plot_task(task: str, recipe: Recipe, runs: dict[int, dict[int, list]], path: Path) -> Path:
@@ -316,6 +391,7 @@ def plot_task(task: str, recipe: Recipe, runs: dict[int, dict[int, list]], path:
 def report(rows: list[dict], out: Path, docs: Path, tasks: dict[str, Recipe], note: str) -> None:
     """results.csv, results.md and one PNG per task under ``docs``."""
     docs.mkdir(parents=True, exist_ok=True)
+    rows = merged(rows, docs / "results.csv")
     write_csv(rows, docs / "results.csv")
     pngs = {}
     for task, recipe in tasks.items():
@@ -325,6 +401,9 @@ def report(rows: list[dict], out: Path, docs: Path, tasks: dict[str, Recipe], no
                 runs.setdefault(r["K"], {})[r["seed"]] = eval_curve(out / task / f"k{r['K']}-seed{r['seed']}")
         if runs:
             pngs[task] = plot_task(task, recipe, runs, docs / f"results-{task}.png").name
+    for task in dict.fromkeys(r["task"] for r in rows):  # tasks not run this time keep their curve
+        if task not in pngs and (docs / f"results-{task}.png").exists():
+            pngs[task] = f"results-{task}.png"
     write_md(rows, docs / "results.md", pngs, note)
 
 
@@ -332,6 +411,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default="cue,control,minigrid", help=f"comma-separated of {sorted(TASKS)}")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--ks", type=int, nargs="+", help="context lengths to run (default: each task's K and 0)")
+    p.add_argument(
+        "--extra",
+        default="",
+        help="further rise-agent train options for every run, e.g. --extra='--gamma 0.99'",
+    )
     p.add_argument("--jobs", type=int, default=2, help="runs at once (each one torch thread)")
     p.add_argument("--out", default="runs/learning")
     p.add_argument("--docs", default="docs")
@@ -344,8 +429,9 @@ def main() -> None:
     if unknown:
         p.error(f"unknown task {unknown[0]!r}; known: {', '.join(TASKS)}")
     tasks = {t: _override(TASKS[t], a.set, p) for t in a.tasks.split(",")}
+    tasks = {t: replace(r, extra=r.extra + tuple(shlex.split(a.extra))) for t, r in tasks.items()}
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one torch thread per run: the CPU is shared
-    jobs = [(t, r, k, s) for t, r in tasks.items() for s in a.seeds for k in (r.k, 0)]
+    jobs = [(t, r, k, s) for t, r in tasks.items() for s in a.seeds for k in (a.ks or (r.k, 0))]
     out = Path(a.out)
     if a.report_only:
         rows = [row for row in (finished(*j, out) for j in jobs) if row is not None]

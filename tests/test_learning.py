@@ -76,3 +76,37 @@ def test_learning_pipeline_end_to_end(tmp_path):
     assert done.stat().st_mtime_ns == before and "success" not in again.stdout
     md2 = (tmp_path / "docs" / "results.md").read_text()
     assert md2.count("written by hand") == 1 and md2.count("## Per seed") == 1
+
+
+def test_time_limit_share_and_frozen_flag_and_earlier_rows_kept(tmp_path):
+    """A T-maze run records the share of its evaluation episodes that hit the time limit and the frozen flag;
+    the earlier csv's rows of other tasks stay in the csv and in the md, with their commands."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    earlier = {c: "" for c in ("time_limit_share", "frozen", "load_start", "load_end")}
+    earlier |= {"task": "cue", "env": "rise/CueMemory-v0", "memory": "yes", "K": "16", "seed": "5"}
+    earlier |= {"success": "1.0", "mean_return": "1.0", "env_steps": "9000", "updates": "3956"}
+    earlier |= {"eval_episodes": "100", "wall_s": "1.0", "eval_wall_s": "1.0"}
+    earlier |= {"train_command": "rise-agent train --earlier", "eval_command": "rise-agent eval --earlier"}
+    with (docs / "results.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(earlier))
+        w.writeheader()
+        w.writerow(earlier)
+    # env option max_steps=9 with 8 corridor cells: an untrained greedy policy rarely answers in time
+    cmd = [sys.executable, str(ROOT / "pipelines" / "learning.py"), "--tasks", "tmaze", "--seeds", "0"]
+    cmd += ["--ks", "2", "--out", str(tmp_path / "runs"), "--docs", str(docs), "--set", *TOY]
+    cmd += ["env_options=max_steps=9", "--extra=--eps-end 0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with (docs / "results.csv").open() as f:
+        rows = {r["task"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"cue", "tmaze"} and rows["cue"]["train_command"] == "rise-agent train --earlier"
+    run = rows["tmaze"]
+    share = float(run["time_limit_share"])
+    assert 0.0 <= share <= 1.0 and run["frozen"] == ("yes" if share > 0.5 else "no")
+    assert run["train_command"].endswith("--eps-end 0.5 --run-dir " + str(tmp_path / "runs/tmaze/k2-seed0"))
+    result = json.loads((tmp_path / "runs" / "tmaze" / "k2-seed0" / "result.json").read_text())
+    assert result["time_limit_share"] == share
+    md = (docs / "results.md").read_text()
+    assert "`rise-agent train --earlier`" in md and "| time-limit share | frozen |" in md
