@@ -9,8 +9,10 @@ are real).
 
 Workers: the dataset pickles its path, options and the small per-row columns, never a zarr handle;
 each ``DataLoader`` worker opens its own store on first use. Reads go through a per-process LRU of
-decoded chunks (``chunk_cache_mb``), or, with ``cache=True``, through arrays read into RAM once (small
-stores). Directories, packed ``.zip`` files and ``s3://`` URLs all work (:func:`rise_data.store.open_store`).
+decoded chunks (``chunk_cache_mb``); with ``cache=True``, through arrays read into RAM once (small
+stores); with ``cache_dir``, through uncompressed ``.npy`` copies built once under that folder and
+memory-mapped by every worker (:mod:`rise_data.memmap_cache`, the replay's obs cache: large stores
+read at random, on a local disk with room for ``rows x row bytes``). Directories, packed ``.zip`` files and ``s3://`` URLs all work (:func:`rise_data.store.open_store`).
 
 A batch of indices is gathered in one vectorised pass (``__getitems__``, which ``DataLoader`` calls
 with a batch sampler), so batches cost about what single items do per call.
@@ -18,12 +20,14 @@ with a batch sampler), so batches cost about what single items do per call.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rise_data.memmap_cache import array_cache
 from rise_data.store import Store, StoreError, open_store
 from rise_data.windows import (
     context_window,
@@ -66,8 +70,10 @@ class _ChunkReader:
     def take(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), *self.row_shape), self.dtype)
         which = rows // self.chunk
-        for c in np.unique(which):
-            sel = which == c
+        order = np.argsort(which, kind="stable")  # rows grouped by chunk: one pass, no mask per chunk
+        chunks, first = np.unique(which[order], return_index=True)
+        for c, a, b in zip(chunks, first, [*first[1:], len(rows)], strict=True):
+            sel = order[a:b]
             out[sel] = self._get(int(c))[rows[sel] - c * self.chunk]
         return out
 
@@ -98,6 +104,7 @@ class StoreDataset(Dataset):
         gamma: float = 0.997,
         cache: bool = False,
         chunk_cache_mb: int = 256,
+        cache_dir: str | os.PathLike | None = None,
         storage_options: dict | None = None,
     ):
         self.path, self.keys = str(store), tuple(keys)
@@ -122,7 +129,13 @@ class StoreDataset(Dataset):
         self.ends = episode_ends(self.cols["is_last"])
         self.rows = valid_sample_rows(self.cols["is_last"])
         self._readers: dict[str, _ChunkReader] = {}
+        if cache and cache_dir is not None:
+            raise ValueError("pass cache=True (arrays in RAM) or cache_dir (memmapped copies), not both")
         self.ram = {name: s.read(name) for name in self.arrays()} if cache else {}
+        self.memmap_paths: dict[str, str] = {}  # built here, once, before any worker starts
+        for name in self.arrays() if cache_dir is not None else []:
+            self.memmap_paths[name] = str(array_cache(s, name, cache_dir).filename)
+        self._memmaps: dict[str, np.ndarray] = {}  # opened by path in each process
 
     def _embedding_name(self, s: Store, name: str | None) -> str | None:
         if not {"embedding", "context", "context_mask"} & set(self.keys):
@@ -150,12 +163,17 @@ class StoreDataset(Dataset):
 
     def __getstate__(self) -> dict:
         # workers get the path and the small columns; each opens its own store (no zarr state pickled)
-        return {**self.__dict__, "_store": None, "_readers": {}}
+        return {**self.__dict__, "_store": None, "_readers": {}, "_memmaps": {}}
 
     def _take(self, name: str, rows: np.ndarray) -> np.ndarray:
         flat = rows.reshape(-1)
         if name in self.ram:
             data = self.ram[name][flat]
+        elif name in self.memmap_paths:
+            mm = self._memmaps.get(name)
+            if mm is None:
+                mm = self._memmaps[name] = np.load(self.memmap_paths[name], mmap_mode="r")
+            data = mm[flat]
         else:
             if self._store is None:
                 self._store = open_store(self.path, storage_options=self.storage_options)

@@ -13,10 +13,7 @@ Scalars live in RAM, embeddings on the device, with one extra zero row that mask
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +22,7 @@ from torch import Tensor
 
 from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import Sampler, make_sampler
+from rise_data.memmap_cache import array_cache, array_cache_path
 from rise_data.windows import episode_ends, episode_starts, nstep_targets, window_offsets
 
 __all__ = ["Source", "StoreSource", "clip_reward", "obs_cache", "obs_cache_path"]
@@ -122,75 +120,13 @@ class StoreSource(Source):
 
 
 def obs_cache_path(store, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the uncompressed ``obs`` cache of ``store`` lives: named by a fingerprint of the store.
-
-    The fingerprint hashes the absolute path, the committed rows, the store's creation time and the
-    number of history entries, so it changes whenever the store is recreated or grows.
-    """
-    root = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    path = store.path if "://" in str(store.path) else os.path.abspath(store.path)
-    meta = store.meta
-    key = json.dumps([path, store.rows, meta.get("created"), len(meta.get("history", []))])
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", Path(str(path).rstrip("/")).name) or "store"
-    return root / f"{name}-{_sha(path)[:12]}-{_sha(key)[:16]}.npy"
-
-
-def _default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rise" / "obs"
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Where the uncompressed ``obs`` cache of ``store`` lives (:func:`rise_data.memmap_cache.array_cache_path`)."""
+    return array_cache_path(store, "obs", cache_dir)
 
 
 def obs_cache(store, cache_dir: str | os.PathLike | None = None) -> np.memmap:
-    """The store's committed ``obs`` rows as a read-only memmap, building the cache file if needed.
-
-    Built once by streaming chunk-aligned slices into a temp file that is renamed into place when
-    complete, so an interrupted build never leaves a partial cache under the final name. A rebuilt
-    cache (the store grew) replaces the older caches of the same store path.
-    """
-    final = obs_cache_path(store, cache_dir)
-    shape = (store.rows, *store.array("obs").shape[1:])
-    if final.exists():
-        try:
-            mm = np.load(final, mmap_mode="r")
-            if mm.shape == shape and mm.dtype == np.uint8:
-                return mm
-        except (ValueError, OSError):
-            pass  # unreadable: rebuild below
-    final.parent.mkdir(parents=True, exist_ok=True)
-    prefix = final.name.rsplit("-", 1)[0]
-    _remove_dead_temps(final.parent, prefix)
-    tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
-    try:
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        chunk = store.array("obs").chunks[0]
-        step = chunk * max(1, _READ_BYTES // max(1, chunk * int(np.prod(shape[1:]))))
-        for s in range(0, store.rows, step):
-            mm[s : s + step] = store.read("obs", s, s + step)
-        mm.flush()
-        del mm
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    for old in final.parent.glob(f"{prefix}-*.npy"):
-        if old != final:  # an older version of this store; open memmaps of it stay valid on POSIX
-            old.unlink(missing_ok=True)
-    return np.load(final, mmap_mode="r")
-
-
-def _remove_dead_temps(folder: Path, prefix: str) -> None:
-    """Delete temp files of this store left by builds whose process no longer exists (a kill)."""
-    for tmp in folder.glob(f"{prefix}-*.npy.*.tmp"):
-        try:
-            pid = int(tmp.name.rsplit(".", 2)[1])
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError):
-            tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, someone else's
+    """The store's committed ``obs`` rows as a read-only memmap, built once (:func:`rise_data.memmap_cache.array_cache`)."""
+    return array_cache(store, "obs", cache_dir)
 
 
 def load_embeddings(store, name: str, device: torch.device) -> Tensor:
