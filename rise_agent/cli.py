@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from rise_agent.config import DERIVED, TrainConfig, load_config
 from rise_agent.training.rundir import RunDir
 from rise_data import plugins
-from rise_data.cli_base import echo, new_app, user_errors
-from rise_data.options import Form, apply_options, cli_options, explicit, to_json, with_options
+from rise_data.cli_base import JSON, Printing, command, echo, new_app, user_errors
+from rise_data.options import (
+    ConfigError,
+    Form,
+    apply_options,
+    build,
+    cli_options,
+    explicit,
+    param,
+    to_json,
+    with_options,
+)
 
 app = new_app("rise-agent", "The RISE agent: BTR + a frozen-encoder context stream.")
 
@@ -31,59 +41,67 @@ RESUMABLE = {
     "device",
     "weights",
     "allow_plugin",
+    "run_dir",
 }
-SKIP = DERIVED | {"run_dir", "replay.ring_dir"}
+SKIP = DERIVED | {"replay.ring_dir"}
 FORMS = {
+    "run_dir": Form(required=True, help="Run directory: config, checkpoint, metrics, curves."),
     "network.context_len": Form(aliases=("-k",)),
     "weights": Form(aliases=("--encoder-weights",)),
     "replay.capacity": Form(aliases=("--replay-capacity",)),
 }
-TRAIN_OPTIONS = cli_options(TrainConfig, skip=SKIP, forms=FORMS)
 
 
-def _train_config(
-    ctx: typer.Context, run_dir: str, config_file: str | None, resume: bool, values: dict, quiet: bool
-):
-    given = explicit(ctx, TRAIN_OPTIONS, values)
-    if quiet:
+@dataclass(frozen=True)
+class TrainRun:
+    """What a training run starts from, and how it prints (the rest is :class:`TrainConfig`)."""
+
+    config_file: str | None = param(None, "A config.json to start from (options override it).")
+    resume: bool = param(False, "Continue the run in --run-dir.")
+    quiet: bool = param(False, "Print only errors (implies --no-progress).")
+
+
+FORMS |= {
+    "config_file": Form(names=("--config",)),
+    "resume": Form(names=("--resume",)),
+    "quiet": Form(names=("--quiet", "-q")),
+}
+TRAIN_OPTIONS = cli_options(TrainRun, TrainConfig, skip=SKIP, forms=FORMS)
+
+
+def _train_config(ctx: typer.Context, run: TrainRun, values: dict) -> TrainConfig:
+    """Defaults, else --config FILE, else the run's own config.json on --resume; typed options on top."""
+    given = explicit(ctx, [o for o in TRAIN_OPTIONS if o.root is TrainConfig], values)
+    run_dir, config_file, resume = values["run_dir"], run.config_file, run.resume
+    if run.quiet:
         given["progress"] = False
     if resume:
         if config_file:
-            raise ValueError("--resume continues the run's own config.json; drop --config")
+            raise ConfigError("--resume continues the run's own config.json; drop --config")
         frozen = sorted(set(given) - RESUMABLE)
         if frozen:
             flags = ", ".join("--" + k.split(".")[-1].replace("_", "-") for k in frozen)
-            raise ValueError(f"{flags} cannot change on --resume (only targets, logging and paths can)")
+            raise ConfigError(f"{flags} cannot change on --resume (only targets, logging and paths can)")
         base = to_json(RunDir(run_dir).saved_config())
     elif config_file:
         try:
             base = json.loads(Path(config_file).read_text())
         except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read --config {config_file}: {e}") from None
+            raise ConfigError(f"cannot read --config {config_file}: {e}") from None
     else:
         base = to_json(TrainConfig())
-    tree = apply_options(base, {**given, "run_dir": run_dir})
+    tree = apply_options(base, given)
     return load_config(tree, where=config_file or "options")
 
 
-def train(
-    ctx: typer.Context,
-    run_dir: Annotated[str, typer.Option(help="Run directory: config, checkpoint, metrics, curves.")],
-    config_file: Annotated[
-        str | None, typer.Option("--config", help="A config.json to start from (options override it).")
-    ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-dir.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only errors (implies --no-progress).")
-    ] = False,
-    **values,
-) -> None:
+def train(ctx: typer.Context, **values) -> None:
     """Train offline from a store (--store, --updates) or online (--env, or --store --online)."""
     from rise_agent.training.train import train as run
 
     with user_errors():
-        config = _train_config(ctx, run_dir, config_file, resume, values, quiet)
-        out = run(config, resume=resume)
+        given = build(TrainRun, TRAIN_OPTIONS, values)
+        config = _train_config(ctx, given, values)
+        out = run(config, resume=given.resume)
     ev = out.get("eval") or {}
     echo(
         f"{out['run_dir']}: {out['updates']} updates, {out['env_steps']} env steps"
@@ -92,68 +110,68 @@ def train(
             if ev
             else ""
         ),
-        quiet,
+        given.quiet,
     )
 
 
 app.command()(with_options(train, TRAIN_OPTIONS))
 
 
-@app.command("eval")
-def evaluate_cmd(
-    checkpoints: Annotated[
-        list[str], typer.Argument(help="Checkpoints (checkpoint.pt of rise-agent train), one game each.")
-    ],
-    episodes: Annotated[int, typer.Option(help="Episodes per checkpoint.")] = 10,
-    epsilon: Annotated[float, typer.Option(help="ε-greedy during evaluation (noise is always off).")] = 0.0,
-    num_envs: Annotated[int, typer.Option(help="Parallel envs.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    record: Annotated[
-        str | None, typer.Option(help="Write one episode as a .gif (or .mp4); one checkpoint only.")
-    ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option(help="Cap each env at this many steps (cut episodes are reported).")
-    ] = None,
-    encoder_weights: Annotated[
-        str | None, typer.Option(help="Weights file of the frozen encoder, if needed.")
-    ] = None,
-    allow_plugin: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Plug-in code (module:name: an encoder, env or env factory) the checkpoint names, "
-            "that you trust (repeatable)."
-        ),
-    ] = None,
-    scores_csv: Annotated[
-        str | None,
-        typer.Option(
-            help="Write one row per checkpoint: raw mean, human-normalized score or why it is raw only."
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only errors (and --json's output): no progress bar.")
-    ] = False,
-) -> None:
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``rise-agent eval`` plays: checkpoints, episodes and the envs' settings."""
+
+    checkpoints: list[str] = param(help="Checkpoints (checkpoint.pt of rise-agent train), one game each.")
+    episodes: int = param(10, "Episodes per checkpoint.")
+    epsilon: float = param(0.0, "ε-greedy during evaluation (noise is always off).")
+    num_envs: int = param(8, "Parallel envs.")
+    seed: int = param(0, "Seed.")
+    record: str | None = param(None, "Write one episode as a .gif (or .mp4); one checkpoint only.")
+    max_steps: int | None = param(None, "Cap each env at this many steps (cut episodes are reported).")
+    encoder_weights: str | None = param(None, "Weights file of the frozen encoder, if needed.")
+    allow_plugin: list[str] = param(
+        factory=list,
+        help="Plug-in code (module:name: an encoder, env or env factory) the checkpoint names, "
+        "that you trust (repeatable).",
+    )
+    scores_csv: str | None = param(
+        None, "Write one row per checkpoint: raw mean, human-normalized score or why it is raw only."
+    )
+    device: str = param("auto", "auto, cpu, cuda.")
+
+
+EVAL_QUIET = Form(names=("--quiet", "-q"), help="Print only errors (and --json's output): no progress bar.")
+
+
+@command(
+    app,
+    EvalConfig,
+    Printing,
+    name="eval",
+    forms={"checkpoints": Form(argument=True), "as_json": JSON, "quiet": EVAL_QUIET},
+)
+def evaluate_cmd(config: EvalConfig, printing: Printing) -> None:
     """Evaluate checkpoints: raw and human-normalized scores; over several games also their IQM."""
     from rise_agent.evaluation.scores import write_scores_csv
 
-    with user_errors(), plugins.trusting(allow_plugin or ()):
-        if record and len(checkpoints) > 1:
-            raise ValueError("--record writes one checkpoint's episode; give one checkpoint with it")
+    as_json, quiet = printing.as_json, printing.quiet
+    with user_errors(), plugins.trusting(config.allow_plugin):
+        if config.record and len(config.checkpoints) > 1:
+            raise ConfigError("--record writes one checkpoint's episode; give one checkpoint with it")
         play = {
-            "episodes": episodes,
-            "epsilon": epsilon,
-            "seed": seed,
-            "num_envs": num_envs,
-            "record": record,
+            "episodes": config.episodes,
+            "epsilon": config.epsilon,
+            "seed": config.seed,
+            "num_envs": config.num_envs,
+            "record": config.record,
         }
-        play |= {"max_steps": max_steps, "progress": not (quiet or as_json)}
-        results = [_evaluate_one(ck, device, encoder_weights, play) for ck in checkpoints]
-        if scores_csv:
-            write_scores_csv(scores_csv, results)
-    _report(results, record, as_json, quiet)
+        play |= {"max_steps": config.max_steps, "progress": not (quiet or as_json)}
+        results = [
+            _evaluate_one(ck, config.device, config.encoder_weights, play) for ck in config.checkpoints
+        ]
+        if config.scores_csv:
+            write_scores_csv(config.scores_csv, results)
+    _report(results, config.record, as_json, quiet)
 
 
 def _report(results: list[dict], record: str | None, as_json: bool, quiet: bool) -> None:

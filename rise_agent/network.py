@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 
 Combine = Literal["multiply", "concat", "add"]
 ContextMasking = Literal["zero", "pack"]
@@ -63,13 +63,13 @@ class NetworkConfig:
 
     def __post_init__(self) -> None:
         if self.n_actions < 1:
-            raise ValueError(f"n_actions must be >= 1, got {self.n_actions}")
+            raise ConfigError(f"n_actions must be >= 1, got {self.n_actions}")
         if self.context_len < 0:
-            raise ValueError(f"context_len must be >= 0, got {self.context_len}")
+            raise ConfigError(f"context_len must be >= 0, got {self.context_len}")
         if self.combine not in ("multiply", "concat", "add"):
-            raise ValueError(f"combine must be multiply, concat or add, got {self.combine!r}")
+            raise ConfigError(f"combine must be multiply, concat or add, got {self.combine!r}")
         if self.context_masking not in ("zero", "pack"):
-            raise ValueError(f"context_masking must be zero or pack, got {self.context_masking!r}")
+            raise ConfigError(f"context_masking must be zero or pack, got {self.context_masking!r}")
 
     @property
     def conv_features(self) -> int:

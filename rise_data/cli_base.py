@@ -4,8 +4,8 @@ Exit codes (both ``rise-data`` and ``rise-agent``; README "Exit codes"):
 
 - 0: success;
 - 1: invalid data: a store or file that is damaged or fails ``check`` (:class:`CorruptStoreError`);
-- 2: usage: bad arguments or input the user can fix (every rise error type is a ValueError whose message
-  names the problem and the fix; a missing file, a path that cannot be written, a held lock);
+- 2: usage: bad arguments or input the user can fix (a :class:`~rise_data.errors.UserError`, whose message
+  names the problem and the fix; an OS error on a path the user named: missing, not writable, disk full);
 - 3: a bug in rise: the traceback is printed, please report it. (130: interrupted with Ctrl-C.)
 
 No ``from __future__ import annotations`` here: typer resolves the ``--version`` option's annotation at
@@ -16,14 +16,17 @@ import errno
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 import click
 import typer
 
 from rise_data import __version__
+from rise_data.errors import UserError
+from rise_data.options import Form, build, cli_options, param, with_options
 from rise_data.store import CorruptStoreError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
@@ -70,18 +73,29 @@ def new_app(prog: str, help: str) -> typer.Typer:
     return app
 
 
+def _user_path_error(e: BaseException) -> bool:
+    """An OS error about a path the user named (missing, read-only, in the way), or a full disk."""
+    if not isinstance(e, OSError):
+        return False
+    return e.errno == errno.ENOSPC or (e.errno in _OS_FIXES and e.filename is not None)
+
+
 def exit_code(e: BaseException) -> int:
-    """The exit code of an exception that reached the command line (the mapping, in one place)."""
+    """The exit code of an exception that reached the command line (the mapping, in one place).
+
+    :class:`CorruptStoreError` 1; any other :class:`UserError` and an OS error on a user's path 2;
+    anything else (a ``ValueError`` from numpy, a ``KeyError``, ...) is a bug in rise: 3.
+    """
     if isinstance(e, CorruptStoreError):
         return EXIT_INVALID
-    if isinstance(e, (ValueError, OSError)):
+    if isinstance(e, UserError) or _user_path_error(e):
         return EXIT_USAGE
     return EXIT_BUG
 
 
 def error_line(e: BaseException) -> str:
     """One line naming the problem and the fix (OS errors: the path, what went wrong, what to do)."""
-    if isinstance(e, OSError) and not isinstance(e, ValueError) and e.errno is not None:
+    if _user_path_error(e):
         where = f"{e.filename}: " if e.filename else ""
         fix = _OS_FIXES.get(e.errno, "check the path and its permissions")
         return f"{where}{e.strerror or e}; {fix}"
@@ -92,8 +106,8 @@ def error_line(e: BaseException) -> str:
 def user_errors() -> Iterator[None]:
     """Errors -> exit codes: invalid data 1 and usage 2 as one line on stderr; a bug 3 with its traceback.
 
-    Every rise error type (StoreError, EnvError, EncoderError, PolicyError, CheckpointError, LockHeld) is
-    a ValueError whose message names the problem and the fix. Warnings print as one line too.
+    Every error meant for the user is a :class:`UserError` whose message names the problem and the fix.
+    A bug's traceback goes to stderr, then one line pointing at it. Warnings print as one line too.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -116,3 +130,55 @@ def echo(text: str, quiet: bool = False, err: bool = False) -> None:
     """Print unless ``--quiet`` (errors never go through here: they always print)."""
     if not quiet:
         typer.echo(text, err=err)
+
+
+# -- options every command shares, and commands whose options are their config classes ------------
+QUIET = Form(names=("--quiet", "-q"))
+JSON = Form(names=("--json",))
+
+
+def flag(name: str) -> Form:
+    """A bool field as a plain ``--name`` flag (no ``--no-name``)."""
+    return Form(names=(f"--{name}",))
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """How a command prints: progress and results, or nothing but errors."""
+
+    quiet: bool = param(False, "Print only errors.")
+
+
+@dataclass(frozen=True)
+class Printing:
+    """How a command that reports prints: text or JSON, or nothing but errors."""
+
+    as_json: bool = param(False, "Print JSON.")
+    quiet: bool = param(False, "Print only errors.")
+
+
+def command(
+    app: typer.Typer,
+    *classes: type,
+    name: str | None = None,
+    skip: set[str] = frozenset(),
+    forms: Mapping[str, Form] | None = None,
+) -> Callable[[Callable], Callable]:
+    """Register ``func(*configs)`` as a command whose options are the fields of ``classes``.
+
+    The configs are built from what was typed (one-line errors when they refuse it) and passed in order.
+    """
+    options = cli_options(*classes, skip=skip, forms=forms)
+
+    def register(func: Callable) -> Callable:
+        def run(**values):
+            with user_errors():
+                configs = [build(cls, options, values) for cls in classes]
+            return func(*configs)
+
+        run.__name__, run.__doc__ = func.__name__, func.__doc__
+        app.command(name)(with_options(run, options))
+        func.options = options  # what the command line offers (tests read it)
+        return func
+
+    return register

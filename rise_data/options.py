@@ -78,6 +78,7 @@ class Form:
     aliases: tuple[str, ...] = ()  # more names beside the generated one
     hidden: bool = False  # accepted, not listed in --help
     help: str | None = None  # this command's wording (default: the field's own help)
+    required: bool = False  # must be given although the config has a default (a placeholder)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ def cli_options(
         if get_origin(inner) is Literal:
             help_ = f"{help_} [{' | '.join(map(str, get_args(inner)))}]".strip()
         names = () if form.argument else (*(form.names or _long_names(flag, tp)), *form.aliases)
+        default = MISSING if form.required else default
         out.append(
             Option(
                 cls,
@@ -309,5 +311,7 @@ def from_json(cls: type, tree: dict, where: str = "config", _path: str = "") -> 
     values = {k: _coerce(hints[k], v, where, f"{_path}{k}") for k, v in tree.items()}
     try:
         return cls(**values)
+    except UserError:
+        raise  # the config's own check: its message already names the option and the fix
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {_path.rstrip('.') or 'config'}: {e}") from None

@@ -208,10 +208,10 @@ def test_collect_and_encode_options_come_from_their_configs(tmp_path):
     """Every option has help and the dataclass default; --num-envs is the name, --envs a hidden alias."""
     from typer.testing import CliRunner
 
-    from rise_data.cli import COLLECT_OPTIONS, ENCODE_OPTIONS, app
+    from rise_data.cli import app, collect, encode
 
-    assert all(o.help for o in COLLECT_OPTIONS + ENCODE_OPTIONS), [
-        o.flag for o in COLLECT_OPTIONS if not o.help
+    assert all(o.help for o in collect.options + encode.options), [
+        o.flag for o in collect.options if not o.help
     ]
     runner = CliRunner()
     for command in ("collect", "encode"):

@@ -164,7 +164,7 @@ def test_pack_is_one_stored_zip_read_in_place(cue_copy, tmp_path):
     assert packed.meta["history"][-1]["command"] == "pack"
     # every read-only command reads it in place
     assert "192 steps in 6 episodes" in ok(["info", zp])
-    assert "ok" in ok(["check", zp, "--deep"])
+    assert "ok" in ok(["check", zp])
     assert "downsample" in ok(["card", zp])
     assert "read-only" in one_line_error(["card", zp, "--author", "x"])
     assert "read-only" in one_line_error(["seal", zp])
@@ -546,7 +546,7 @@ def test_read_only_commands_on_s3(cue, tmp_path, s3):
         store = open_store(url)
         assert store.kind == "url" and store.rows == 198 and store.embedding_names() == ["downsample"]
         assert "192 steps in 6 episodes" in ok(["info", url])
-        assert "ok" in ok(["check", url, "--deep"])
+        assert "ok" in ok(["check", url])
         assert "downsample" in ok(["card", url])
         assert json.loads(ok(["stats", url, "--json"]))["rows"] == 198
         h5 = str(tmp_path / f"{url.rsplit('/', 1)[1]}.h5")

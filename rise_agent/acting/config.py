@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 
 __all__ = ["ActingConfig"]
 
@@ -31,4 +31,4 @@ class ActingConfig:
 
     def __post_init__(self) -> None:
         if self.env_groups < 1:
-            raise ValueError(f"env_groups must be >= 1, got {self.env_groups}")
+            raise ConfigError(f"env_groups must be >= 1, got {self.env_groups}")

@@ -35,6 +35,7 @@ from rise_agent.training.checkpoint import CheckpointError, read_checkpoint
 from rise_data.collect.rollout import Rollout
 from rise_data.encode.encoders import Encoder
 from rise_data.envs import make_env
+from rise_data.options import ConfigError
 
 __all__ = ["btr_eval_epsilon", "evaluate", "load_agent", "own_taus"]
 
@@ -70,9 +71,9 @@ def evaluate(
     that make the score honest (``ends``, ``complete``, ``time_limit``, ``raw_only``, ``score_note``).
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if record is not None and Path(record).suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(f"cannot record to {record}: use a .gif or .mp4 file name")
+        raise ConfigError(f"cannot record to {record}: use a .gif or .mp4 file name")
     num_envs = min(num_envs or min(episodes, 8), episodes)
     env = make_env(env_spec, num_envs=num_envs)
     was_training = network.training

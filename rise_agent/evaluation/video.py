@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rise_data.envs import Step
+from rise_data.options import ConfigError
 
 __all__ = ["RECORD_FPS", "RECORD_MAX_FRAMES", "VIDEO_SUFFIXES", "record_frame", "write_video"]
 
@@ -26,7 +27,7 @@ def write_video(path: str | os.PathLike, frames: list[np.ndarray], fps: int = RE
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"cannot record to {path}: use a .gif or .mp4 file name")
+        raise ConfigError(f"cannot record to {path}: use a .gif or .mp4 file name")
     if not frames:
         raise ValueError("no frames to record")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import Tensor
 
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 
 if TYPE_CHECKING:
     from rise_agent.network import NetworkConfig
@@ -55,15 +55,15 @@ class ReplayConfig:
 
     def __post_init__(self) -> None:
         if self.capacity < 1 or self.n_step < 1:
-            raise ValueError(f"capacity and n_step must be >= 1, got {self.capacity} and {self.n_step}")
+            raise ConfigError(f"capacity and n_step must be >= 1, got {self.capacity} and {self.n_step}")
         if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+            raise ConfigError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.per_alpha < 0 or self.per_beta < 0 or self.per_eps <= 0:
-            raise ValueError("per_alpha and per_beta must be >= 0 and per_eps > 0")
+            raise ConfigError("per_alpha and per_beta must be >= 0 and per_eps > 0")
         if self.reward_clip is not None and self.reward_clip <= 0:
-            raise ValueError(f"reward_clip must be > 0 or None, got {self.reward_clip}")
+            raise ConfigError(f"reward_clip must be > 0 or None, got {self.reward_clip}")
         if self.offline_fraction is not None and not 0.0 <= self.offline_fraction <= 1.0:
-            raise ValueError(f"offline_fraction must be in [0, 1] or None, got {self.offline_fraction}")
+            raise ConfigError(f"offline_fraction must be in [0, 1] or None, got {self.offline_fraction}")
 
 
 @dataclass(frozen=True)

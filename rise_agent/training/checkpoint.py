@@ -25,6 +25,7 @@ import torch
 
 from rise_agent.network import NetworkConfig
 from rise_data.encode.encoders import EncoderError, EncoderSpec
+from rise_data.errors import UserError
 from rise_data.options import ConfigError, from_json
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 _SCALARS = (bool, int, float, str, type(None))
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint cannot be written or read; the one-line message says why."""
 
 

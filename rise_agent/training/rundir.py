@@ -19,6 +19,7 @@ from typing import Any
 
 from rise_agent.config import TrainConfig, load_config, save_config
 from rise_agent.training.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from rise_data.errors import UserError
 
 __all__ = ["RunDir", "RunError"]
 
@@ -26,7 +27,7 @@ _OWN = ("config.json", "train.csv", "episodes.csv", "eval.csv", "learning_curve.
 _LOGS = ("train", "episodes", "eval")
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """The run directory cannot be used as asked; the message says what to do instead."""
 
 

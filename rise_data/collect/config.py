@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 from rise_data.store.format import Durability, StoreLayout
 
 
@@ -40,8 +40,8 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.episodes is None):
-            raise ValueError("give exactly one of --steps N or --episodes N")
+            raise ConfigError("give exactly one of --steps N or --episodes N")
         if (self.steps or self.episodes) <= 0 or self.num_envs <= 0:
-            raise ValueError("--steps/--episodes and --num-envs must be positive")
+            raise ConfigError("--steps/--episodes and --num-envs must be positive")
         if self.commit_rows < 0:
-            raise ValueError("--commit-rows must be >= 0 (0: commit every finished episode at once)")
+            raise ConfigError("--commit-rows must be >= 0 (0: commit every finished episode at once)")

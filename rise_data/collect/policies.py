@@ -12,11 +12,12 @@ from typing import Protocol
 import numpy as np
 
 from rise_data.envs import Step
+from rise_data.errors import UserError
 
 ALIASES = {"checkpoint": "rise_agent.acting.policy:from_checkpoint"}
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError):
     """The policy cannot be built; the message says what to pass instead."""
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class EncodeConfig:
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float16", "float32"):  # numpy/zarr have no bfloat16 to store
-            raise ValueError(f"--dtype {self.dtype} cannot be stored; use float16 (the default) or float32")
+            raise ConfigError(f"--dtype {self.dtype} cannot be stored; use float16 (the default) or float32")
         for name in ("batch_size", "read_workers", "prefetch"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

@@ -34,6 +34,7 @@ from rise_data.encode.distributed import (
     world_from_env,
 )
 from rise_data.encode.encoders import Encoder, embedding_encoder, library_versions, make_encoder
+from rise_data.encode.spec import EncoderError
 from rise_data.store import (
     ATTR,
     Store,
@@ -59,7 +60,9 @@ def resolve_device(device: str) -> torch.device:
 def embedding_name(config: EncodeConfig) -> str:
     name = config.name or config.encoder.replace(":", ".")
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-        raise ValueError(f"embedding name '{name}' may hold only letters, digits, '_', '.', '-'; pass --name")
+        raise EncoderError(
+            f"embedding name '{name}' may hold only letters, digits, '_', '.', '-'; pass --name"
+        )
     return name
 
 

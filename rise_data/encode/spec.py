@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rise_data.errors import UserError
+
 SOURCES = ("frame", "obs")
 
 
-class EncoderError(ValueError):
+class EncoderError(UserError):
     """An encoder cannot be built or applied as asked; the one-line message says what to do."""
 
 

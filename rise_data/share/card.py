@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rise_data import __version__
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 from rise_data.store import Store, StoreError, compute_checksums, data_fingerprint, now_iso, open_store
 from rise_data.store.lock import store_lock
 
@@ -35,7 +35,7 @@ def parse_id(dataset_id: str) -> tuple[str | None, str, int]:
     """``"rise/pong-random-v0"`` -> ("rise", "pong-random", 0); raises ValueError on anything else."""
     m = ID_PATTERN.fullmatch(dataset_id or "")
     if not m:
-        raise ValueError(
+        raise ConfigError(
             f"dataset id '{dataset_id}' is not NAME-vN (letters, digits, '_', '.', '-'; an optional "
             "namespace/ before), e.g. pong-random-v0"
         )
@@ -101,6 +101,31 @@ def _source_ids(store: Store) -> set[str]:
             if isinstance(src, dict) and src.get("id"):
                 ids.add(src["id"])
     return ids
+
+
+def parse_scores(items: list[str]) -> dict[str, float]:
+    """``["random=-20.7", "human=14.6"]`` -> ``{"random": -20.7, "human": 14.6}`` (``--ref-score``)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ConfigError(f"--ref-score takes NAME=NUMBER, got '{item}'")
+    return out
+
+
+def card(config: CardConfig) -> dict:
+    """The card of ``config.store`` (:func:`card_data`), after writing the fields ``config`` sets."""
+    if config.sets_anything:
+        set_card(config)
+    elif config.force:
+        raise ConfigError(
+            "--force only applies when setting --id, --author, --license, --description or --ref-score"
+        )
+    return card_data(open_store(config.store))
 
 
 def set_card(config: CardConfig) -> dict:

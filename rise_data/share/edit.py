@@ -19,7 +19,7 @@ import numpy as np
 
 from rise_data.encode.spec import upgrade_record
 from rise_data.envs import env_difference, same_env
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 from rise_data.store import (
     ATTR,
     EPISODE_ARRAYS,
@@ -259,9 +259,9 @@ def parse_episode_list(text: str) -> list[int]:
         try:
             lo, hi = int(a), int(b) if sep else int(a)
         except ValueError:
-            raise ValueError(f"--episodes takes numbers and ranges like 0,3,5-9; got '{part}'") from None
+            raise ConfigError(f"--episodes takes numbers and ranges like 0,3,5-9; got '{part}'") from None
         if hi < lo:
-            raise ValueError(f"--episodes range '{part}' is empty")
+            raise ConfigError(f"--episodes range '{part}' is empty")
         out.extend(range(lo, hi + 1))
     return out
 
@@ -304,17 +304,17 @@ def select(source: Store, indices: list[int], output: str, command: str, config:
 def subset(config: SelectConfig) -> Store:
     """The first N episodes, or listed episode numbers, of a store."""
     if (config.first is None) == (config.episodes is None):
-        raise ValueError("give exactly one of --first N or --episodes LIST")
+        raise ConfigError("give exactly one of --first N or --episodes LIST")
     source = _valid_source(config.store)
     n = source.num_episodes
     if config.first is not None:
         if config.first <= 0:
-            raise ValueError("--first must be positive")
+            raise ConfigError("--first must be positive")
         indices = list(range(min(config.first, n)))
     else:
         bad = [i for i in config.episodes if not 0 <= i < n]
         if bad:
-            raise ValueError(f"episode(s) {bad[:5]} not in {config.store}, which has episodes 0..{n - 1}")
+            raise ConfigError(f"episode(s) {bad[:5]} not in {config.store}, which has episodes 0..{n - 1}")
         indices = sorted(set(config.episodes))
     return select(source, indices, config.output, "subset", config_to_json(config), config.batch_bytes)
 
@@ -323,7 +323,7 @@ def filter_episodes(config: SelectConfig) -> Store:
     """Episodes whose return and length lie within the given bounds (inclusive)."""
     bounds = (config.min_return, config.max_return, config.min_length, config.max_length)
     if all(b is None for b in bounds):
-        raise ValueError("give at least one of --min-return, --max-return, --min-length, --max-length")
+        raise ConfigError("give at least one of --min-return, --max-return, --min-length, --max-length")
     source = _valid_source(config.store)
     ep = source.episodes()
     keep = np.ones(source.num_episodes, bool)
@@ -352,7 +352,7 @@ class SplitConfig:
 def split_indices(num_episodes: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """A seeded random partition of episode numbers (each part sorted, so reads stay sequential)."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"--fraction must be in (0, 1), got {fraction}")
+        raise ConfigError(f"--fraction must be in (0, 1), got {fraction}")
     n_train = int(round(fraction * num_episodes))
     if n_train == 0 or n_train == num_episodes:
         raise StoreError(
@@ -366,7 +366,7 @@ def split_indices(num_episodes: int, fraction: float, seed: int) -> tuple[list[i
 def split(config: SplitConfig) -> tuple[Store, Store]:
     """Two stores (train, val) from a seeded random partition of the episodes."""
     if config.train == config.val:
-        raise ValueError("the train and val outputs must be different paths")
+        raise ConfigError("the train and val outputs must be different paths")
     source = _valid_source(config.store)
     train, val = split_indices(source.num_episodes, config.fraction, config.seed)
     cfg = config_to_json(config)
@@ -386,7 +386,7 @@ class MergeConfig:
 def merge(config: MergeConfig) -> Store:
     """One store holding every episode of the sources, in order (same env; same complete embeddings)."""
     if len(config.sources) < 2:
-        raise ValueError("merge needs at least two source stores")
+        raise ConfigError("merge needs at least two source stores")
     stores = [_valid_source(p) for p in config.sources]
     first = stores[0]
     for s in stores[1:]:

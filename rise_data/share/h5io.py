@@ -58,7 +58,7 @@ def export_hdf5(config: ExportConfig) -> dict:
     import h5py
 
     if config.compression not in COMPRESSION:
-        raise ValueError(f"--compression must be one of {', '.join(COMPRESSION)}")
+        raise StoreError(f"--compression must be one of {', '.join(COMPRESSION)}")
     out = Path(config.output)
     if out.exists() and not config.force:
         raise StoreError(f"{out} exists; pass --force to replace it")

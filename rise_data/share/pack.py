@@ -27,7 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rise_data import __version__
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 from rise_data.store import (
     ATTR,
     EPISODE_ARRAYS,
@@ -88,7 +88,7 @@ def pack(config: PackConfig) -> dict:
 
     src, out = Path(config.store), Path(config.output)
     if not out.name.lower().endswith(".zip"):
-        raise ValueError(f"the packed file must end in .zip (got {out}), so readers know to open it as one")
+        raise ConfigError(f"the packed file must end in .zip (got {out}), so readers know to open it as one")
     store = open_store(config.store)
     if store.kind != "directory":
         raise StoreError(

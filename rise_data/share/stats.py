@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 from rise_data.store import ATTR, Store, StoreError, block_rows, now_iso
 
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
@@ -32,6 +32,10 @@ class StatsConfig:
     bins: int = param(1024, "Histogram bins per embedding dimension (quantile resolution).")
     write: bool = param(True, "Record them in the store's attributes.")
     progress: bool = param(False, "Show a progress bar.")
+
+    def __post_init__(self) -> None:
+        if self.bins < 2:
+            raise ConfigError("--bins must be at least 2")
 
 
 def _from_hist(counts: np.ndarray) -> dict:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from rise_data.errors import UserError
 from rise_data.options import param
 
 FORMAT_NAME = "rise-store"
@@ -43,7 +44,7 @@ EPISODE_ARRAYS: dict[str, str] = {
 }
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """A store cannot be opened or written as asked; the message says what to do."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,6 @@ class ViewConfig:
 
     def __post_init__(self) -> None:
         if self.max_frames < 2 or self.sim_steps < 2:
-            raise ValueError("--max-frames and --sim-steps must be at least 2")
+            raise ConfigError("--max-frames and --sim-steps must be at least 2")
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"--port must be in 0-65535, got {self.port}")
+            raise ConfigError(f"--port must be in 0-65535, got {self.port}")

@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+from rise_data.options import ConfigError
 from rise_data.view.analysis import shown_steps
 
 LOGS = {"train": "updates", "episodes": "env_steps", "eval": "updates"}
@@ -76,7 +77,7 @@ def run_data(path: str, max_points: int) -> dict:
     try:
         config = json.loads((run / "config.json").read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{run / 'config.json'} cannot be read ({e}); is {run} a run directory?") from None
+        raise ConfigError(f"{run / 'config.json'} cannot be read ({e}); is {run} a run directory?") from None
     logs = {k: {"x": x, **read_log(run / f"{k}.csv", max_points)} for k, x in LOGS.items()}
     return {
         "run": str(run),

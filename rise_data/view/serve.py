@@ -6,6 +6,8 @@ import functools
 import http.server
 from pathlib import Path
 
+from rise_data.options import ConfigError
+
 HOST = "127.0.0.1"
 
 
@@ -20,7 +22,7 @@ def make_server(folder: str | Path, port: int = 0) -> http.server.ThreadingHTTPS
     try:
         return http.server.ThreadingHTTPServer((HOST, port), handler)
     except OSError as e:
-        raise ValueError(
+        raise ConfigError(
             f"cannot serve on {HOST}:{port} ({e.strerror}); choose another --port (0: any free)"
         ) from None
 

@@ -1,0 +1,75 @@
+"""Export a store to, or import one from, HDF5 or Minari: picks the format and calls its writer."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+from pathlib import Path
+
+from rise_data.options import ConfigError
+from rise_data.share.h5io import ExportConfig, ImportConfig, export_hdf5, import_hdf5
+
+__all__ = ["export_format", "export_store", "import_format", "import_store"]
+
+FORMATS = ("hdf5", "minari")
+
+
+def _given(fmt: str) -> str | None:
+    if fmt == "auto":
+        return None
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be auto, hdf5 or minari, got '{fmt}'")
+    return fmt
+
+
+def export_format(output: str, fmt: str = "auto") -> str:
+    """``fmt``, or for ``auto`` the format ``output`` names (``minari:ID`` or an ``.h5`` file)."""
+    given = _given(fmt)
+    if given:
+        return given
+    if output.startswith("minari:"):
+        return "minari"
+    if output.lower().endswith((".h5", ".hdf5")):
+        return "hdf5"
+    raise ConfigError(
+        f"cannot tell the format of '{output}': name an .h5 file or minari:DATASET_ID, or pass --format"
+    )
+
+
+def import_format(source: str, fmt: str = "auto") -> str:
+    """``fmt``, or for ``auto`` the format of ``source`` (``minari:ID``, an ``.h5`` file, a Minari folder)."""
+    given = _given(fmt)
+    if given:
+        return given
+    if source.startswith("minari:"):
+        return "minari"
+    if source.lower().endswith((".h5", ".hdf5")):
+        return "hdf5"
+    p = Path(source)
+    if (p / "metadata.json").exists() or (p / "data" / "metadata.json").exists():
+        return "minari"
+    if not p.exists():
+        raise FileNotFoundError(errno.ENOENT, "does not exist", source)
+    raise ConfigError(
+        f"cannot tell the format of '{source}': give an .h5 file, minari:ID or a Minari dataset directory"
+    )
+
+
+def export_store(config: ExportConfig) -> dict:
+    """Write the store to the format ``config`` names; the writer's summary plus ``"format"``."""
+    config = dataclasses.replace(config, format=export_format(config.output, config.format))
+    if config.format == "minari":
+        from rise_data.share.minari_io import export_minari  # minari is an optional dependency
+
+        return {**export_minari(config), "format": "minari"}
+    return {**export_hdf5(config), "format": "hdf5"}
+
+
+def import_store(config: ImportConfig) -> dict:
+    """A new store from the HDF5 export or Minari dataset ``config`` names; the reader's summary."""
+    config = dataclasses.replace(config, format=import_format(config.source, config.format))
+    if config.format == "minari":
+        from rise_data.share.minari_io import import_minari  # minari is an optional dependency
+
+        return {**import_minari(config), "format": "minari"}
+    return {**import_hdf5(config), "format": "hdf5"}
