@@ -19,19 +19,10 @@ import numpy as np
 from tqdm import tqdm
 
 from rise_data.encode.spec import EncoderError, embedding_encoder
-from rise_data.store import (
-    ATTR,
-    EPISODE_ARRAYS,
-    STEP_SCALARS,
-    CorruptStoreError,
-    RowHasher,
-    Store,
-    StoreError,
-    block_rows,
-    data_fingerprint,
-    open_store,
-    partial_files,
-)
+from rise_data.store import CorruptStoreError, Store, StoreError, open_store
+from rise_data.store.checksums import RowHasher, block_rows, data_fingerprint
+from rise_data.store.format import ATTR, EPISODE_ARRAYS, STEP_SCALARS
+from rise_data.store.write import partial_files
 
 # besides `encoder` (an EncoderSpec record, parsed strictly), what readers of an embeddings array rely on
 EMBEDDING_KEYS = ("dtype", "rows_done")
@@ -155,28 +146,59 @@ def _first_mismatch(a: np.ndarray, b: np.ndarray) -> int | None:
     return None if np.array_equal(a, b) else int(np.argmax(a != b))
 
 
+ROW_BLOCK = 1 << 18  # rows of the per-step scalars checked at once (whole episodes): bounded memory
+
+
+def _episode_blocks(length: np.ndarray, rows: int = ROW_BLOCK) -> list[tuple[int, int]]:
+    """``[e0, e1)`` runs of whole episodes spanning about ``rows`` rows each (at least one episode)."""
+    ends = np.cumsum(length + 1)
+    out, e0 = [], 0
+    while e0 < len(length):
+        base = ends[e0 - 1] if e0 else 0
+        e1 = max(e0 + 1, int(np.searchsorted(ends, base + rows, side="right")))
+        out.append((e0, e1))
+        e0 = e1
+    return out
+
+
 def _check_rows(store: Store, ep: dict) -> list[Problem]:
-    """Flags, ids, padding, actions and returns of every row agree with the episode index."""
+    """Flags, ids, padding, actions and returns of every row agree with the episode index.
+
+    Streams whole episodes about :data:`ROW_BLOCK` rows at a time; each kind of problem is reported
+    once, at its first row.
+    """
+    found: dict[str, Problem] = {}
+    for e0, e1 in _episode_blocks(ep["length"]):
+        for p in _check_row_block(store, ep, e0, e1):
+            found.setdefault(p.where, p)
+    return list(found.values())
+
+
+def _check_row_block(store: Store, ep: dict, e0: int, e1: int) -> list[Problem]:
+    """:func:`_check_rows` on episodes ``[e0, e1)``; rows and episodes in messages are the store's."""
     out: list[Problem] = []
-    n, start, length = store.rows, ep["start"], ep["length"]
-    cols = {k: store.read(k) for k in STEP_SCALARS}
+    r0 = int(ep["start"][e0])
+    length = ep["length"][e0:e1]
+    start = ep["start"][e0:e1] - r0
+    n = int(start[-1] + length[-1] + 1)
+    cols = {k: store.read(k, r0, r0 + n) for k in STEP_SCALARS}
     last = start + length
     first_mask, last_mask = np.zeros(n, bool), np.zeros(n, bool)
     first_mask[start], last_mask[last] = True, True
     for flag, mask in (("is_first", first_mask), ("is_last", last_mask)):
         row = _first_mismatch(cols[flag], mask)
         if row is not None:
-            out.append(Problem("error", flag, f"disagrees with the episode index at row {row}"))
+            out.append(Problem("error", flag, f"disagrees with the episode index at row {r0 + row}"))
     for flag in ("terminated", "truncated"):
         stray = cols[flag] & ~last_mask
         if stray.any():
-            msg = f"set on row {int(np.argmax(stray))}, which is not an episode's last row"
+            msg = f"set on row {r0 + int(np.argmax(stray))}, which is not an episode's last row"
             out.append(Problem("error", flag, msg))
     ends = cols["terminated"][last].astype(int) + cols["truncated"][last].astype(int)
     if np.any(ends != 1):
-        msg = f"episode {int(np.argmax(ends != 1))} must end terminated xor truncated"
+        msg = f"episode {e0 + int(np.argmax(ends != 1))} must end terminated xor truncated"
         out.append(Problem("error", "terminated/truncated", msg))
-    if not np.array_equal(cols["episode_id"], np.repeat(np.arange(len(start)), length + 1)):
+    if not np.array_equal(cols["episode_id"], np.repeat(np.arange(e0, e1), length + 1)):
         out.append(Problem("error", "episode_id", "does not number the rows of each episode"))
     if np.any(cols["action"][last] != 0) or np.any(cols["reward"][last] != 0):
         out.append(Problem("error", "action/reward", "the last row of an episode must hold padding zeros"))
@@ -186,10 +208,10 @@ def _check_rows(store: Store, ep: dict) -> list[Problem]:
     if not np.all(np.isfinite(cols["reward"])):
         out.append(Problem("error", "reward", "non-finite values"))
     sums = np.add.reduceat(cols["reward"].astype(np.float64), start)
-    off = ~np.isclose(sums, ep["return"], rtol=1e-6, atol=1e-3)
+    off = ~np.isclose(sums, ep["return"][e0:e1], rtol=1e-6, atol=1e-3)
     if off.any():
         bad = int(np.argmax(off))
-        msg = f"episode {bad} return {ep['return'][bad]} != reward sum {sums[bad]}"
+        msg = f"episode {e0 + bad} return {ep['return'][e0 + bad]} != reward sum {sums[bad]}"
         out.append(Problem("error", "episodes/return", msg))
     return out
 
