@@ -69,7 +69,7 @@ class TrainConfig:
     replay_ratio: int = param(64, "online: env steps per gradient step (BTR: one per 64-env vector step)")
     learning_starts: int = param(200_000, "online: online transitions in replay before learning starts")
     policy_lag: int = param(
-        1, "online: the actor acts with weights at most this many vector steps old (0 = serial)"
+        1, "online: the actor acts with weights at most this many vector steps old (0: the plain serial loop)"
     )
     eps_start: float = param(1.0, "online: initial epsilon")
     eps_end: float = param(0.01, "online: epsilon floor")

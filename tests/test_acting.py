@@ -66,8 +66,7 @@ def test_lag_zero_is_serial():
 
 
 def test_actor_copy_holds_no_learner_and_does_not_power_iterate():
-    """The actor's copy is a fresh network: no hooks (so no Learner, target or Adam state through them),
-    no gradients, the learner's weights and spectral-norm vectors; acting leaves those vectors as they
+    """The actor's copy is a fresh network: no gradients, the learner's weights and spectral-norm vectors; acting leaves those vectors as they
     are, and its output equals the source network's with spectral norm in eval mode (same noise, taus)."""
     import copy
 
@@ -75,18 +74,16 @@ def test_actor_copy_holds_no_learner_and_does_not_power_iterate():
 
     from rise_agent.acting.thread import actor_copy, copy_weights
     from rise_agent.learner import Learner, LearnerConfig
-    from rise_agent.network import NetworkConfig
+    from rise_agent.network import NetworkConfig, spectral_norm_modules
 
     cfg = NetworkConfig(
         n_actions=3, context_len=4, embed_dim=8, lstm_hidden=8, impala_channels=(4, 8, 8), hidden=16
     )
     learner = Learner(cfg, LearnerConfig(), "cpu")
     twin = actor_copy(learner.online)
-    assert learner.online.combine_proj._forward_hooks and not twin.combine_proj._forward_hooks
     assert not any(p.requires_grad for p in twin.parameters())
-    assert twin.training and all(
-        not m.training for m in twin.modules() if type(m).__name__ == "_SpectralNorm"
-    )
+    assert spectral_norm_modules(twin) and twin.training
+    assert not any(m.training for m in spectral_norm_modules(twin))
     f = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
     ctx, mask, taus = torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.bool), torch.rand(2, 8)
     learner.online(f, ctx, mask, taus=taus)  # the learner iterates its vectors; a publish copies them
@@ -98,9 +95,8 @@ def test_actor_copy_holds_no_learner_and_does_not_power_iterate():
     q2, _ = twin(f, ctx, mask, taus=taus)
     assert torch.equal(q, q2) and all(torch.equal(a, b) for a, b in zip(bufs, twin.buffers(), strict=True))
     ref = copy.deepcopy(learner.online)
-    for m in ref.modules():
-        if type(m).__name__ == "_SpectralNorm":
-            m.eval()
+    for m in spectral_norm_modules(ref):
+        m.eval()
     torch.testing.assert_close(q, ref(f, ctx, mask, taus=taus)[0], rtol=0, atol=0)
 
 
@@ -177,22 +173,25 @@ def test_grouped_acting_thread_records_what_each_group_env_did():
     )
     actor = Actor(actor_copy(make_network(cfg)), enc, 5)
     rollout, gate = Rollout(env), WeightGate(1)
-    th = ActingThread(rollout, actor, gate, lambda s: 0.5, np.random.default_rng(0), 12, seed=3)
+    groups = ActingConfig(env_groups=2)
+    th = ActingThread(
+        rollout, actor, gate, lambda s: 0.5, np.random.default_rng(0), 12, seed=3, config=groups
+    )
     th.start()
     items = [th.get()]
-    rollout.file(items[0][1])
+    rollout.file(items[0].step)
     for t in range(12):
         items.append(th.get())
-        rollout.file(items[-1][1])  # the Rollout's own bookkeeping accepts the grouped steps in order
+        rollout.file(items[-1].step)  # the Rollout's own bookkeeping accepts the grouped steps in order
         if t + 2 < 12:
             gate.publish(t, lambda: None)
     th.stop()
     env.close()
-    assert items[0][0] is None and all(len(a) == 5 for a, _, _ in items[1:])
+    assert items[0].actions is None and all(len(i.actions) == 5 for i in items[1:])
     refs = [make_env(spec, num_envs=n) for n in (3, 2)]
-    obs = [r.reset(seed=3 + 7919 * g).obs for g, r in enumerate(refs)]
-    np.testing.assert_array_equal(np.concatenate(obs), items[0][1].obs)
-    for actions, step, emb in items[1:]:
+    obs = [r.reset(seed=3 + start).obs for start, r in zip((0, 3), refs, strict=True)]  # as ungrouped
+    np.testing.assert_array_equal(np.concatenate(obs), items[0].step.obs)
+    for actions, step, emb, _ in items[1:]:
         parts = [refs[0].step(actions[:3]), refs[1].step(actions[3:])]
         np.testing.assert_array_equal(np.concatenate([p.obs for p in parts]), step.obs)
         np.testing.assert_array_equal(np.concatenate([p.is_first for p in parts]), step.is_first)
@@ -261,7 +260,7 @@ def _thread_items(device: str, actor_stream: bool, steps: int = 8) -> list:
             gate.publish(t, lambda: copy_weights(learner_net, twin))
     th.stop()
     env.close()
-    return [(a, s.obs, e.cpu()) for a, s, e in items]
+    return [(i.actions, i.step.obs, i.emb.cpu()) for i in items]
 
 
 def _same_items(x, y) -> None:

@@ -16,7 +16,7 @@ from rise_agent.cli import app
 from rise_agent.config import TrainConfig, load_config
 from rise_agent.learner import Learner
 from rise_agent.training.checkpoint import load_checkpoint
-from rise_agent.training.online import updates_owed
+from rise_agent.training.reference import updates_owed
 from rise_agent.training.train import train
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode

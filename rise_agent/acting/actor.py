@@ -20,7 +20,7 @@ from rise_data.encode.encoders import Encoder
 from rise_data.envs import Step
 from rise_data.windows import window_offsets
 
-__all__ = ["Actor", "epsilon_schedule"]
+__all__ = ["Actor", "epsilon_draws", "epsilon_schedule"]
 
 
 def epsilon_schedule(
@@ -186,8 +186,18 @@ class Actor:
 
     def act(self, epsilon: float, rng: np.random.Generator, greedy_noise_off: bool = False) -> np.ndarray:
         """ε-greedy actions (E,) int64; the random draws come from ``rng``."""
-        actions = self.greedy(greedy_noise_off).cpu().numpy().astype(np.int64)
-        explore = rng.random(self.num_envs) < epsilon
-        if explore.any():
-            actions[explore] = rng.integers(self.n_actions, size=int(explore.sum()))
-        return actions
+        return self.pick(*epsilon_draws(epsilon, rng, self.num_envs, self.n_actions), greedy_noise_off)
+
+    def pick(self, explore: np.ndarray, random: np.ndarray, greedy_noise_off: bool = False) -> np.ndarray:
+        """The actions (E,) int64: ``random`` where ``explore``, the greedy action elsewhere."""
+        if explore.all():  # no env takes the greedy action: skip the forward and its random draws
+            return random
+        greedy = self.greedy(greedy_noise_off).cpu().numpy().astype(np.int64)
+        return np.where(explore, random, greedy)
+
+
+def epsilon_draws(
+    epsilon: float, rng: np.random.Generator, num_envs: int, n_actions: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One vector step's ε draws: which envs explore (bool (E,)) and a uniform action for each (int64 (E,))."""
+    return rng.random(num_envs) < epsilon, rng.integers(n_actions, size=num_envs, dtype=np.int64)

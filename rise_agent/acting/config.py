@@ -1,4 +1,4 @@
-"""How the actor thread acts: env groups, its CUDA stream, where the agent view is made (issue 16).
+"""How the actor thread acts: env groups, its CUDA stream, where the agent view is made.
 
 Every field's off value is the plain path; the fields change speed, not what is learned (beyond the env
 seeds of grouped envs and the <= 1 gray level of the device view on noise-like frames).

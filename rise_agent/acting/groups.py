@@ -1,7 +1,7 @@
 """Double-buffered acting: the envs split into groups, each its own vector env and Actor.
 
 While group 0 steps in its vector env the actor thread picks group 1's actions, and the other way round,
-so env stepping overlaps inference (issue 16: acting wall ~ max(raw stepping, inference), not their sum).
+so env stepping overlaps inference: acting wall ~ max(raw stepping, inference), not their sum.
 :class:`GroupedVectorEnv` looks like one :class:`~rise_data.envs.FrameVectorEnv` of all envs to everyone
 else (the Rollout's bookkeeping, the replay): ``recv`` returns the whole vector step once every group's
 part is in, ``send`` starts the groups whose actions were not already sent part by part.
@@ -53,7 +53,9 @@ class GroupedVectorEnv:
         self._got: list[Step | None] = [None] * len(envs)
 
     def reset(self, seed: int | None = None) -> Step:
-        steps = [e.reset(seed=None if seed is None else seed + 7919 * g) for g, e in enumerate(self.envs)]
+        # env i gets the seed it has in one vector env of all envs (gymnasium seeds env i with seed + i)
+        seeds = [None if seed is None else seed + sl.start for sl in self.slices]
+        steps = [e.reset(seed=sd) for e, sd in zip(self.envs, seeds, strict=True)]
         self._sent, self._got = [False] * len(self.envs), [None] * len(self.envs)
         return _cat(steps)
 

@@ -9,7 +9,8 @@ publishes its weights to the actor's copy. The two sides meet once per vector st
 - the learner publishes the weights it has after step ``t`` only once the actor finished step ``t + lag``
   (the last one that uses the previous weights), so the copy never races an actor forward pass.
 
-``lag = 0`` is the serial loop (acting waits for learning); ``lag = 1`` overlaps the actor's step ``t+1``
+``lag = 0`` orders the two sides as :mod:`rise_agent.training.reference`'s serial loop (which is what
+``--policy-lag 0`` runs); ``lag = 1`` overlaps the actor's step ``t+1``
 with the learner's work on step ``t`` at the price of a policy one vector step older (at BTR's ratio, one
 gradient step). BTR's own loop overlaps only the emulator (``step_async``) with one gradient step.
 """
@@ -19,17 +20,19 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from rise_agent.acting.actor import epsilon_draws
 from rise_agent.acting.config import ActingConfig
 from rise_agent.acting.groups import GroupedVectorEnv
-from rise_agent.network import RiseNetwork, make_network
+from rise_agent.network import RiseNetwork, make_network, spectral_norm_modules
 from rise_data.envs import Step
 
-__all__ = ["ActingThread", "WeightGate"]
+__all__ = ["ActingThread", "Failed", "VectorStep", "WeightGate"]
 
 
 class WeightGate:
@@ -92,9 +95,8 @@ def actor_copy(network: RiseNetwork) -> RiseNetwork:
     twin = make_network(network.config).to(device).train()
     twin.requires_grad_(False)
     copy_weights(network, twin)
-    for m in twin.modules():
-        if type(m).__name__ == "_SpectralNorm":
-            m.eval()
+    for m in spectral_norm_modules(twin):
+        m.eval()
     return twin
 
 
@@ -105,6 +107,22 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> None:
     bufs_dst, bufs_src = list(dst.buffers()), list(src.buffers())
     if bufs_dst:
         torch._foreach_copy_(bufs_dst, bufs_src)
+
+
+class VectorStep(NamedTuple):
+    """One vector step from the actor thread: the actions sent (None for the reset step), the step the
+    envs returned and its embeddings; ``ready`` (CUDA, own actor stream): recorded once they are done."""
+
+    actions: np.ndarray | None
+    step: Step
+    emb: Tensor | None
+    ready: torch.cuda.Event | None = None
+
+
+class Failed(NamedTuple):
+    """The actor thread's exception, re-raised in the learner thread by :meth:`ActingThread.get`."""
+
+    error: BaseException
 
 
 def _part(step: Step, sl: slice) -> Step:
@@ -119,11 +137,13 @@ def _cat_emb(embs: list):
 
 
 class ActingThread(threading.Thread):
-    """Steps ``env`` (a :class:`~rise_data.collect.rollout.Rollout`) with ``actor``; puts ``(actions, step, embeddings)`` on ``out``.
+    """Steps ``env`` (a :class:`~rise_data.collect.rollout.Rollout`) with ``actor``; puts a
+    :class:`VectorStep` per vector step on ``out``, the reset step first (``actions`` None).
 
-    The first item is ``(None, reset_step, embeddings)``. ``epsilon(s)`` gives the ε of vector step ``s``
-    (counted from the start of this thread); the thread stops when ``gate.stop()`` is called or after
-    ``steps`` vector steps. An exception in the thread is put on the queue and re-raised by ``get``.
+    ``epsilon(s)`` gives the ε of vector step ``s`` (counted from the start of this thread); the thread
+    stops when ``gate.stop()`` is called or after ``steps`` vector steps. With ``config.env_groups > 1``
+    the Rollout's env is a :class:`~rise_agent.acting.groups.GroupedVectorEnv` stepped group by group. An
+    exception in the thread is put on the queue (:class:`Failed`) and re-raised by ``get``.
     """
 
     def __init__(
@@ -143,6 +163,7 @@ class ActingThread(threading.Thread):
         self.out: queue.Queue = queue.Queue(maxsize=gate.lag + 2)
         self.config = config or ActingConfig()
         self.stream = None  # CUDA with config.actor_stream: the actor's own high-priority stream
+        self._draws: tuple[np.ndarray, np.ndarray] | None = None  # env groups: this step's ε draws
 
     def run(self) -> None:
         device = getattr(self.actor, "device", torch.device("cpu"))
@@ -154,23 +175,21 @@ class ActingThread(threading.Thread):
 
     def _run(self) -> None:
         try:
-            if isinstance(getattr(self.env, "env", None), GroupedVectorEnv):
+            if self.config.env_groups > 1:
                 return self._run_grouped(self.env.env)
             step = self.env.reset(seed=self.seed)
-            self._put((None, step, self.actor.observe(step)))
+            self._put(VectorStep(None, step, self.actor.observe(step)))
             for s in range(self.steps):
                 if not self.gate.actor_may_act(s):
                     return
                 actions = self.actor.act(self.epsilon(s), self.rng)
-                self.env.send(
-                    actions
-                )  # a rise_data.collect.rollout.Rollout: it remembers the actions for file()
+                self.env.send(actions)  # the Rollout remembers the actions for file()
                 step = self.env.recv()
                 emb = self.actor.observe(step)
                 self.gate.actor_done()
-                self._put((actions, step, emb))
+                self._put(VectorStep(actions, step, emb))
         except BaseException as e:  # surfaced in the learner thread by get()
-            self._put(e)
+            self._put(Failed(e))
 
     def _run_grouped(self, genv: GroupedVectorEnv) -> None:
         """Double-buffered: each group's next actions are picked while the other groups step.
@@ -184,7 +203,7 @@ class ActingThread(threading.Thread):
         actors = [self.actor.for_envs(sl.stop - sl.start) for sl in genv.slices]
         step = self.env.reset(seed=self.seed)
         embs = [a.observe(_part(step, sl)) for a, sl in zip(actors, genv.slices, strict=True)]
-        self._put((None, step, _cat_emb(embs)))
+        self._put(VectorStep(None, step, _cat_emb(embs)))
         if self.steps == 0 or not self.gate.actor_may_act(0):
             return
         actions = self._act_groups(genv, actors, 0, None)
@@ -202,16 +221,22 @@ class ActingThread(threading.Thread):
             if ahead:
                 self.env.send(np.concatenate(nxt))  # every group already started: bookkeeping only
                 self.gate.actor_done()
-            self._put((actions, step, _cat_emb(embs)))
+            self._put(VectorStep(actions, step, _cat_emb(embs)))
             if not ahead:
                 return
             actions = np.concatenate(nxt)
 
     def _act_groups(self, genv, actors, s: int, group: int | None) -> np.ndarray:
-        """Pick and send the actions of step ``s`` for ``actors`` (all groups, or the one ``group``)."""
+        """Pick and send the actions of step ``s`` for ``actors`` (all groups, or the one ``group``).
+
+        Step s's ε draws are made once for all envs (at its first group), so every env gets the draws it
+        gets ungrouped."""
+        if group in (None, 0):
+            self._draws = epsilon_draws(self.epsilon(s), self.rng, genv.num_envs, genv.n_actions)
         out = []
         for g, actor in enumerate(actors) if group is None else [(group, actors[0])]:
-            a = actor.act(self.epsilon(s), self.rng)
+            sl = genv.slices[g]
+            a = actor.pick(self._draws[0][sl], self._draws[1][sl])
             genv.send_part(g, a)
             out.append(a)
         actions = np.concatenate(out)
@@ -219,11 +244,11 @@ class ActingThread(threading.Thread):
             self.env.send(actions)
         return actions
 
-    def _put(self, item) -> None:
-        if self.stream is not None and not isinstance(item, BaseException) and item[2] is not None:
-            event = torch.cuda.Event()
-            event.record(self.stream)  # the embeddings are ready once the actor's stream gets here
-            item = (*item, event)
+    def _put(self, item: VectorStep | Failed) -> None:
+        if self.stream is not None and isinstance(item, VectorStep) and item.emb is not None:
+            ready = torch.cuda.Event()
+            ready.record(self.stream)  # the embeddings are ready once the actor's stream gets here
+            item = item._replace(ready=ready)
         while not self.gate.stopped:
             try:
                 self.out.put(item, timeout=0.1)
@@ -231,7 +256,7 @@ class ActingThread(threading.Thread):
             except queue.Full:
                 continue
 
-    def get(self):
+    def get(self) -> VectorStep:
         """The next vector step; re-raises the actor thread's exception."""
         while True:
             try:
@@ -240,13 +265,11 @@ class ActingThread(threading.Thread):
             except queue.Empty:
                 if not self.is_alive() and self.out.empty():
                     raise RuntimeError("the actor thread stopped without a step") from None
-        if isinstance(item, BaseException):
-            raise item
-        if len(item) == 4:  # from the actor's own stream: this thread's stream waits for its embeddings
-            actions, step, emb, event = item
-            torch.cuda.current_stream().wait_event(event)
-            emb.record_stream(torch.cuda.current_stream())
-            item = (actions, step, emb)
+        if isinstance(item, Failed):
+            raise item.error
+        if item.ready is not None:  # made on the actor's own stream: this thread's stream waits for it
+            torch.cuda.current_stream().wait_event(item.ready)
+            item.emb.record_stream(torch.cuda.current_stream())
         return item
 
     def stop(self) -> None:

@@ -2,9 +2,10 @@
 
 ``train(config)`` orchestrates: the run directory (:mod:`~rise_agent.training.rundir`), the parts
 (:mod:`~rise_agent.training.build`), a :class:`~rise_agent.training.session.Session` over them, and one
-of two loops: :mod:`~rise_agent.training.offline` (gradient steps on the store's transitions) or
-:mod:`~rise_agent.training.online` (an actor thread steps the envs while the learner keeps BTR's replay
-ratio). Then the end-of-run evaluation, the last checkpoint and the curves. ``resume`` continues a run
+of three loops: :mod:`~rise_agent.training.offline` (gradient steps on the store's transitions),
+:mod:`~rise_agent.training.reference` (online, the plain serial loop: ``policy_lag`` 0) or
+:mod:`~rise_agent.training.online` (online, an actor thread steps the envs while the learner keeps BTR's
+replay ratio). Then the end-of-run evaluation, the last checkpoint and the curves. ``resume`` continues a run
 from its checkpoint with the same counters.
 """
 
@@ -22,6 +23,7 @@ from rise_agent.training.checkpoint import Checkpoint, read_checkpoint
 from rise_agent.training.curves import plot_curves
 from rise_agent.training.offline import run_offline
 from rise_agent.training.online import run_online
+from rise_agent.training.reference import run_reference
 from rise_agent.training.rundir import RunDir, RunError
 from rise_agent.training.session import Counters, Session
 from rise_data import plugins
@@ -92,7 +94,7 @@ def _train(config: TrainConfig, resume: bool) -> dict:
     session.open_logger(resumed=ck is not None)
     evaluation: dict = {}
     try:
-        (run_online if config.is_online else run_offline)(session)
+        _loop(config)(session)
         evaluation = session.evaluate()
     except KeyboardInterrupt:
         print("interrupted: writing a checkpoint; continue with --resume", flush=True)
@@ -101,6 +103,13 @@ def _train(config: TrainConfig, resume: bool) -> dict:
         session.logger.close()
     plot_curves(run.path)
     return {**session.counters.to_json(), "eval": evaluation, "run_dir": str(run.path)}
+
+
+def _loop(config: TrainConfig):
+    """The loop a config runs: offline, the plain serial online loop (policy_lag 0), or the overlapped one."""
+    if not config.is_online:
+        return run_offline
+    return run_reference if config.policy_lag == 0 else run_online
 
 
 def _load_init(parts: Parts, path: str, device: torch.device) -> None:
