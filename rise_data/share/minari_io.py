@@ -19,7 +19,8 @@ Import reads that back, or maps a foreign Minari dataset with image observations
 become ``frame`` and their gray ``screen_size`` resize (the collector's transform) becomes ``obs``;
 gray images become ``obs`` (resized) with no frames. Actions must be Discrete. The dataset's env spec
 (id, kwargs, episode step limit, wrappers) is kept in the store's env. Other Dict observation keys
-have no place in a rise store: the import refuses them unless ``drop_keys`` says to leave them out.
+have no place in a rise store: the import leaves them out when ``obs_key`` names the images (or
+``drop_keys`` says to), and otherwise refuses them in one line naming ``--obs-key``.
 Arrow-format datasets import when ``pyarrow`` is installed (Minari reads them); otherwise one line says so.
 """
 
@@ -37,18 +38,10 @@ from tqdm import tqdm
 from rise_data import __version__
 from rise_data.share.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
 from rise_data.share.h5io import ExportConfig, ImportConfig, _compare_checksums
-from rise_data.store import (
-    EPISODE_ARRAYS,
-    CorruptStoreError,
-    Episode,
-    RowHasher,
-    StoreError,
-    StoreLayout,
-    config_to_json,
-    episode_columns,
-    now_iso,
-    open_store,
-)
+from rise_data.store import CorruptStoreError, Episode, StoreError, StoreLayout, open_store
+from rise_data.store.checksums import RowHasher
+from rise_data.store.format import EPISODE_ARRAYS, config_to_json, now_iso
+from rise_data.store.write import episode_columns
 
 MINARI_PREFIX = "minari:"
 
@@ -471,35 +464,45 @@ def _minari_row_bytes(space) -> int:
     return int(np.prod(space.shape or (1,))) * np.dtype(space.dtype or np.uint8).itemsize
 
 
-def _image_key(space, key: str | None) -> str | None:
-    """Which observation holds the images: the space itself (None) or a Dict key."""
+def _is_image(space) -> bool:
+    """A uint8 Box of (H, W) or (H, W, 1|3) images."""
     import gymnasium as gym
 
-    def image(s) -> bool:
-        return (
-            isinstance(s, gym.spaces.Box)
-            and s.dtype == np.uint8
-            and (len(s.shape) == 2 or (len(s.shape) == 3 and s.shape[-1] in (1, 3)))
-        )
+    return (
+        isinstance(space, gym.spaces.Box)
+        and space.dtype == np.uint8
+        and (len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[-1] in (1, 3)))
+    )
 
-    if isinstance(space, gym.spaces.Dict):
+
+def _image_key(space, key: str | None, source: str) -> str | None:
+    """Which observation holds the images: the space itself (None) or a Dict key (``key``, else the first)."""
+    import gymnasium as gym
+
+    if not isinstance(space, gym.spaces.Dict):
         if key is not None:
-            if key not in space.spaces:
-                raise StoreError(
-                    f"the dataset's observations have no key '{key}' (keys: {', '.join(space.spaces)})"
-                )
-            if not image(space[key]):
-                raise StoreError(f"observation '{key}' is {space[key]}, not uint8 images")
-            return key
-        keys = [k for k, s in space.spaces.items() if image(s)]
-        if not keys:
-            raise StoreError(f"no uint8 image observation in {space}; rise stores hold image observations")
-        return keys[0]
-    if not image(space):
+            raise StoreError(f"{source}: observations are {space}, not a Dict; leave out --obs-key {key}")
+        if not _is_image(space):
+            raise StoreError(
+                f"{source}: observations are {space}, not uint8 images (H, W) or (H, W, 3); rise stores hold images"
+            )
+        return None
+    images = [k for k, s in space.spaces.items() if _is_image(s)]
+    if key is None:
+        if not images:
+            raise StoreError(f"{source}: no uint8 image observation in {space}; rise stores hold images")
+        return images[0]
+    if key not in space.spaces:
         raise StoreError(
-            f"observations are {space}, not uint8 images (H, W) or (H, W, 3); rise stores hold images"
+            f"{source}: observations have no key '{key}'; the keys are {', '.join(space.spaces)} "
+            f"(images: {', '.join(images) or 'none'}): pass one with --obs-key"
         )
-    return None
+    if not _is_image(space[key]):
+        raise StoreError(
+            f"{source}: observation '{key}' is {space[key]}, not uint8 images; the image keys are "
+            f"{', '.join(images) or 'none'}"
+        )
+    return key
 
 
 def _foreign_env(ds, raw: dict, key: str | None, extra_keys: list[str], frame_shape, size: int) -> dict:
@@ -541,12 +544,15 @@ def _import_foreign(ds, raw: dict, config: ImportConfig):
 
     if not isinstance(ds.action_space, gym.spaces.Discrete):
         raise StoreError(f"actions are {ds.action_space}; rise stores hold Discrete actions")
-    key = _image_key(ds.observation_space, config.obs_key)
+    key = _image_key(ds.observation_space, config.obs_key, config.source)
     extra_keys = sorted(set(ds.observation_space.spaces) - {key}) if key is not None else []
-    if extra_keys and not config.drop_keys:
+    # naming the image key says which observation the store keeps; the others are left out (and recorded)
+    if extra_keys and config.obs_key is None and not config.drop_keys:
+        images = [k for k, s in ds.observation_space.spaces.items() if _is_image(s)]
         raise StoreError(
             f"{config.source}: observations hold {', '.join(extra_keys)} besides the images '{key}'; a rise "
-            "store keeps only images: pass --drop-keys to import without them (or --obs-key to pick the images)"
+            f"store keeps one image key: pass --obs-key {key} (image keys: {', '.join(images)}), or "
+            "--drop-keys, to import without the rest"
         )
     space = ds.observation_space[key] if key is not None else ds.observation_space
     rgb = len(space.shape) == 3 and space.shape[-1] == 3
