@@ -17,7 +17,8 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from rise_data.collect import CollectConfig, collect
-from rise_data.store import open_store, write_rows
+from rise_data.store import open_store
+from rise_data.store.write import write_rows
 
 
 def main() -> None:

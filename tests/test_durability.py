@@ -15,8 +15,9 @@ from typing import get_args
 import numpy as np
 import pytest
 
-from rise_data.store import LOCK_DIR, Durability, StoreError, open_store
+from rise_data.store import Durability, StoreError, open_store
 from rise_data.store.durable import BACKENDS, local_backend
+from rise_data.store.format import LOCK_DIR
 
 
 class Trace:

@@ -13,8 +13,9 @@ from rise_data.cli import app
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
 from rise_data.encode.encoders import EncoderError, embedding_encoder, make_encoder, sha256_file
-from rise_data.store import ATTR, StoreError, open_store
+from rise_data.store import StoreError, open_store
 from rise_data.store.check import check_store
+from rise_data.store.format import ATTR
 
 PLUGIN = '''
 import torch

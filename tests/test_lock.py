@@ -8,9 +8,10 @@ import warnings
 
 import pytest
 
-from rise_data.store import StoreError, is_empty_folder
+from rise_data.store import StoreError
 from rise_data.store import lock as lock_mod
 from rise_data.store.lock import LockHeld, holder, lock_path, store_lock
+from rise_data.store.write import is_empty_folder
 
 HOLD = """
 import sys, time

@@ -20,16 +20,10 @@ from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
 from rise_data.envs import env_spec, to_agent_obs
 from rise_data.share.edit import SelectConfig, SplitConfig, filter_episodes, split, subset
-from rise_data.store import (
-    ATTR,
-    Episode,
-    StoreError,
-    StoreLayout,
-    compute_checksums,
-    create_store,
-    open_store,
-)
+from rise_data.store import Episode, StoreError, StoreLayout, create_store, open_store
 from rise_data.store.check import check_store
+from rise_data.store.checksums import compute_checksums
+from rise_data.store.format import ATTR
 
 runner = CliRunner()
 # small chunks, so every streaming path crosses chunk boundaries and partial chunks

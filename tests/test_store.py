@@ -10,8 +10,9 @@ import pytest
 import zarr
 
 from rise_data.envs import env_spec
-from rise_data.store import ATTR, Episode, StoreError, create_store, open_store
+from rise_data.store import Episode, StoreError, create_store, open_store
 from rise_data.store.check import check_store
+from rise_data.store.format import ATTR
 
 
 def _episodes(rng, n, frame_shape=(8, 6, 3)):
@@ -259,7 +260,7 @@ def test_format_1_store_written_the_old_way_is_read_then_upgraded_by_a_writer(cu
     read (record, check, training's require_embedding), and the first writer of a record upgrades it whole."""
     from rise_data.encode import EncodeConfig, encode
     from rise_data.encode.encoders import embedding_encoder
-    from rise_data.store import FORMAT_VERSION
+    from rise_data.store.format import FORMAT_VERSION
 
     encode(EncodeConfig(cue_copy, encoder="downsample", progress=False))
     new = _as_format_1(cue_copy, "downsample")

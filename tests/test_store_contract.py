@@ -14,17 +14,10 @@ import zarr
 
 from rise_data.encode import EncodeConfig, encode
 from rise_data.share.pack import PackConfig, pack
-from rise_data.store import (
-    ATTR,
-    EPISODE_ARRAYS,
-    CorruptStoreError,
-    Store,
-    StoreError,
-    WritableStore,
-    compute_checksums,
-    open_store,
-)
+from rise_data.store import CorruptStoreError, Store, StoreError, WritableStore, open_store
 from rise_data.store.check import check_store
+from rise_data.store.checksums import compute_checksums
+from rise_data.store.format import ATTR, EPISODE_ARRAYS
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ import contextlib
 from rise_data.collect import EpisodeWriter, open_for_append
 from rise_data.collect.rollout import Finished
 from rise_data.encode.encoders import EncoderError, EncoderSpec, embedding_encoder, library_versions
-from rise_data.store import Store, StoreError, now_iso
+from rise_data.store import Store, StoreError
+from rise_data.store.format import now_iso
 from rise_data.store.lock import store_lock
 
 __all__ = ["EpisodeSink"]

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rise_data.envs.vector import FrameVectorEnv, Step
-from rise_data.store import Episode, Rows
+from rise_data.store import Episode
+from rise_data.store.write import Rows
 
 BLOCK_ROWS = 64  # rows per buffer block (64 Atari RGB frames = 6.4 MB)
 ROW_FIELDS = ("obs", "frame")  # extras are kept under their own names, which must not be one of these

@@ -25,7 +25,8 @@ from rise_data.collect.policies import make_policy
 from rise_data.collect.rollout import Finished, Rollout
 from rise_data.collect.writer import EpisodeWriter, open_for_append
 from rise_data.envs import env_spec, make_env
-from rise_data.store import WritableStore, config_to_json
+from rise_data.store import WritableStore
+from rise_data.store.format import config_to_json
 from rise_data.store.lock import store_lock
 
 

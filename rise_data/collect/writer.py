@@ -14,16 +14,9 @@ from pathlib import Path
 
 from rise_data.collect.rollout import Rollout
 from rise_data.envs.spec import env_difference, same_env
-from rise_data.store import (
-    Durability,
-    Episode,
-    StoreError,
-    WritableStore,
-    create_store,
-    is_empty_folder,
-    open_store,
-    store_kind,
-)
+from rise_data.store import Durability, Episode, StoreError, WritableStore, create_store, open_store
+from rise_data.store.format import store_kind
+from rise_data.store.write import is_empty_folder
 
 PENDING_ROWS = (
     8192  # finished rows waiting for the writer before stepping waits (bounds memory: ~0.8 GB Atari)

@@ -30,7 +30,9 @@ from typing import Any
 
 import torch
 
-from rise_data.store import StoreError, storage_options_for, store_kind
+from rise_data.store import StoreError
+from rise_data.store.format import store_kind
+from rise_data.store.open import storage_options_for
 
 Interval = tuple[int, int]
 MARKER_DIR = "encode-ranges"

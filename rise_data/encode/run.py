@@ -35,20 +35,11 @@ from rise_data.encode.distributed import (
 )
 from rise_data.encode.encoders import Encoder, embedding_encoder, library_versions, make_encoder
 from rise_data.encode.spec import EncoderError
-from rise_data.store import (
-    ATTR,
-    Store,
-    StoreError,
-    StoreLayout,
-    WritableStore,
-    config_to_json,
-    now_iso,
-    open_store,
-    storage_options_for,
-    store_kind,
-    write_rows,
-)
+from rise_data.store import Store, StoreError, StoreLayout, WritableStore, open_store
+from rise_data.store.format import ATTR, config_to_json, now_iso, store_kind
 from rise_data.store.lock import store_lock
+from rise_data.store.open import storage_options_for
+from rise_data.store.write import write_rows
 
 
 def resolve_device(device: str) -> torch.device:

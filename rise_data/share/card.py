@@ -23,7 +23,9 @@ from pathlib import Path
 
 from rise_data import __version__
 from rise_data.options import ConfigError, param
-from rise_data.store import Store, StoreError, compute_checksums, data_fingerprint, now_iso, open_store
+from rise_data.store import Store, StoreError, open_store
+from rise_data.store.checksums import compute_checksums, data_fingerprint
+from rise_data.store.format import now_iso
 from rise_data.store.lock import store_lock
 
 ID_PATTERN = re.compile(

@@ -20,21 +20,11 @@ import numpy as np
 from rise_data.encode.spec import upgrade_record
 from rise_data.envs import env_difference, same_env
 from rise_data.options import ConfigError, param
-from rise_data.store import (
-    ATTR,
-    EPISODE_ARRAYS,
-    Episode,
-    RowHasher,
-    Store,
-    StoreError,
-    StoreLayout,
-    config_to_json,
-    create_store,
-    episode_columns,
-    open_store,
-    write_rows,
-)
+from rise_data.store import Episode, Store, StoreError, StoreLayout, create_store, open_store
+from rise_data.store.checksums import RowHasher
+from rise_data.store.format import ATTR, EPISODE_ARRAYS, config_to_json
 from rise_data.store.lock import store_lock
+from rise_data.store.write import episode_columns, write_rows
 
 BATCH_BYTES = 64 << 20
 

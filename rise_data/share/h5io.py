@@ -23,17 +23,9 @@ from tqdm import tqdm
 from rise_data import __version__
 from rise_data.options import param
 from rise_data.share.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
-from rise_data.store import (
-    EPISODE_ARRAYS,
-    CorruptStoreError,
-    RowHasher,
-    Store,
-    StoreError,
-    block_rows,
-    config_to_json,
-    now_iso,
-    open_store,
-)
+from rise_data.store import CorruptStoreError, Store, StoreError, open_store
+from rise_data.store.checksums import RowHasher, block_rows
+from rise_data.store.format import EPISODE_ARRAYS, config_to_json, now_iso
 
 H5_FORMAT = "rise-hdf5"
 H5_FORMAT_VERSION = 1

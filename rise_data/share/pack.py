@@ -28,16 +28,9 @@ from tqdm import tqdm
 
 from rise_data import __version__
 from rise_data.options import ConfigError, param
-from rise_data.store import (
-    ATTR,
-    EPISODE_ARRAYS,
-    LOCK_DIR,
-    Store,
-    StoreError,
-    compute_checksums,
-    now_iso,
-    open_store,
-)
+from rise_data.store import Store, StoreError, open_store
+from rise_data.store.checksums import compute_checksums
+from rise_data.store.format import ATTR, EPISODE_ARRAYS, LOCK_DIR, now_iso
 
 LOCAL_STATE = LOCK_DIR  # rise's per-folder state (writer locks): never packed
 

@@ -21,7 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 from rise_data.options import ConfigError, param
-from rise_data.store import ATTR, Store, StoreError, block_rows, now_iso
+from rise_data.store import Store, StoreError
+from rise_data.store.checksums import block_rows
+from rise_data.store.format import ATTR, now_iso
 
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 

@@ -13,7 +13,9 @@ import cv2
 import numpy as np
 
 from rise_data.share.edit import parse_episode_list
-from rise_data.store import READ_BLOCK_BYTES, Store, StoreError, block_rows, store_kind
+from rise_data.store import Store, StoreError
+from rise_data.store.checksums import READ_BLOCK_BYTES, block_rows
+from rise_data.store.format import store_kind
 from rise_data.view.analysis import cosine_similarity, histogram, project_2d, quantize, shown_steps
 
 SCALARS = ("action", "reward", "terminated", "truncated")
