@@ -25,10 +25,10 @@ from rise_agent.training.checkpoint import (
     load_checkpoint,
     restore_rng,
     save_checkpoint,
-    write_checkpoint,
 )
 from rise_data.collect.policies import PolicyError
-from rise_data.encode.encoders import EncoderError, make_encoder
+from rise_data.encode.encoders import make_encoder
+from rise_data.encode.spec import EncoderError
 from rise_data.envs import Step, env_spec, make_env
 from rise_data.envs.atari_scores import (
     ATARI_DATA,
@@ -521,7 +521,7 @@ def write_agent(path, spec: dict, k: int = 4, weights_id: str = "none") -> torch
 
     net = small_net(k, n_actions=int(spec["n_actions"]))
     encoder = replace(make_encoder("downsample").spec, weights_id=weights_id) if k else None
-    write_checkpoint(path, Checkpoint(net.state_dict(), net.config, encoder, spec))
+    Checkpoint(net.state_dict(), net.config, encoder, spec).save(path)
     return net
 
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from rise_data.cli import app
 from rise_data.collect import CollectConfig, collect
 from rise_data.encode import EncodeConfig, encode
-from rise_data.encode.encoders import EncoderError, embedding_encoder, make_encoder, sha256_file
+from rise_data.encode.encoders import embedding_encoder, make_encoder, sha256_file
+from rise_data.encode.spec import EncoderError
 from rise_data.store import StoreError, open_store
 from rise_data.store.check import check_store
 from rise_data.store.format import ATTR
@@ -134,7 +135,8 @@ SIDE_EFFECT_PLUGIN = """
 from pathlib import Path
 import torch
 from torch import nn
-from rise_data.encode.encoders import Encoder, Preprocessing
+from rise_data.encode.encoders import Encoder
+from rise_data.encode.spec import Preprocessing
 
 Path(__file__).with_name("imported.txt").write_text("imported")  # visible proof that this code ran
 

@@ -23,14 +23,13 @@ from rise_data.encode._torchvision import import_torchvision
 from rise_data.encode.encoders import (
     RESNET18_FILE,
     Encoder,
-    EncoderError,
-    EncoderSpec,
-    Preprocessing,
+    EncoderRecipe,
     encoder_names,
     library_versions,
     make_encoder,
     sha256_file,
 )
+from rise_data.encode.spec import EncoderError, Preprocessing
 
 tv = import_torchvision()
 
@@ -308,7 +307,8 @@ def test_preprocess_layout_and_errors(frames):
 
 _PLUGIN = """
 from torch import nn
-from rise_data.encode.encoders import Encoder, Preprocessing
+from rise_data.encode.encoders import Encoder
+from rise_data.encode.spec import Preprocessing
 
 
 def build(weights=None):
@@ -363,11 +363,11 @@ def test_import_torchvision_is_cached():
     assert hasattr(tv.models, "resnet18") and hasattr(tv.models, "ResNet18_Weights")
 
 
-# --------------------------------------------------------------------------- EncoderSpec: what rebuilds an encoder
+# --------------------------------------------------------------------------- EncoderRecipe: what rebuilds an encoder
 
 
-def _json_round_trip(spec: EncoderSpec) -> EncoderSpec:
-    return EncoderSpec.from_json(json.loads(json.dumps(spec.to_json())))
+def _json_round_trip(spec: EncoderRecipe) -> EncoderRecipe:
+    return EncoderRecipe.from_json(json.loads(json.dumps(spec.to_json())))
 
 
 @pytest.mark.parametrize(
@@ -406,7 +406,8 @@ def test_spec_round_trips_and_rebuilds_every_builtin(name, weights, source, tmp_
 _SIDE_EFFECT_PLUGIN = """
 from pathlib import Path
 from torch import nn
-from rise_data.encode.encoders import Encoder, Preprocessing
+from rise_data.encode.encoders import Encoder
+from rise_data.encode.spec import Preprocessing
 
 Path({marker!r}).write_text("imported")  # visible proof that the module's code ran
 
@@ -440,7 +441,7 @@ def test_plugin_spec_round_trips_and_is_imported_only_when_allowed(side_effect_p
         "output_layer": "linear",
         "preprocessing": Preprocessing("frame", (8, 8), "gray", (0.5,), (0.5,)).to_json(),
     }
-    spec = EncoderSpec.from_json(json.loads(json.dumps(record)))
+    spec = EncoderRecipe.from_json(json.loads(json.dumps(record)))
     with pytest.raises(EncoderError) as err:
         spec.build(where="store x.zarr", allowed_plugins=["other_mod:build"])
     assert str(err.value) == (
@@ -475,7 +476,7 @@ def test_spec_from_json_is_strict():
     ]
     for record, message in cases:
         with pytest.raises(EncoderError, match=re.escape(message)):
-            EncoderSpec.from_json(record)
+            EncoderRecipe.from_json(record)
 
 
 def test_build_moved_weights_override_and_sha_mismatch(tmp_path, resnet_sd, frames):
@@ -503,7 +504,7 @@ def test_build_moved_weights_override_and_sha_mismatch(tmp_path, resnet_sd, fram
 
 def test_build_refuses_a_record_the_code_no_longer_matches():
     spec = make_encoder("downsample").spec
-    changed = EncoderSpec.from_json({**spec.to_json(), "dim": 128, "output_layer": "pool"})
+    changed = EncoderRecipe.from_json({**spec.to_json(), "dim": 128, "output_layer": "pool"})
     with pytest.raises(EncoderError) as err:
         changed.build(where="embeddings 'd'")
     msg = str(err.value)

@@ -31,7 +31,7 @@ from rise_agent.acting.actor import Actor
 from rise_agent.evaluation.scores import score_note
 from rise_agent.evaluation.video import RECORD_MAX_FRAMES, VIDEO_SUFFIXES, record_frame, write_video
 from rise_agent.network import RiseNetwork, disable_noise, make_network
-from rise_agent.training.checkpoint import CheckpointError, read_checkpoint
+from rise_agent.training.checkpoint import Checkpoint, CheckpointError
 from rise_data.collect.rollout import Rollout
 from rise_data.encode.encoders import Encoder
 from rise_data.envs import make_env
@@ -187,7 +187,7 @@ def load_agent(
     (it must still have the recorded weights_id); a plug-in encoder loads only if ``allowed_plugins`` names it.
     """
     device = torch.device(device)
-    ck = read_checkpoint(checkpoint_path, device)
+    ck = Checkpoint.load(checkpoint_path, device)
     cfg = ck.network_config
     network = make_network(cfg).to(device)
     try:

@@ -17,7 +17,8 @@ from rise_agent.learner import Learner
 from rise_agent.network import NetworkConfig
 from rise_agent.replay import Replay
 from rise_agent.training.precision import check_precision
-from rise_data.encode.encoders import Encoder, EncoderError, EncoderSpec, embedding_encoder, make_encoder
+from rise_data.encode.encoders import Encoder, EncoderRecipe, embedding_encoder, make_encoder
+from rise_data.encode.spec import EncoderError
 from rise_data.envs import env_spec, parse_env_options
 from rise_data.store import Store, open_store
 
@@ -33,7 +34,7 @@ class Parts:
     spec: dict  # the env spec (JSON), as a store records it
     store: Store | None
     embedding: str | None  # the store's embeddings array the replay reads
-    encoder_spec: EncoderSpec | None  # what rebuilds the frozen encoder (None when K = 0)
+    encoder_spec: EncoderRecipe | None  # what rebuilds the frozen encoder (None when K = 0)
     net: NetworkConfig
     learner: Learner
     replay: Replay
@@ -88,7 +89,7 @@ def _check_mode(config: TrainConfig) -> None:
 
 
 def _encoder(config: TrainConfig, store: Store | None, emb: str | None, spec: dict) -> tuple:
-    """(EncoderSpec, built Encoder or None) for K > 0: the store's, or the one --encoder names."""
+    """(EncoderRecipe, built Encoder or None) for K > 0: the store's, or the one --encoder names."""
     if store is not None:
         enc_spec = embedding_encoder(store, emb)
         if config.encoder and config.encoder != enc_spec.name:

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from rise_agent.network import NetworkConfig
-from rise_data.encode.encoders import EncoderError, EncoderSpec
+from rise_data.encode.encoders import EncoderRecipe
+from rise_data.encode.spec import EncoderError
 from rise_data.errors import UserError
 from rise_data.options import ConfigError, from_json
 
@@ -33,10 +34,8 @@ __all__ = [
     "CheckpointError",
     "capture_rng",
     "load_checkpoint",
-    "read_checkpoint",
     "restore_rng",
     "save_checkpoint",
-    "write_checkpoint",
 ]
 
 _SCALARS = (bool, int, float, str, type(None))
@@ -143,7 +142,7 @@ class Checkpoint:
 
     network: dict  # the online network's state dict
     network_config: NetworkConfig
-    encoder: EncoderSpec | None  # the frozen encoder (None when K = 0)
+    encoder: EncoderRecipe | None  # the frozen encoder (None when K = 0)
     env: dict  # the env spec (JSON) the agent acts in
     train_config: dict | None = None  # the run's TrainConfig as JSON
     counters: dict | None = None  # the run's counters as JSON
@@ -181,6 +180,15 @@ class Checkpoint:
         tree["encoder"] = _encoder(tree.get("encoder"), where)
         return cls(**tree)
 
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write this checkpoint atomically (:func:`save_checkpoint` of :meth:`to_payload`)."""
+        return save_checkpoint(path, self.to_payload())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
+        """Read and parse a checkpoint (``weights_only=True``); one-line CheckpointError if it does not fit."""
+        return cls.from_payload(load_checkpoint(path, device), str(path))
+
 
 def _json(text: Any, key: str, where: str) -> Any:
     if not isinstance(text, str):
@@ -200,20 +208,10 @@ def _network_config(tree: Any, where: str) -> NetworkConfig:
         ) from None
 
 
-def _encoder(record: Any, where: str) -> EncoderSpec | None:
+def _encoder(record: Any, where: str) -> EncoderRecipe | None:
     if record is None:
         return None
     try:
-        return EncoderSpec.from_json(record)
+        return EncoderRecipe.from_json(record)
     except EncoderError as e:
         raise CheckpointError(f"checkpoint {where}: its encoder record does not parse ({e})") from None
-
-
-def write_checkpoint(path: str | os.PathLike, ck: Checkpoint) -> Path:
-    """Write ``ck`` atomically (see :func:`save_checkpoint`)."""
-    return save_checkpoint(path, ck.to_payload())
-
-
-def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
-    """Read and parse a checkpoint (``weights_only=True``); one-line CheckpointError if it does not fit."""
-    return Checkpoint.from_payload(load_checkpoint(path, device), str(path))

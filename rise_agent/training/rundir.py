@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rise_agent.config import TrainConfig, load_config, save_config
-from rise_agent.training.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from rise_agent.training.checkpoint import Checkpoint
 from rise_data.errors import UserError
 
 __all__ = ["RunDir", "RunError"]
@@ -92,10 +92,10 @@ class RunDir:
         save_config(config, self.config_file)
 
     def save(self, ck: Checkpoint) -> None:
-        write_checkpoint(self.checkpoint, ck)
+        ck.save(self.checkpoint)
 
     def load(self, device) -> Checkpoint:
-        return read_checkpoint(self.checkpoint, device)
+        return Checkpoint.load(self.checkpoint, device)
 
     def _remove_temps(self) -> None:
         if self.path.is_dir():

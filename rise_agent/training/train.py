@@ -19,7 +19,7 @@ import torch
 from rise_agent.config import TrainConfig
 from rise_agent.network import count_parameters
 from rise_agent.training.build import Parts, allowed_plugins, build
-from rise_agent.training.checkpoint import Checkpoint, read_checkpoint
+from rise_agent.training.checkpoint import Checkpoint
 from rise_agent.training.curves import plot_curves
 from rise_agent.training.offline import run_offline
 from rise_agent.training.online import run_online
@@ -114,7 +114,7 @@ def _loop(config: TrainConfig):
 
 def _load_init(parts: Parts, path: str, device: torch.device) -> None:
     """Start from another checkpoint's network (e.g. offline pretraining), online and target alike."""
-    init = read_checkpoint(path, device)
+    init = Checkpoint.load(path, device)
     try:
         parts.learner.online.load_state_dict(init.network)
         parts.learner.target.load_state_dict(init.network)

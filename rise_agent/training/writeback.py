@@ -3,7 +3,7 @@
 ``--save-store PATH`` creates (or appends to) a store of the run's env; ``--write-back`` appends to the
 store the run learns from. Rows get collect's layout (RGB frames when the env has them), and the
 embeddings the actor already computed for each frame are committed with their episode under the
-encoder's embeddings name, recorded with its :class:`~rise_data.encode.encoders.EncoderSpec`, so nothing is
+encoder's embeddings name, recorded with its :class:`~rise_data.encode.encoders.EncoderRecipe`, so nothing is
 encoded twice and ``rise-agent train --store`` can pretrain on the result. The store's writer lock is
 held for the life of the run; episodes are appended by a writer thread so compression never stalls
 learning (collect's :class:`~rise_data.collect.EpisodeWriter`).
@@ -15,7 +15,8 @@ import contextlib
 
 from rise_data.collect import EpisodeWriter, open_for_append
 from rise_data.collect.rollout import Finished
-from rise_data.encode.encoders import EncoderError, EncoderSpec, embedding_encoder, library_versions
+from rise_data.encode.encoders import EncoderRecipe, embedding_encoder, library_versions
+from rise_data.encode.spec import EncoderError
 from rise_data.store import Store, StoreError
 from rise_data.store.format import now_iso
 from rise_data.store.lock import store_lock
@@ -23,7 +24,7 @@ from rise_data.store.lock import store_lock
 __all__ = ["EpisodeSink"]
 
 
-def _ensure_embedding(store: Store, name: str, spec: EncoderSpec, config: dict) -> None:
+def _ensure_embedding(store: Store, name: str, spec: EncoderRecipe, config: dict) -> None:
     """Create the embeddings array for the actor's encoder, or check an existing one was made by it."""
     if name in store.embedding_names():
         try:
@@ -56,7 +57,7 @@ class EpisodeSink:
         self,
         path: str,
         env_spec: dict,
-        encoder_spec: EncoderSpec | None,
+        encoder_spec: EncoderRecipe | None,
         embedding: str | None,
         config: dict,
         command: str,

