@@ -302,11 +302,13 @@ def write_rows(arr: zarr.Array, start: int, data: np.ndarray | Rows) -> None:
         return
     if first_full > start:
         arr[start:first_full] = data[: first_full - start]
-    tail = "/0" * (arr.ndim - 1)
+    tail = (0,) * (arr.ndim - 1)
+    prefix = f"{arr.path}/" if arr.path else ""  # an array at the store's root has path ""
     buffer = default_buffer_prototype().buffer
     for row in range(first_full, last_full, c):
         chunk = np.ascontiguousarray(data[row - start : row - start + c], dtype=arr.dtype)
-        arr.store.set_sync(f"{arr.path}/c/{row // c}{tail}", buffer.from_bytes(codec.encode(chunk)))
+        key = prefix + arr.metadata.encode_chunk_key((row // c, *tail))
+        arr.store.set_sync(key, buffer.from_bytes(codec.encode(chunk)))
     if stop > last_full:
         arr[last_full:stop] = data[last_full - start :]
 
