@@ -10,7 +10,7 @@ zstd:    the rows make_env returned, compressed alone as the store chunks them (
 The last line is one JSON object: ``collect_overhead`` = collect wall / (raw wall + zstd alone) with frames
 (goal <= 1.2), ``collect_raw_no_frames`` = collect --no-frames / raw (goal >= 0.8).
 
-Usage: python benchmarks/collect.py [--env ALE/Pong-v5] [--envs 8] [--steps 20000] [--no-frames]
+Usage: python benchmarks/collect.py [--env ALE/Pong-v5] [--envs 8] [--steps 20000] [--no-frames] [--durability fast]
        python benchmarks/collect.py --env MiniGrid-MemoryS7-v0 --envs 4 --steps 4000   # pip install -e '.[envs]'
 """
 
@@ -70,6 +70,7 @@ def collect_rate(args, frames: bool) -> float:
                 num_envs=args.envs,
                 frames=frames,
                 wrappers=args.wrapper,
+                durability=args.durability,
                 progress=False,
             )
         )
@@ -82,6 +83,9 @@ def main() -> None:
     p.add_argument("--envs", type=int, default=8)
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--no-frames", action="store_true")
+    p.add_argument(
+        "--durability", choices=("safe", "fast"), default="safe", help="collect's commits (fsync or not)"
+    )
     p.add_argument("--wrapper", action="append", default=[], help="gymnasium wrapper NAME[=ARG], repeatable")
     args = p.parse_args()
     spec = env_spec(args.env, wrappers=args.wrapper)

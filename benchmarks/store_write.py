@@ -1,13 +1,18 @@
 """Image-row write cost: zarr-python's `arr[a:b] = rows` vs rise's direct whole-chunk writer, one run.
 
-Both write the same real Pong RGB frames into fresh arrays of the store's layout (16-row chunks, zstd 1);
-both results are read back through zarr and compared bit for bit.
+All write the same real Pong RGB frames into fresh arrays of the store's layout (16-row chunks, zstd 1);
+every result is read back through zarr and compared bit for bit. ``direct`` and ``durable`` also commit
+(one attribute write after the rows): ``direct`` with durability fast (no fsync), ``durable`` with safe
+(every chunk file and folder fsynced before the commit's ``zarr.json``, which is fsynced too).
+The last line is one JSON object: ``direct_speedup`` (zarr / direct time) and ``durable_cost``
+(durable / direct time).
 Usage: python benchmarks/store_write.py [--steps 1500]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -18,6 +23,7 @@ from zarr.codecs import ZstdCodec
 
 from rise_data.collect import CollectConfig, collect
 from rise_data.store import open_store
+from rise_data.store.durable import local_backend
 from rise_data.store.write import write_rows
 
 
@@ -32,23 +38,35 @@ def main() -> None:
         frames = open_store(src).read("frame")
         n = len(frames) // 16 * 16
         frames = frames[:n]
-        times = {"zarr": [], "direct": []}
+        times = {"zarr": [], "direct": [], "durable": []}
         for r in range(args.repeats):
             for how in times:
                 root = os.path.join(tmp, f"{how}{r}.zarr")
-                arr = zarr.create_array(root, shape=frames.shape, chunks=(16, *frames.shape[1:]), dtype="uint8",
+                backend = local_backend(root, "safe" if how == "durable" else "fast")
+                arr = zarr.create_array(backend, shape=frames.shape, chunks=(16, *frames.shape[1:]), dtype="uint8",
                                         compressors=ZstdCodec(level=1))  # fmt: skip
                 t0 = time.perf_counter()
                 if how == "zarr":
                     arr[:] = frames
                 else:
                     write_rows(arr, 0, frames)
+                    arr.attrs["rise"] = {"rows_done": n}  # the commit
                 times[how].append(time.perf_counter() - t0)
                 assert np.array_equal(zarr.open_array(root, mode="r")[:], frames)
-        z, d = min(times["zarr"]) / n * 1e6, min(times["direct"]) / n * 1e6
-        print(f"{os.cpu_count()} cores; {n} real Pong RGB rows (210x160x3), best of {args.repeats}")
-        print(f"zarr arr[:] = rows : {z:7.1f} us/row")
-        print(f"rise write_rows    : {d:7.1f} us/row   speed-up {z / d:.1f}x (identical bytes read back)")
+        z, d, f = (min(times[k]) / n * 1e6 for k in ("zarr", "direct", "durable"))
+        load = os.getloadavg()[0]
+        print(
+            f"{os.cpu_count()} cores, load {load:.2f}; {n} real Pong RGB rows (210x160x3), best of {args.repeats}"
+        )
+        print(f"zarr arr[:] = rows          : {z:7.1f} us/row")
+        print(
+            f"rise write_rows + commit    : {d:7.1f} us/row   speed-up {z / d:.1f}x (identical bytes read back)"
+        )
+        print(
+            f"  the same, durability safe : {f:7.1f} us/row   cost {f / d:.2f}x (fsync of chunks, folders, commit)"
+        )
+        ratios = {"direct_speedup": round(z / d, 3), "durable_cost": round(f / d, 3)}
+        print(json.dumps({"ratios": ratios, "machine": f"cpu ({os.cpu_count()} cores), load {load:.2f}"}))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ errors. Lower-level names live in their modules and are imported from there:
 - :mod:`~rise_data.store.format`: the format's names (version, schemas, layout, errors);
 - :mod:`~rise_data.store.store`: the reader, :class:`Store`;
 - :mod:`~rise_data.store.write`: the writer, :class:`WritableStore`, and :func:`create_store`;
+- :mod:`~rise_data.store.durable`: commits that survive power loss (the fsyncing local backend);
 - :mod:`~rise_data.store.open`: :func:`open_store` for folders, packed ``.zip`` files and URLs;
 - :mod:`~rise_data.store.checksums`: per-array sha256 and the data fingerprint;
 - :mod:`~rise_data.store.lock` (one writer per store), :mod:`~rise_data.store.check` (validation) and
