@@ -1,40 +1,31 @@
-"""Replay.sample at batch 256, K=80: a git revision's replay vs the working tree's, same data, one run.
+"""Replay.sample at batch 256, K=80: the online ring in RAM vs in memory-mapped files, same data, one run.
 
 Both replays get the same online steps (E envs, random 84x84 frames, 512-d fp16 embeddings, episodes of
 random length) until the ring is full, then ``sample`` is timed on CPU (median of ``--reps`` calls after
-warm-up, the variants' calls interleaved so load drift hits all alike). The working tree is also timed
-with its ring in memory-mapped files (``ring_dir``) when its ReplayConfig has that field. Printed: ms per
-call and the ratio to the revision's.
-Usage: python benchmarks/replay_sample.py [--rev ed5ce4f] [--envs 16] [--rows-per-env 2048] [--reps 30]
+warm-up, the variants' calls interleaved so load drift hits all alike). Printed: ms per call and the ratio
+to the ring in RAM, then one JSON line with the ratios.
+Usage: python benchmarks/replay_sample.py [--envs 16] [--rows-per-env 2048] [--reps 30]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
-import sys
+import json
 import tempfile
 import time
 
 import numpy as np
 import torch
-from _common import fill, module_at
+from _common import fill
+
+from rise_agent.network import NetworkConfig
+from rise_agent.replay import Replay, ReplayConfig
 
 
-def make_replay(mod, capacity: int, windows: dict, extra: dict, dim: int, envs: int):
-    """``mod``'s Replay; revisions before the network owned the windows took them in ReplayConfig, later
-    ones as keywords, the working tree as the NetworkConfig that owns them."""
-    import inspect
-
-    if "context_len" in {f.name for f in dataclasses.fields(mod.ReplayConfig)}:
-        return mod.Replay(mod.ReplayConfig(capacity=capacity, **windows, **extra), (84, 84), dim, envs)
-    if "network" in inspect.signature(mod.Replay).parameters:
-        from rise_agent.network import NetworkConfig
-
-        net = NetworkConfig(n_actions=6, embed_dim=dim, **windows)
-        return mod.Replay(mod.ReplayConfig(capacity=capacity, **extra), (84, 84), dim, envs, network=net)
-    return mod.Replay(mod.ReplayConfig(capacity=capacity, **extra), (84, 84), dim, envs, **windows)
+def make_replay(capacity: int, k: int, dim: int, envs: int, ring_dir: str | None) -> Replay:
+    """A replay of ``envs`` online envs; the network config owns the windows (S = 4, K = ``k``)."""
+    net = NetworkConfig(n_actions=6, embed_dim=dim, frame_stack=4, context_len=k)
+    return Replay(ReplayConfig(capacity=capacity, ring_dir=ring_dir), (84, 84), dim, envs, network=net)
 
 
 def time_interleaved(replays: dict, batch: int, reps: int) -> dict[str, float]:
@@ -55,7 +46,6 @@ def time_interleaved(replays: dict, batch: int, reps: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rev", default="ed5ce4f")
     ap.add_argument("--envs", type=int, default=16)
     ap.add_argument("--rows-per-env", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=256)
@@ -64,23 +54,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=30)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    import rise_agent.replay as now
-
-    # the revision imports its helpers from where they lived then (since moved by the layout change)
-    sys.modules.setdefault("rise_agent.returns", importlib.import_module("rise_data.windows"))
-    sys.modules.setdefault("rise_agent.sumtree", importlib.import_module("rise_agent.replay.sumtree"))
-    before = module_at(args.rev, "rise_agent/replay.py", "replay_before")
-    windows = dict(frame_stack=4, context_len=args.k)
     steps = args.rows_per_env + 100  # the ring wraps once
     with tempfile.TemporaryDirectory() as tmp:
-        variants = [(f"{args.rev} (RAM)", before, {}), ("working tree (RAM)", now, {})]
-        if "ring_dir" in {f.name for f in dataclasses.fields(now.ReplayConfig)}:
-            variants.append(("working tree (ring files)", now, {"ring_dir": tmp}))
         replays = {}
-        for name, mod, extra in variants:
-            replays[name] = make_replay(
-                mod, args.envs * args.rows_per_env, windows, extra, args.dim, args.envs
-            )
+        for name, ring_dir in (("ring in RAM", None), ("ring files (ring_dir)", tmp)):
+            replays[name] = make_replay(args.envs * args.rows_per_env, args.k, args.dim, args.envs, ring_dir)
             fill(replays[name], args.envs, steps, args.dim, seed=1)
         results = time_interleaved(replays, args.batch, args.reps)
         del replays
@@ -90,6 +68,7 @@ def main() -> None:
     ref = next(iter(results.values()))
     for name, ms in results.items():
         print(f"  {name:28s} {ms:8.2f} ms/call   ratio {ms / ref:5.2f}")
+    print(json.dumps({"ms": results, "ratios": {name: ms / ref for name, ms in results.items()}}))
 
 
 if __name__ == "__main__":

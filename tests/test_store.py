@@ -94,7 +94,7 @@ def test_interrupted_append_is_ignored_then_trimmed(tmp_path, spec):
     assert problems and all(p.severity == "warning" for p in problems)
     s = open_store(store.path, mode="a")
     assert s.rows == rows
-    s.recover()
+    s.repair()
     assert check_store(store.path) == []
     s.append_episodes(_episodes(rng, 1))
     assert check_store(store.path) == []

@@ -52,12 +52,6 @@ def merge_intervals(intervals: Sequence[Interval]) -> list[Interval]:
     return [(a, b) for a, b in out]
 
 
-def contiguous_prefix(done: Sequence[Interval]) -> int:
-    """Length of the done prefix ``[0, n)``."""
-    merged = merge_intervals(done)
-    return merged[0][1] if merged and merged[0][0] <= 0 else 0
-
-
 def todo_intervals(done: Sequence[Interval], total: int, unit: int) -> list[Interval]:
     """Rows of ``[0, total)`` not in ``done``, widened to whole ``unit``-row blocks (capped at ``total``).
 

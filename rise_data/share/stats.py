@@ -243,28 +243,6 @@ def stats(config: StatsConfig) -> tuple[dict, dict[str, dict], bool]:
     return root, emb, written
 
 
-def read_stats(store: Store, name: str) -> dict:
-    """Recorded statistics of ``obs``, ``frame``, ``reward``, ``return``, ``length`` or ``embeddings/NAME``.
-
-    Raises StoreError if none are recorded or they describe other rows than the store holds now.
-    """
-    fix = f"compute them with: rise-data stats {store.path}"
-    if name.startswith("embeddings/"):
-        emb = name.split("/", 1)[1]
-        meta = store.embedding_meta(emb)
-        s = meta.get("stats")
-        current = s is not None and s.get("rows") == store.rows and s.get("created") == meta.get("created")
-    else:
-        root = store.meta.get("stats")
-        s = None if root is None else root.get(name)
-        current = s is not None and root.get("rows") == store.rows
-    if s is None:
-        raise StoreError(f"{store.path} has no statistics for '{name}'; {fix}")
-    if not current:
-        raise StoreError(f"{store.path}: statistics of '{name}' are stale (the data changed since); {fix}")
-    return s
-
-
 def format_stats(root: dict, emb: dict[str, dict]) -> str:
     def line(name: str, s: dict) -> str:
         if not s.get("count"):

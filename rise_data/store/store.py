@@ -170,10 +170,6 @@ class Store:
         """Embeddings ``name``'s attributes in the current layout (a format 1 record is read as format 2)."""
         return upgrade_record(dict(self.embedding(name).attrs)[ATTR])
 
-    def iter_chunks(self, name: str, rows_per_read: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
-        for s in range(start, self.rows, rows_per_read):
-            yield s, self.read(name, s, s + rows_per_read)
-
     def step_arrays(self) -> Iterator[tuple[str, zarr.Array]]:
         """(name, array) of every per-step array the store has (obs, frame if stored, the scalars)."""
         for name in ("obs", "frame", *STEP_SCALARS):

@@ -103,10 +103,6 @@ class WritableStore(Store):
         self.group.attrs[ATTR] = self._meta
 
     # -- writing steps ----------------------------------------------------------------------
-    def recover(self) -> int:
-        """Trim crash tails (see :meth:`repair`); returns the rows dropped."""
-        return self.repair()["rows_dropped"]
-
     def repair(self) -> dict:
         """Make array shapes equal the commit point again after a killed writer; returns what it did.
 
