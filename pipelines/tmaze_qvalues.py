@@ -2,14 +2,10 @@
 
 Loads ``rise-agent train``'s checkpoint of a rise/TMaze-v0 (or TMazeVisible) run, plays a scripted
 episode per env (forward to the junction, then the correct turn), and at every cell prints the mean
-over ``--taus`` IQN quantiles (noise off) of Q(forward), Q(left) and Q(right), and which one the greedy
-policy picks. A frozen policy shows as a turn (a no-op in the corridor) valued above forward.
-
-For reference it prints two values a walk could have: the discounted answer, gamma^(cells left) * r
-(r = 1 when the cue is remembered, 0.45 for a guess), and the soft value of never ending,
-(1 - alpha) * tau * H / (1 - gamma): what Munchausen's entropy term is worth to a policy that stays
-forever when the time limit is bootstrapped as rise does, with H the entropy of the softmax(Q / tau)
-policy measured at that cell.
+over ``--taus`` IQN quantiles (noise off) of Q(forward), Q(left) and Q(right), which one the greedy
+policy picks, and the gap Q(forward) - max Q(turn) in the corridor (forward - max Q(answer) at the
+junction, where forward is the no-op). A frozen policy shows as a no-op valued above the move that
+makes progress: a negative gap.
 
 Usage: python pipelines/tmaze_qvalues.py runs/learning/tmaze/k24-seed0/checkpoint.pt [--episodes 4]
 """
@@ -54,33 +50,20 @@ def walk(checkpoint: str, episodes: int, taus: int, seed: int) -> list[dict]:
     return rows
 
 
-def soft_stay_value(q: np.ndarray, m_tau: float, m_alpha: float, gamma: float) -> tuple[float, float]:
-    """(entropy of softmax(q / tau), the discounted value of that entropy bonus forever)."""
-    z = (q - q.max()) / m_tau
-    p = np.exp(z) / np.exp(z).sum()
-    h = float(-(p * np.log(np.clip(p, 1e-12, None))).sum())
-    return h, (1 - m_alpha) * m_tau * h / (1 - gamma)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
     p.add_argument("--episodes", type=int, default=2)
     p.add_argument("--taus", type=int, default=64)
     p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--m-tau", type=float, default=0.03, help="the run's Munchausen tau")
-    p.add_argument("--m-alpha", type=float, default=0.9, help="the run's Munchausen alpha")
-    p.add_argument("--gamma", type=float, default=0.997, help="the run's discount")
     a = p.parse_args()
     names = ("forward", "left", "right")
-    print("| episode | cell | cue | Q forward | Q left | Q right | greedy | H | soft value of staying |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| episode | cell | cue | Q forward | Q left | Q right | greedy | forward - max turn |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in walk(a.checkpoint, a.episodes, a.taus, a.seed):
-        h, stay = soft_stay_value(r["q"], a.m_tau, a.m_alpha, a.gamma)
         q = " | ".join(f"{v:.3f}" for v in r["q"])
-        print(
-            f"| {r['episode']} | {r['position']} | {r['cue']} | {q} | {names[r['greedy']]} | {h:.2f} | {stay:.2f} |"
-        )
+        gap = r["q"][FORWARD] - r["q"][FORWARD + 1 :].max()
+        print(f"| {r['episode']} | {r['position']} | {r['cue']} | {q} | {names[r['greedy']]} | {gap:+.3f} |")
 
 
 if __name__ == "__main__":

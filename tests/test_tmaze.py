@@ -117,3 +117,12 @@ def test_collect_through_the_cli(tmp_path):
     assert len(episodes["length"]) == 4
     assert all(4 <= n <= 12 for n in episodes["length"])  # the random walk's own lengths, capped by the limit
     assert set(np.round(episodes["return"], 5)) <= {0.0, CORRECT, WRONG}  # stored as float32
+
+
+def test_step_cost_is_charged_on_every_step_but_the_answer():
+    env = TMazeEnv(length=2, step_cost=0.01)
+    env.reset(seed=0)
+    rewards = [env.step(a)[1] for a in (LEFT, FORWARD, FORWARD, FORWARD)]
+    assert rewards == [-0.01] * 4
+    _, r, term, _, _ = env.step(LEFT + env._cue)
+    assert (r, term) == (CORRECT, True)

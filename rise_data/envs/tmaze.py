@@ -7,6 +7,8 @@ position is visible but the cue is not. After ``length`` forward moves the agent
 (a white bar along the bottom): there left is right for a red cue and right for a green one. The correct
 turn gives +1, the wrong one -0.1, and either ends the episode; forward at the junction changes nothing.
 An episode not ended by ``max_steps`` steps is truncated (a time limit, not a terminal state).
+``step_cost`` (default 0) is subtracted at every step that does not answer: a variant in which a move
+that changes nothing is no longer free.
 
 So the agent must move between the cue and the answer, an episode's length depends on its actions, and
 moves that change nothing are allowed: a policy that never moves is possible and earns nothing. Without
@@ -39,6 +41,7 @@ class TMazeEnv(gym.Env):
         noise: int = 40,
         max_steps: int = 64,
         cue_at_junction: bool = False,
+        step_cost: float = 0.0,
         render_mode: str | None = None,
     ):
         self.length, self.size, self.noise, self.max_steps = (
@@ -49,7 +52,7 @@ class TMazeEnv(gym.Env):
         )
         if self.length < 1 or self.max_steps <= self.length:
             raise ValueError(f"need length >= 1 and max_steps > length, got {length} and {max_steps}")
-        self.cue_at_junction = bool(cue_at_junction)
+        self.cue_at_junction, self.step_cost = bool(cue_at_junction), float(step_cost)
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
         self.action_space = gym.spaces.Discrete(3)  # forward, left, right
@@ -83,7 +86,7 @@ class TMazeEnv(gym.Env):
             return self._last, CORRECT if success else WRONG, True, False, info
         if action == FORWARD and self._pos < self.length:
             self._pos += 1
-        return self._frame(), 0.0, False, self._t >= self.max_steps, self._info()
+        return self._frame(), -self.step_cost, False, self._t >= self.max_steps, self._info()
 
     def render(self):
         return self._last
