@@ -13,9 +13,11 @@ kill -9, not a power loss (docs/store-format.md "Durability").
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from zarr.core.buffer import Buffer
@@ -24,6 +26,14 @@ from zarr.storage import LocalStore
 from rise_data.store.format import StoreError
 
 META_NAME = "zarr.json"
+# fsyncs issued together share the filesystem's journal commits: on this 2-core machine's ext4 (under load),
+# fsyncing 100 new chunk files and their 301 directories took 520-960 ms one by one, 40-110 ms from 4-64 threads
+FSYNC_THREADS = 16
+
+
+@functools.cache
+def _fsync_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="rise-fsync")
 
 
 class _Pending:
@@ -123,12 +133,13 @@ class SyncedLocalStore(LocalStore):
 
     # -- the barrier ------------------------------------------------------------------------
     def flush(self) -> None:
-        """fsync every file written since the last barrier, then every directory that changed."""
+        """fsync every file written since the last barrier and every directory that changed, together."""
         files, dirs = self._pending.take()
-        for p in files:
-            fsync_path(p)
-        for d in dirs:
-            fsync_path(d, directory=True)
+        jobs = [(p, False) for p in files] + [(d, True) for d in dirs]
+        if len(jobs) == 1:
+            fsync_path(*jobs[0])
+        elif jobs:
+            list(_fsync_pool().map(lambda job: fsync_path(*job), jobs))  # re-raises the first error
 
     def _commit(self, key: str, value: Buffer, exclusive: bool = False) -> None:
         """Write one metadata document durably, after everything written before it."""
