@@ -16,10 +16,10 @@ import errno
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeGuard
 
 import click
 import typer
@@ -73,7 +73,7 @@ def new_app(prog: str, help: str) -> typer.Typer:
     return app
 
 
-def _user_path_error(e: BaseException) -> bool:
+def _user_path_error(e: BaseException) -> TypeGuard[OSError]:
     """An OS error about a path the user named (missing, read-only, in the way), or a full disk."""
     if not isinstance(e, OSError):
         return False
@@ -97,7 +97,7 @@ def error_line(e: BaseException) -> str:
     """One line naming the problem and the fix (OS errors: the path, what went wrong, what to do)."""
     if _user_path_error(e):
         where = f"{e.filename}: " if e.filename else ""
-        fix = _OS_FIXES.get(e.errno, "check the path and its permissions")
+        fix = _OS_FIXES.get(e.errno or 0, "check the path and its permissions")
         return f"{where}{e.strerror or e}; {fix}"
     return " ".join(str(e).split("\n"))
 
@@ -161,7 +161,7 @@ def command(
     app: typer.Typer,
     *classes: type,
     name: str | None = None,
-    skip: set[str] = frozenset(),
+    skip: Set[str] = frozenset(),
     forms: Mapping[str, Form] | None = None,
 ) -> Callable[[Callable], Callable]:
     """Register ``func(*configs)`` as a command whose options are the fields of ``classes``.
@@ -178,7 +178,7 @@ def command(
 
         run.__name__, run.__doc__ = func.__name__, func.__doc__
         app.command(name)(with_options(run, options))
-        func.options = options  # what the command line offers (tests read it)
+        func.options = options  # type: ignore[attr-defined]  # what the command line offers (tests read it)
         return func
 
     return register

@@ -18,7 +18,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import MISSING, dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -148,7 +148,7 @@ def _long_names(flag: str, tp: Any) -> tuple[str, ...]:
 
 
 def cli_options(
-    *classes: type, skip: set[str] = frozenset(), forms: Mapping[str, Form] | None = None
+    *classes: type, skip: Set[str] = frozenset(), forms: Mapping[str, Form] | None = None
 ) -> list[Option]:
     """One :class:`Option` per leaf field of ``classes`` (dotted paths in ``skip`` are left out).
 
@@ -222,7 +222,7 @@ def with_options(func: Callable, options: list[Option]) -> Callable:
                 annotation=typing.Annotated[o.type, info],
             )
         )
-    func.__signature__ = sig.replace(parameters=params)
+    func.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return func
 
 

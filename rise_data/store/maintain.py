@@ -9,6 +9,7 @@ from tqdm import tqdm
 from rise_data.store.checksums import compute_checksums
 from rise_data.store.lock import store_lock
 from rise_data.store.open import open_store
+from rise_data.store.write import WritableStore
 
 __all__ = ["repair_store", "seal_store"]
 
@@ -20,7 +21,7 @@ def seal_store(path: str, progress: bool = False) -> dict:
     """
     open_store(path, mode="a")  # a writable store directory, before its lock is taken
     with store_lock(path, "seal"):
-        store = open_store(path, mode="a")
+        store = _writable(path)
         t0 = time.perf_counter()
         digests: dict = {}
         for name in tqdm(store.checksum_names(), unit="array", desc="seal", disable=not progress):
@@ -36,4 +37,10 @@ def repair_store(path: str) -> dict:
     """
     open_store(path, mode="a")  # a writable store directory, before its lock is taken
     with store_lock(path, "repair"):
-        return open_store(path, mode="a").repair()
+        return _writable(path).repair()
+
+
+def _writable(path: str) -> WritableStore:
+    store = open_store(path, mode="a")
+    assert isinstance(store, WritableStore)  # mode "a" opens a store directory for writing
+    return store
