@@ -220,7 +220,16 @@ class StoreDataset(Dataset):
                     out[prefix + key] = self._key(key, r)
         return out
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int | list[int]) -> dict[str, torch.Tensor]:
+        """Item ``i``, or with a list of indices the whole batch (a ``BatchSampler`` with ``batch_size=None``:
+        one gather, no split into items and no re-stacking by ``collate``)."""
+        if not isinstance(i, (int, np.integer)):
+            idx = np.asarray(i, dtype=np.int64)
+            if idx.size and not (-len(self) <= idx.min() and idx.max() < len(self)):
+                raise IndexError(f"items {idx.min()}..{idx.max()} out of range for {len(self)} transitions")
+            return {
+                k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in self.batch(idx % len(self)).items()
+            }
         if not -len(self) <= int(i) < len(self):
             raise IndexError(f"item {i} out of range for {len(self)} transitions")
         return {k: torch.as_tensor(np.asarray(v[0])) for k, v in self.batch([int(i) % len(self)]).items()}

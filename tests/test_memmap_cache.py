@@ -69,3 +69,19 @@ def test_chunk_reader_take_equals_row_by_row_reads(store):
     rows = np.random.default_rng(0).integers(0, s.rows, 300)  # unsorted, repeated, across both chunks
     full = s.read("obs")
     np.testing.assert_array_equal(reader.take(rows), np.stack([full[r] for r in rows]))
+
+
+def test_a_list_of_indices_is_one_batch(store, tmp_path):
+    from torch.utils.data import BatchSampler, RandomSampler
+
+    ds = StoreDataset(store, KEYS, frame_stack=4, context_len=6, cache_dir=tmp_path)
+    idx = [5, 0, 17, len(ds) - 1, 5]
+    got = ds[idx]
+    for j, i in enumerate(idx):
+        for k, v in ds[i].items():
+            assert torch.equal(got[k][j], v), (i, k)
+    sampler = BatchSampler(RandomSampler(ds, generator=torch.Generator().manual_seed(0)), 64, False)
+    rows = torch.cat([b["row"] for b in DataLoader(ds, batch_size=None, sampler=sampler)])
+    assert sorted(rows.tolist()) == ds.rows.tolist()
+    with pytest.raises(IndexError):
+        ds[[0, len(ds)]]
