@@ -23,6 +23,7 @@ from rise_data.options import Form, param
 from rise_data.share.card import CardConfig
 from rise_data.share.edit import MergeConfig, SelectConfig, SplitConfig
 from rise_data.share.h5io import ExportConfig, ImportConfig
+from rise_data.share.minari_io import MinariImportConfig
 from rise_data.share.pack import PackConfig
 from rise_data.share.stats import StatsConfig
 from rise_data.store.format import StoreLayout
@@ -358,17 +359,18 @@ def export(config: ExportConfig, printing: Quiet) -> None:
 @command(
     app,
     ImportConfig,
+    MinariImportConfig,
     Quiet,
     name="import",
     skip={"batch_bytes", "progress"},
     forms={"source": ARG, "store": ARG, "drop_keys": flag("drop-keys"), "quiet": QUIET},
 )
-def import_(config: ImportConfig, printing: Quiet) -> None:
+def import_(config: ImportConfig, mapping: MinariImportConfig, printing: Quiet) -> None:
     """Build a store from an HDF5 export or a Minari dataset (then encode it as usual)."""
     from rise_data.share.transfer import import_store
 
     with user_errors():
-        out = import_store(dataclasses.replace(config, progress=not printing.quiet))
+        out = import_store(dataclasses.replace(config, progress=not printing.quiet), mapping)
     echo(
         f"{out['store']}: {out['rows']} rows, {out['episodes']} episodes in {out['seconds']:.1f} s",
         printing.quiet,

@@ -105,15 +105,13 @@ def export_hdf5(config: ExportConfig) -> dict:
 
 @dataclass(frozen=True)
 class ImportConfig:
+    """What ``rise-data import`` reads and writes, whatever the format (a foreign Minari dataset's mapping:
+    ``rise_data.share.minari_io.MinariImportConfig``)."""
+
     source: str = param(help="A rise HDF5 export (.h5), minari:DATASET_ID, or a Minari dataset directory.")
     store: str = param(help="New store directory to create.")
     format: str = param("auto", "auto (from SOURCE), hdf5 or minari.")
-    obs_key: str | None = param(None, "Minari Dict observations: the key holding the images.")
-    screen_size: int = param(84, "Minari images: side of the gray agent observation derived from them.")
     batch_bytes: int = param(BATCH_BYTES, "Bytes of rows read and written per block (bounds memory).")
-    drop_keys: bool = param(
-        False, "Minari Dict observations: leave out the keys besides the images (else refused)."
-    )
     progress: bool = param(False, "Show a progress bar.")
 
 

@@ -30,12 +30,14 @@ import json
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from rise_data import __version__
+from rise_data.options import param
 from rise_data.share.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
 from rise_data.share.h5io import ExportConfig, ImportConfig, _compare_checksums
 from rise_data.store import CorruptStoreError, Episode, StoreError, StoreLayout, open_store
@@ -44,6 +46,19 @@ from rise_data.store.format import EPISODE_ARRAYS, config_to_json, now_iso
 from rise_data.store.write import episode_columns
 
 MINARI_PREFIX = "minari:"
+
+
+@dataclass(frozen=True)
+class MinariImportConfig:
+    """How a foreign Minari dataset's observations map to a store (a rise export is restored as it was)."""
+
+    obs_key: str | None = param(
+        None, "Minari Dict observations: the key holding the images (the rest is left out)."
+    )
+    screen_size: int = param(84, "Minari images: side of the gray agent observation derived from them.")
+    drop_keys: bool = param(
+        False, "Minari Dict observations: import the first image key without the rest (else refused)."
+    )
 
 
 @contextmanager
@@ -377,22 +392,25 @@ def _reading(source: str, load):
         ) from None
 
 
-def import_minari(config: ImportConfig) -> dict:
-    """Build a store from a Minari dataset (a rise export is restored exactly; others are mapped)."""
+def import_minari(config: ImportConfig, mapping: MinariImportConfig | None = None) -> dict:
+    """Build a store from a Minari dataset (a rise export is restored exactly; others are mapped as
+    ``mapping`` says, default :class:`MinariImportConfig`)."""
     from rise_data.store.lock import store_lock
 
+    mapping = mapping or MinariImportConfig()
     t0 = time.perf_counter()
     ds = open_minari(config.source)
     with store_lock(config.store, "import"):
-        return _import(ds, config, t0)
+        return _import(ds, config, mapping, t0)
 
 
-def _import(ds, config: ImportConfig, t0: float) -> dict:
+def _import(ds, config: ImportConfig, mapping: MinariImportConfig, t0: float) -> dict:
     raw = json.loads((Path(ds.storage.data_path) / "metadata.json").read_text())
+    recorded = {**config_to_json(config), **config_to_json(mapping)}  # the import's history entry
     if isinstance(raw.get("rise"), dict):
-        store = _import_rise_export(ds, raw["rise"], config)
+        store = _import_rise_export(ds, raw["rise"], config, recorded)
     else:
-        store = _import_foreign(ds, raw, config)
+        store = _import_foreign(ds, raw, config, mapping, recorded)
     return {
         "store": store.path,
         "rows": store.rows,
@@ -401,7 +419,7 @@ def _import(ds, config: ImportConfig, t0: float) -> dict:
     }
 
 
-def _import_rise_export(ds, meta: dict, config: ImportConfig):
+def _import_rise_export(ds, meta: dict, config: ImportConfig, recorded: dict):
     embeddings = dict(meta.get("embeddings") or {})
     space = ds.observation_space
     frame_shape = tuple(space["frame"].shape) if "frame" in space.spaces else None
@@ -425,7 +443,7 @@ def _import_rise_export(ds, meta: dict, config: ImportConfig):
             builder.add(batch, {n: np.concatenate(v) for n, v in emb.items()})
             batch, emb, size = [], {n: [] for n in embeddings}, 0
     builder.add(batch, {n: np.concatenate(v) for n, v in emb.items()} if batch else {})
-    store = builder.finish("import", config_to_json(config), format="minari", dataset_id=ds.id)
+    store = builder.finish("import", recorded, format="minari", dataset_id=ds.id)
     mismatched = _compare_checksums((meta.get("checksums") or {}).get("arrays", {}), store.checksums)
     if mismatched:
         raise CorruptStoreError(
@@ -537,17 +555,17 @@ def _foreign_env(ds, raw: dict, key: str | None, extra_keys: list[str], frame_sh
     return env
 
 
-def _import_foreign(ds, raw: dict, config: ImportConfig):
+def _import_foreign(ds, raw: dict, config: ImportConfig, mapping: MinariImportConfig, recorded: dict):
     import gymnasium as gym
 
     from rise_data.envs import to_agent_obs
 
     if not isinstance(ds.action_space, gym.spaces.Discrete):
         raise StoreError(f"actions are {ds.action_space}; rise stores hold Discrete actions")
-    key = _image_key(ds.observation_space, config.obs_key, config.source)
+    key = _image_key(ds.observation_space, mapping.obs_key, config.source)
     extra_keys = sorted(set(ds.observation_space.spaces) - {key}) if key is not None else []
     # naming the image key says which observation the store keeps; the others are left out (and recorded)
-    if extra_keys and config.obs_key is None and not config.drop_keys:
+    if extra_keys and mapping.obs_key is None and not mapping.drop_keys:
         images = [k for k, s in ds.observation_space.spaces.items() if _is_image(s)]
         raise StoreError(
             f"{config.source}: observations hold {', '.join(extra_keys)} besides the images '{key}'; a rise "
@@ -556,7 +574,7 @@ def _import_foreign(ds, raw: dict, config: ImportConfig):
         )
     space = ds.observation_space[key] if key is not None else ds.observation_space
     rgb = len(space.shape) == 3 and space.shape[-1] == 3
-    size = config.screen_size
+    size = mapping.screen_size
     frame_shape = tuple(space.shape) if rgb else None
     env = _foreign_env(ds, raw, key, extra_keys, frame_shape, size)
     builder = StoreBuilder(config.store, env, frame_shape, StoreLayout(), {}, {"history": []})
@@ -580,4 +598,4 @@ def _import_foreign(ds, raw: dict, config: ImportConfig):
     source["author"] = (
         list(source["author"]) if isinstance(source["author"], (list, set)) else source["author"]
     )
-    return builder.finish("import", config_to_json(config), format="minari", minari=source)
+    return builder.finish("import", recorded, format="minari", minari=source)

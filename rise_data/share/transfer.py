@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rise_data.options import ConfigError
 from rise_data.share.h5io import ExportConfig, ImportConfig, export_hdf5, import_hdf5
+from rise_data.share.minari_io import MinariImportConfig, import_minari  # minari itself loads lazily
 
 __all__ = ["export_format", "export_store", "import_format", "import_store"]
 
@@ -65,11 +66,10 @@ def export_store(config: ExportConfig) -> dict:
     return {**export_hdf5(config), "format": "hdf5"}
 
 
-def import_store(config: ImportConfig) -> dict:
-    """A new store from the HDF5 export or Minari dataset ``config`` names; the reader's summary."""
+def import_store(config: ImportConfig, mapping: MinariImportConfig | None = None) -> dict:
+    """A new store from the HDF5 export or Minari dataset ``config`` names (a foreign Minari dataset
+    mapped as ``mapping`` says); the reader's summary."""
     config = dataclasses.replace(config, format=import_format(config.source, config.format))
     if config.format == "minari":
-        from rise_data.share.minari_io import import_minari  # minari is an optional dependency
-
-        return {**import_minari(config), "format": "minari"}
+        return {**import_minari(config, mapping or MinariImportConfig()), "format": "minari"}
     return {**import_hdf5(config), "format": "hdf5"}
