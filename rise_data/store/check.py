@@ -382,7 +382,7 @@ def _stream_array(
     hasher.update(name, arr[0:0])
     for s in range(0, bound, step):
         try:
-            block = arr[s : min(s + step, bound)]
+            block = np.asarray(arr[s : min(s + step, bound)])
         except CorruptStoreError as e:
             return Problem("error", name, str(e)), None
         if hash_rows is not None and s < hash_rows:

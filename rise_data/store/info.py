@@ -83,7 +83,7 @@ def store_info(store: Store) -> dict:
     }
 
 
-def _size(n: int | None) -> str:
+def _size(n: float | None) -> str:
     if n is None:
         return "?"
     for unit in ("B", "kB", "MB", "GB", "TB"):

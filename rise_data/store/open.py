@@ -85,6 +85,7 @@ def open_store(
 
 
 def _open_readonly(path: str, kind: str, mode: str, storage_options: dict | None) -> Store:
+    from zarr.abc.store import Store as StoreLike
     from zarr.storage import FsspecStore, ZipStore
 
     what = "a packed store" if kind == "zip" else "remote"
@@ -97,6 +98,7 @@ def _open_readonly(path: str, kind: str, mode: str, storage_options: dict | None
     opts = storage_options_for(path) if storage_options is None else storage_options
     if kind == "zip":
         check_zip_members(path)
+    backend: StoreLike
     try:
         if kind == "zip":
             backend = ZipStore(path, mode="r")

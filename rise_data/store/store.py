@@ -8,7 +8,7 @@ Writing is :class:`~rise_data.store.write.WritableStore`'s job; opening, :func:`
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -36,12 +36,12 @@ class CheckedArray(zarr.Array):
     gives all of them (encode, train, export, ...) the same error.
     """
 
-    store_path: str = "?"
+    location: str = "?"  # the store's path, for the message (zarr's own ``store_path`` is another thing)
 
     @classmethod
-    def wrap(cls, arr: zarr.Array, store_path: str) -> CheckedArray:
+    def wrap(cls, arr: zarr.Array, location: str) -> CheckedArray:
         out = cls(arr._async_array)
-        out.store_path = store_path
+        out.location = location
         return out
 
     def __getitem__(self, selection: Any) -> Any:
@@ -54,10 +54,22 @@ class CheckedArray(zarr.Array):
             if bad is None:
                 raise  # not a chunk of this array: a bug or the backend's own error, kept as it is
             raise CorruptStoreError(
-                f"{self.store_path}: array '{self.path}' chunk {bad} (rows {bad * self.chunks[0]}-"
+                f"{self.location}: array '{self.path}' chunk {bad} (rows {bad * self.chunks[0]}-"
                 f"{min((bad + 1) * self.chunks[0], self.shape[0]) - 1}) cannot be read ({type(e).__name__}: "
-                f"{e}); {RESTORE_HINT.format(path=self.store_path)}"
+                f"{e}); {RESTORE_HINT.format(path=self.location)}"
             ) from None
+
+
+def _record(attrs: Any) -> dict[str, Any]:
+    """The ``rise`` record among a zarr node's attributes (empty if it has none)."""
+    record = dict(attrs).get(ATTR)
+    return record if isinstance(record, dict) else {}
+
+
+def _group(node: Any) -> zarr.Group:
+    if not isinstance(node, zarr.Group):
+        raise CorruptStoreError(f"{node.store_path}: '{node.path}' is an array where a group belongs")
+    return node
 
 
 def first_bad_chunk(arr: zarr.Array, selection: Any) -> int | None:
@@ -136,13 +148,15 @@ class Store:
                 f"{meta_file(self.path, name)} is damaged ({type(e).__name__}: {e}); "
                 + RESTORE_HINT.format(path=self.path)
             ) from None
-        return CheckedArray.wrap(arr, self.path) if isinstance(arr, zarr.Array) else arr
+        if not isinstance(arr, zarr.Array):
+            raise StoreError(f"{self.path}: '{name}' is a group of arrays, not an array")
+        return CheckedArray.wrap(arr, self.path)
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Committed rows [start, stop) of a step array (or an episode array, bounded by episodes)."""
         bound = self.num_episodes if name.startswith("episodes/") else self.rows
         stop = bound if stop is None else min(stop, bound)
-        return self.array(name)[start:stop]
+        return np.asarray(self.array(name)[start:stop])
 
     def episodes(self) -> dict[str, np.ndarray]:
         return {k: self.read(f"episodes/{k}") for k in EPISODE_ARRAYS}
@@ -151,7 +165,7 @@ class Store:
         if "embeddings" not in self.group:
             return []
         try:
-            return sorted(name for name, _ in self.group["embeddings"].arrays())
+            return sorted(name for name, _ in _group(self.group["embeddings"]).arrays())
         except Exception as e:  # an embeddings array's zarr.json is truncated: name the folder
             raise CorruptStoreError(
                 f"{meta_file(self.path, 'embeddings')}/*/zarr.json: an embeddings array's metadata is damaged "
@@ -168,7 +182,7 @@ class Store:
 
     def embedding_meta(self, name: str) -> dict:
         """Embeddings ``name``'s attributes in the current layout (a format 1 record is read as format 2)."""
-        return upgrade_record(dict(self.embedding(name).attrs)[ATTR])
+        return upgrade_record(cast(dict, dict(self.embedding(name).attrs)[ATTR]))
 
     def step_arrays(self) -> Iterator[tuple[str, zarr.Array]]:
         """(name, array) of every per-step array the store has (obs, frame if stored, the scalars)."""
@@ -192,7 +206,7 @@ class Store:
         """
         arr = self.embedding(name)
         meta = self.embedding_meta(name)
-        spec = meta.get("encoder") if isinstance(meta.get("encoder"), dict) else {}  # an EncoderSpec record
+        spec: dict = meta["encoder"] if isinstance(meta.get("encoder"), dict) else {}  # an EncoderSpec record
         fix = (
             f"rise-data encode {self.path} --encoder {encoder or spec.get('name')} --name {name} --overwrite"
         )
@@ -225,15 +239,14 @@ class Store:
         if name.startswith("episodes/"):
             return self.num_episodes
         if name.startswith("embeddings/"):
-            meta = dict(self.group[name].attrs).get(ATTR) or {}
-            return min(int(meta.get("rows_done", 0)), self.rows)
+            return min(int(_record(self.group[name].attrs).get("rows_done", 0)), self.rows)
         return self.rows
 
     def checksum_tag(self, name: str) -> str | None:
         """What identifies an embeddings array beyond its name (its creation time): a re-encode is not corruption."""
         if not name.startswith("embeddings/"):
             return None
-        return (dict(self.group[name].attrs).get(ATTR) or {}).get("created")
+        return _record(self.group[name].attrs).get("created")
 
     @property
     def checksums(self) -> dict:
