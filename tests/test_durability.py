@@ -152,3 +152,28 @@ def test_cli_durability_option(tmp_path):
     assert open_store(store).meta["history"][-1]["config"]["durability"] == "fast"
     res = CliRunner().invoke(app, [*args, "--durability", "slow"])
     assert res.exit_code == 2 and "safe" in res.output and "fast" in res.output, res.output
+
+
+def test_a_forked_child_commits_durably(tmp_path):
+    """The fsync pool is per process: a child forked after the parent used it still flushes."""
+    import multiprocessing
+
+    from rise_data.store.write import create_store
+
+    env = {"id": "test", "obs_shape": [8, 8]}
+    parent = create_store(tmp_path / "a.zarr", env, (8, 8), None)
+    parent.log_write("parent", {})  # the parent's pool has run
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_child_commit, args=(str(tmp_path / "b.zarr"),))
+    child.start()
+    child.join(60)
+    if child.exitcode is None:  # hung: a pool whose threads did not survive the fork
+        child.kill()
+    assert child.exitcode == 0
+    assert open_store(tmp_path / "b.zarr").meta["history"][-1]["command"] == "child"
+
+
+def _child_commit(path: str) -> None:
+    from rise_data.store.write import create_store
+
+    create_store(path, {"id": "test", "obs_shape": [8, 8]}, (8, 8), None).log_write("child", {})

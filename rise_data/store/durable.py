@@ -32,7 +32,8 @@ FSYNC_THREADS = 16
 
 
 @functools.cache
-def _fsync_pool() -> ThreadPoolExecutor:
+def _fsync_pool(pid: int) -> ThreadPoolExecutor:
+    """One pool per process: a forked child inherits the pool object but not its threads."""
     return ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="rise-fsync")
 
 
@@ -139,7 +140,8 @@ class SyncedLocalStore(LocalStore):
         if len(jobs) == 1:
             fsync_path(*jobs[0])
         elif jobs:
-            list(_fsync_pool().map(lambda job: fsync_path(*job), jobs))  # re-raises the first error
+            pool = _fsync_pool(os.getpid())
+            list(pool.map(lambda job: fsync_path(*job), jobs))  # re-raises the first error
 
     def _commit(self, key: str, value: Buffer, exclusive: bool = False) -> None:
         """Write one metadata document durably, after everything written before it."""
