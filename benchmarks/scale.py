@@ -254,7 +254,6 @@ def stage_dataset(args) -> dict:
         shuffle=order == "random",
         num_workers=workers,
         generator=torch.Generator().manual_seed(0),
-        drop_last=True,
         persistent_workers=workers > 0,
     )
     it = iter(loader)
@@ -314,7 +313,7 @@ def row(stage: str, rows: int, frames: bool, r: dict) -> str:
     grow = (r["peak_rss"] - r["base_rss"]) / mb
     extra = f"  emb {r['emb_bytes'] / rows:.0f} B/row" if "emb_bytes" in r else ""
     return (
-        f"{stage:12s} {rows:>9,d} {'rgb+gray' if frames else 'gray':>8s} {r['rows_per_s']:>12,.0f} "
+        f"{stage:16s} {rows:>9,d} {'rgb+gray' if frames else 'gray':>8s} {r['rows_per_s']:>12,.0f} "
         f"{r['seconds']:>8.2f} {r['peak_rss'] / mb:>8.0f} {grow:>8.0f} {r['bytes'] / mb:>10.1f} {r['load']:>5.2f}{extra}"
     )
 
@@ -358,7 +357,7 @@ def main() -> None:
     sizes = [args.max_rows // 100, args.max_rows // 10, args.max_rows]
     stages = [s for s in STAGES if s in args.stages.split(",")]
     print(f"seed: {args.seed_path} (real ALE/Pong-v5 rows, random policy), replicated to each size")
-    head = f"{'stage':12s} {'rows':>9s} {'arrays':>8s} {'rows/s':>12s} {'seconds':>8s} {'peak MB':>8s} {'+MB':>8s} {'out MB':>10s} {'load':>5s}"
+    head = f"{'stage':16s} {'rows':>9s} {'arrays':>8s} {'rows/s':>12s} {'seconds':>8s} {'peak MB':>8s} {'+MB':>8s} {'out MB':>10s} {'load':>5s}"
     print(head, flush=True)
     results: dict = {}
     for n in sizes:

@@ -2,7 +2,9 @@
 
 A store in rise's layout (``create_store``: zstd 1, obs 256-row chunks, frames 16-row chunks) gets
 ``--rows`` rows of real ALE Pong (a seed collected here with the random policy, tiled to ``--rows``)
-written through zarr's API in ~64 MB blocks (``arr[a:b] = rows``: every chunk through the codec
+written (``durability="fast"``: zarr's own ``LocalStore``, which zarrs writes to itself; rise's default
+durable store is a ``LocalStore`` subclass that zarrs hands back to zarr-python's pipeline, so its writes
+keep their fsync order) through zarr's API in ~64 MB blocks (``arr[a:b] = rows``: every chunk through the codec
 pipeline), then is read back sequentially (``Store.read``, ~64 MB blocks, every array), read by
 ``--chunks`` random whole chunks of ``obs`` and ``frame`` (what ``StoreDataset``'s chunk cache does on a
 miss), and checked (``rise-data check``: every chunk decoded). Each pipeline runs in its own process
@@ -51,7 +53,9 @@ def write_store(path: Path, seed: Path, rows: int) -> float:
     n, e = len(data["obs"]), src.num_episodes
     tiles = np.arange(rows // n)
     t0 = time.perf_counter()
-    store = create_store(path, src.env, tuple(src.env["obs_shape"]), tuple(src.env["frame_shape"]))
+    # "fast": zarr's own LocalStore, which zarrs writes to; rise's default "safe" store is a Python
+    # LocalStore subclass that zarrs leaves to zarr-python's pipeline (its writes keep their fsync order)
+    store = create_store(path, src.env, src.env["obs_shape"], src.env["frame_shape"], durability="fast")
     for name, arr in store.step_arrays():
         arr.resize((len(tiles) * n, *arr.shape[1:]))
         step = block_rows(arr)
