@@ -314,7 +314,7 @@ def row(stage: str, rows: int, frames: bool, r: dict) -> str:
     extra = f"  emb {r['emb_bytes'] / rows:.0f} B/row" if "emb_bytes" in r else ""
     return (
         f"{stage:16s} {rows:>9,d} {'rgb+gray' if frames else 'gray':>8s} {r['rows_per_s']:>12,.0f} "
-        f"{r['seconds']:>8.2f} {r['peak_rss'] / mb:>8.0f} {grow:>8.0f} {r['bytes'] / mb:>10.1f} {r['load']:>5.2f}{extra}"
+        f"{r['seconds']:>8.2f} {r['per_row'] * 1e6:>10.2f} {r['peak_rss'] / mb:>8.0f} {grow:>8.0f} {r['bytes'] / mb:>10.1f} {r['load']:>5.2f}{extra}"
     )
 
 
@@ -357,7 +357,7 @@ def main() -> None:
     sizes = [args.max_rows // 100, args.max_rows // 10, args.max_rows]
     stages = [s for s in STAGES if s in args.stages.split(",")]
     print(f"seed: {args.seed_path} (real ALE/Pong-v5 rows, random policy), replicated to each size")
-    head = f"{'stage':16s} {'rows':>9s} {'arrays':>8s} {'rows/s':>12s} {'seconds':>8s} {'peak MB':>8s} {'+MB':>8s} {'out MB':>10s} {'load':>5s}"
+    head = f"{'stage':16s} {'rows':>9s} {'arrays':>8s} {'rows/s':>12s} {'seconds':>8s} {'cpu us/row':>10s} {'peak MB':>8s} {'+MB':>8s} {'out MB':>10s} {'load':>5s}"
     print(head, flush=True)
     results: dict = {}
     for n in sizes:
@@ -374,7 +374,10 @@ def main() -> None:
             shutil.rmtree(store, ignore_errors=True)
             shutil.rmtree(data / "work", ignore_errors=True)
     table = {
-        s: {n: {k: round(results[n][s][k], 3) for k in ("rows_per_s", "peak_rss", "bytes")} for n in sizes}
+        s: {
+            n: {k: round(results[n][s][k], 9) for k in ("rows_per_s", "per_row", "peak_rss", "bytes")}
+            for n in sizes
+        }
         for s in stages
     }
     out = {"ratios": ratios(results, sizes[1], sizes[2]) if stages == list(STAGES) else {}, "table": table}
