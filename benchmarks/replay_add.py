@@ -78,7 +78,7 @@ def main() -> None:
         module_at(a.rev, "rise_agent/replay/ring.py", "ring_before").OnlineRing,
         replays["before"].ring,
     )
-    ring.write, ring._apply = types.MethodType(old.write, ring), types.MethodType(old._apply, ring)
+    ring._write, ring._apply = types.MethodType(old.write, ring), types.MethodType(old._apply, ring)
     first = np.zeros((a.envs, a.obs_hw, a.obs_hw), np.uint8)
     for r in replays.values():
         r.add_first(first, torch.zeros(a.envs, a.dim).half())

@@ -47,15 +47,15 @@ class Replay:
         self.device = torch.device(device)
         self.per_beta = config.per_beta  # assign to anneal the importance-sampling exponent
         self.store = store
+        base = 0 if store is None else store.num_rows  # the ring's global rows follow the store's
         self.ring = (
-            OnlineRing(config, self.num_envs, self.obs_shape, self.embed_dim, self.device, config.ring_dir)
+            OnlineRing(
+                config, self.num_envs, self.obs_shape, self.embed_dim, self.device, config.ring_dir, base
+            )
             if self.num_envs > 0
             else None
         )
-        if self.store is not None and self.ring is not None:
-            self.ring.base = self.store.num_rows
         self.mixer = Mixer.resolve(config.offline_fraction, store is not None, self.ring is not None)
-        self._need_first = False  # after a checkpoint is loaded, episodes restart with add_first
         self._pending = None  # (batch size, future of the prefetched batch) with config.prefetch
         self._pool = None
 
@@ -141,28 +141,14 @@ class Replay:
             raise RuntimeError("this replay has no online ring (num_envs=0)")
         return self.ring
 
-    def _check_step(self, obs: np.ndarray, emb: Tensor | None) -> None:
-        E = self.num_envs
-        if obs.shape != (E, *self.obs_shape) or obs.dtype != np.uint8:
-            raise ValueError(f"obs must be uint8 {(E, *self.obs_shape)}, got {obs.dtype} {obs.shape}")
-        if self.config.context_len and (emb is None or tuple(emb.shape) != (E, self.embed_dim)):
-            got = None if emb is None else tuple(emb.shape)
-            raise ValueError(f"context_len > 0 needs emb of shape {(E, self.embed_dim)}, got {got}")
-
     def add_first(self, step_obs: np.ndarray, emb: Tensor | None) -> None:
         """Start one new episode per env with the observations of ``env.reset()``.
 
         An env whose previous episode is still open has it closed as truncated at its newest row.
         """
         ring = self._require_ring()
-        self._drain()
-        obs = np.asarray(step_obs)
-        self._check_step(obs, emb)
-        envs = np.arange(self.num_envs)
-        ring.close(envs[ring.open])
-        z = np.zeros(self.num_envs, bool)
-        ring.write(envs, obs, emb, np.ones(self.num_envs, bool), z, z)
-        self._need_first = False
+        self._drain()  # a prefetch gather in flight reads rows this write changes
+        ring.add_first(np.asarray(step_obs), emb)
 
     def add(self, actions: np.ndarray, step, emb: Tensor | None) -> None:
         """Record one vector step: ``actions`` were sent at each env's newest row and ``step`` came back.
@@ -172,26 +158,7 @@ class Replay:
         """
         ring = self._require_ring()
         self._drain()
-        if self._need_first or not np.all(ring.written > 0):
-            raise RuntimeError("call add_first with the observations of env.reset() before add")
-        obs = np.asarray(step.obs)
-        self._check_step(obs, emb)
-        first = np.asarray(step.is_first, bool)
-        cont = ~first
-        envs = np.arange(self.num_envs)
-        prev = ring.newest()
-        bad = cont & ring.is_last[prev]
-        if bad.any():
-            raise ValueError(
-                f"env(s) {np.flatnonzero(bad).tolist()} continued after their episode ended; with "
-                "next-step autoreset the step after a done must have is_first set"
-            )
-        ring.action[prev[cont]] = np.asarray(actions, np.int64)[cont]
-        ring.reward[prev[cont]] = np.asarray(step.reward, np.float32)[cont]
-        ring.close(envs[first & ring.open])  # a new episode without a done: cut the old one
-        term = np.asarray(step.terminated, bool) & cont
-        last = (term | np.asarray(step.truncated, bool)) & cont
-        ring.write(envs, obs, emb, first, last, term)
+        ring.add(actions, step, emb)
 
     # -- sampling ---------------------------------------------------------------------------------
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
@@ -316,9 +283,7 @@ class Replay:
         for source in self.sources:
             local = index - source.base
             sel = (local >= 0) & (local < source.num_rows)
-            sel[sel] = source.ok[local[sel]]
-            if sel.any():
-                source.sampler.update(local[sel], td[sel])
+            source.reprioritize(local[sel], td[sel])
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -355,7 +320,6 @@ class Replay:
             self.store.sampler.load_state_dict(sd["store"]["sampler"])
         if self.ring is not None:
             self.ring.load_state_dict(sd["ring"])
-            self._need_first = True
 
 
 class _Out:

@@ -10,6 +10,10 @@ row's forward rows (``t .. t+m``) are always newer and live; what overwriting do
 stack or context window reaches back to ``x`` (at most ``max(K, S) - 1`` rows). Those rows leave the
 sampler at the moment ``x`` is overwritten, so no sampled transition ever reads overwritten data.
 
+**One writer**: :meth:`OnlineRing.add_first` and :meth:`OnlineRing.add` hold every write rule (episode
+flags, cuts, the rows a write makes or stops being sampleable, the restart after a checkpoint); nothing
+else writes the ring's rows.
+
 **Files** (``ring_dir``): every per-row array is a ``.npy`` memmap in the folder, next to ``written.npy``
 (rows each env has written, updated on every write) and ``ring.json`` (geometry and a generation id,
 minted by the first write of a fresh ring). A checkpoint holds only where each env's rows end, the open
@@ -110,6 +114,7 @@ class OnlineRing(Source):
         embed_dim: int,
         device: torch.device,
         ring_dir: str | os.PathLike | None = None,
+        base: int = 0,
     ):
         seg = config.capacity // num_envs
         need = config.lookback + config.n_step + 1
@@ -119,7 +124,9 @@ class OnlineRing(Source):
                 f">= {need} (max(context_len, frame_stack) + n_step + 1): raise capacity"
             )
         self.config = config
+        self.base = base  # global index of row 0 (after a store's rows)
         self.num_envs, self.seg = num_envs, seg
+        self.obs_shape, self.embed_dim = tuple(obs_shape), embed_dim
         self.num_rows = n = seg * num_envs
         self.device = device
         specs = {"obs": ((n, *obs_shape), np.uint8), **{k: ((n,), t) for k, t in _ROW_FIELDS.items()}}
@@ -153,6 +160,7 @@ class OnlineRing(Source):
         self.open = np.zeros(num_envs, bool)  # the env's newest row belongs to an unfinished episode
         self.sampler = make_sampler(config, n)
         self.started = False  # a row was written or a checkpoint loaded
+        self._need_first = False  # after a checkpoint is loaded, episodes restart with add_first
 
     def _embeddings(self, arr: np.ndarray | None) -> tuple[Tensor | None, np.ndarray | None]:
         """The tensor windows gather from, and the file rows mirrored into when that tensor is not the file."""
@@ -202,7 +210,48 @@ class OnlineRing(Source):
         )
         return ret, fwd[np.arange(len(idx)), nxt - base], disc
 
-    # -- writing ------------------------------------------------------------------------------
+    # -- writing: the one writer of the ring's rows ----------------------------------------------
+    def add_first(self, obs: np.ndarray, emb: Tensor | None) -> None:
+        """Start one new episode per env with the observations of ``env.reset()``; an env's open
+        episode is closed as truncated at its newest row."""
+        self._check_step(obs, emb)
+        envs = np.arange(self.num_envs)
+        self._close(envs[self.open])
+        z = np.zeros(self.num_envs, bool)
+        self._write(envs, obs, emb, np.ones(self.num_envs, bool), z, z)
+        self._need_first = False
+
+    def add(self, actions: np.ndarray, step, emb: Tensor | None) -> None:
+        """One vector step (next-step autoreset): ``actions`` were sent at each env's newest row."""
+        if self._need_first or not np.all(self.written > 0):
+            raise RuntimeError("call add_first with the observations of env.reset() before add")
+        obs = np.asarray(step.obs)
+        self._check_step(obs, emb)
+        first = np.asarray(step.is_first, bool)
+        cont = ~first
+        envs = np.arange(self.num_envs)
+        prev = self.newest()
+        bad = cont & self.is_last[prev]
+        if bad.any():
+            raise ValueError(
+                f"env(s) {np.flatnonzero(bad).tolist()} continued after their episode ended; with "
+                "next-step autoreset the step after a done must have is_first set"
+            )
+        self.action[prev[cont]] = np.asarray(actions, np.int64)[cont]
+        self.reward[prev[cont]] = np.asarray(step.reward, np.float32)[cont]
+        self._close(envs[first & self.open])  # a new episode without a done: cut the old one
+        term = np.asarray(step.terminated, bool) & cont
+        last = (term | np.asarray(step.truncated, bool)) & cont
+        self._write(envs, obs, emb, first, last, term)
+
+    def _check_step(self, obs: np.ndarray, emb: Tensor | None) -> None:
+        E = self.num_envs
+        if obs.shape != (E, *self.obs_shape) or obs.dtype != np.uint8:
+            raise ValueError(f"obs must be uint8 {(E, *self.obs_shape)}, got {obs.dtype} {obs.shape}")
+        if self.config.context_len and (emb is None or tuple(emb.shape) != (E, self.embed_dim)):
+            got = None if emb is None else tuple(emb.shape)
+            raise ValueError(f"context_len > 0 needs emb of shape {(E, self.embed_dim)}, got {got}")
+
     def _apply(self, off: list[np.ndarray], on: list[np.ndarray]) -> None:
         """Rows in ``off`` stop, rows in ``on`` start being sampleable; one sampler update for all."""
         off_rows = np.concatenate(off) if off else _EMPTY
@@ -214,7 +263,7 @@ class OnlineRing(Source):
         self.ok[on_rows] = True
         self.sampler.mark(off_rows, on_rows)
 
-    def write(self, envs, obs, emb, first, last, term) -> None:
+    def _write(self, envs, obs, emb, first, last, term) -> None:
         """Append one row to each env in ``envs`` (distinct), updating what is sampleable."""
         if not self.started:
             self.started = True
@@ -262,7 +311,7 @@ class OnlineRing(Source):
         # no row is both: a row is complete n writes after it, invalidated >= L - lookback + 1 > n after
         self._apply(off, on)
 
-    def close(self, envs: np.ndarray) -> None:
+    def _close(self, envs: np.ndarray) -> None:
         """End the open episodes of ``envs`` at their newest row, as truncated (they did not terminate)."""
         if envs.size == 0:
             return
@@ -358,6 +407,7 @@ class OnlineRing(Source):
             if self._obs_file is not None:
                 self.obs.copy_(torch.from_numpy(np.asarray(self._obs_file)).to(self.device))
         self.started = True
+        self._need_first = True  # the envs were reset
 
     def _drop_overwritten(self, extra: np.ndarray) -> None:
         """Rows written after the checkpoint (``extra`` per env) overwrote its oldest rows: drop those

@@ -51,6 +51,12 @@ class Source:
         """Sampleable transitions."""
         return int(np.count_nonzero(self.ok))
 
+    def reprioritize(self, rows: np.ndarray, td: np.ndarray) -> None:
+        """New TD errors for sampled local ``rows``; rows no longer sampleable (overwritten) are skipped."""
+        live = self.ok[rows]
+        if live.any():
+            self.sampler.update(rows[live], td[live])
+
     def targets(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(n-step return, bootstrap row, discount)`` of transitions starting at local rows ``idx``."""
         raise NotImplementedError
