@@ -4,9 +4,9 @@ A rename is atomic against a killed process, but after an OS crash or power loss
 written a later file and not an earlier one: metadata that commits rows could reach the disk before the
 chunks it points to. Every metadata document (``zarr.json``: the root's commit point, an array's shape,
 an embeddings array's ``rows_done``) is therefore a barrier: before it is replaced, each file written since
-the previous barrier is fsynced once and each directory that gained or lost an entry is fsynced once; the
-document itself is written to a temporary file, fsynced, renamed over the old one, and its directory
-fsynced. ``durability="fast"`` is zarr's plain ``LocalStore`` (atomic renames, no fsync): it survives a
+the previous barrier and each directory that gained or lost an entry is fsynced (from a thread pool, each
+started as soon as its write is done, so they overlap the writes after them); the document itself is
+written to a temporary file, fsynced, renamed over the old one, and its directory fsynced. ``durability="fast"`` is zarr's plain ``LocalStore`` (atomic renames, no fsync): it survives a
 kill -9, not a power loss (docs/store-format.md "Durability").
 """
 
@@ -17,7 +17,7 @@ import functools
 import os
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from zarr.core.buffer import Buffer
@@ -38,26 +38,46 @@ def _fsync_pool(pid: int) -> ThreadPoolExecutor:
 
 
 class _Pending:
-    """Paths written since the last barrier, shared by every handle of one store (``with_read_only``)."""
+    """The fsyncs owed since the last barrier, shared by every handle of one store (``with_read_only``).
+
+    Each is started in the pool as soon as its write is done, so it overlaps the writes after it; the
+    barrier waits for all of them. A path's fsync that has not started yet covers a later change too,
+    so it is not queued twice.
+    """
 
     def __init__(self) -> None:
-        self.files: set[Path] = set()
-        self.dirs: set[Path] = set()
+        self.futures: list[Future] = []
+        self.queued: dict[tuple[Path, bool], Future] = {}
+        self.deferred: set[tuple[Path, bool]] = set()
         self.lock = threading.Lock()
-        # zarr writes sibling metadata concurrently (a group's and its first array's): one barrier at a time,
-        # else one barrier's flush could fsync a directory before the other's mkdir added its entry
+        # zarr writes sibling metadata concurrently (a group's and its first array's): one barrier at a time
         self.commit_lock = threading.Lock()
 
-    def take(self) -> tuple[set[Path], set[Path]]:
-        with self.lock:
-            files, dirs = self.files, self.dirs
-            self.files, self.dirs = set(), set()
-        return files, dirs
-
     def add(self, files: tuple[Path, ...] = (), dirs: tuple[Path, ...] = ()) -> None:
+        """Start the fsyncs of paths that were just written or gained or lost an entry."""
+        jobs = [*((p, False) for p in files), *((d, True) for d in dirs)]
+        pool = _fsync_pool(os.getpid())
         with self.lock:
-            self.files.update(files)
-            self.dirs.update(dirs)
+            for job in jobs:
+                queued = self.queued.get(job)
+                if queued is None or queued.running() or queued.done():
+                    self.queued[job] = future = pool.submit(fsync_path, *job)
+                    self.futures.append(future)
+
+    def defer(self, dirs: tuple[Path, ...]) -> None:
+        """fsync these at the next barrier (they may not exist yet)."""
+        with self.lock:
+            self.deferred.update((d, True) for d in dirs)
+
+    def wait(self) -> None:
+        """Block until every fsync owed so far is done; re-raises the first error."""
+        with self.lock:
+            deferred, self.deferred = self.deferred, set()
+        self.add(dirs=tuple(d for d, _ in deferred))
+        with self.lock:
+            futures, self.futures, self.queued = self.futures, [], {}
+        for f in futures:
+            f.result()
 
 
 def fsync_path(path: Path, directory: bool = False) -> None:
@@ -89,7 +109,7 @@ class SyncedLocalStore(LocalStore):
         super().__init__(root, read_only=read_only)
         self._pending = pending or _Pending()
         if not read_only:  # a new store folder's own entry, made durable by the first commit
-            self._pending.add(dirs=(self.root.absolute(), self.root.absolute().parent))
+            self._pending.defer((self.root.absolute(), self.root.absolute().parent))
 
     def with_read_only(self, read_only: bool = False) -> SyncedLocalStore:
         return type(self)(self.root, read_only=read_only, pending=self._pending)
@@ -134,14 +154,8 @@ class SyncedLocalStore(LocalStore):
 
     # -- the barrier ------------------------------------------------------------------------
     def flush(self) -> None:
-        """fsync every file written since the last barrier and every directory that changed, together."""
-        files, dirs = self._pending.take()
-        jobs = [(p, False) for p in files] + [(d, True) for d in dirs]
-        if len(jobs) == 1:
-            fsync_path(*jobs[0])
-        elif jobs:
-            pool = _fsync_pool(os.getpid())
-            list(pool.map(lambda job: fsync_path(*job), jobs))  # re-raises the first error
+        """Wait until every file written since the last barrier and every directory that changed is fsynced."""
+        self._pending.wait()
 
     def _commit(self, key: str, value: Buffer, exclusive: bool = False) -> None:
         """Write one metadata document durably, after everything written before it."""
@@ -151,8 +165,9 @@ class SyncedLocalStore(LocalStore):
     def _commit_locked(self, path: Path, value: Buffer, exclusive: bool) -> None:
         if exclusive and path.exists():
             raise FileExistsError(path)
-        self._pending.add(dirs=new_dirs(path))
+        created = new_dirs(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._pending.add(dirs=created)
         self.flush()
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")  # repair removes *.partial
         try:
