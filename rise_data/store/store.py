@@ -7,6 +7,7 @@ Writing is :class:`~rise_data.store.write.WritableStore`'s job; opening, :func:`
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from rise_data.store.format import (
     meta_file,
     store_kind,
 )
+from rise_data.store.pipeline import reading
 
 
 class CheckedArray(zarr.Array):
@@ -139,8 +141,10 @@ class Store:
 
     def array(self, name: str) -> zarr.Array:
         """Array ``name``; its reads report a damaged chunk by array and chunk (:class:`CheckedArray`)."""
+        pipeline = reading() if self.mode == "r" else contextlib.nullcontext()  # zarrs: readers only
         try:
-            arr = self.group[name]
+            with pipeline:
+                arr = self.group[name]
         except KeyError:
             raise StoreError(f"{self.path} has no array '{name}'") from None
         except Exception as e:  # its zarr.json is truncated or not zarr metadata
