@@ -6,8 +6,9 @@ chunks it points to. Every metadata document (``zarr.json``: the root's commit p
 an embeddings array's ``rows_done``) is therefore a barrier: before it is replaced, each file written since
 the previous barrier and each directory that gained or lost an entry is fsynced (from a thread pool, each
 started as soon as its write is done, so they overlap the writes after them); the document itself is
-written to a temporary file, fsynced, renamed over the old one, and its directory fsynced. ``durability="fast"`` is zarr's plain ``LocalStore`` (atomic renames, no fsync): it survives a
-kill -9, not a power loss (docs/store-format.md "Durability").
+written to a temporary file, fsynced, renamed over the old one, and its directory fsynced.
+``durability="fast"`` is zarr's plain ``LocalStore`` (atomic renames, no fsync): it survives a kill -9,
+not a power loss (docs/store-format.md "Durability").
 """
 
 from __future__ import annotations
