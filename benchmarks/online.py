@@ -6,7 +6,7 @@ Same env, envs, env steps and gradient steps for every variant:
 - acting:     the online loop with learning switched off (actor thread: network + frozen encoder forward,
               env step; learner thread: replay adds, episode bookkeeping);
 - learning:   the same number of gradient steps on the filled replay, no acting;
-- serial:     the loop with learning on, policy_lag 0 (acting waits for learning);
+- serial:     the plain serial loop with learning on (policy_lag 0, training/reference.py);
 - overlapped: the loop with learning on, policy_lag 1 (acting runs while the learner learns).
 
 Printed ratios: (a) acting / raw throughput (goal >= 0.80), (b) overlapped wall / max(acting, learning)
@@ -37,9 +37,9 @@ from rise_agent.config import TrainConfig
 from rise_agent.learner import Learner
 from rise_agent.network import NetworkConfig
 from rise_agent.training.build import build
-from rise_agent.training.online import run_online
 from rise_agent.training.rundir import RunDir
 from rise_agent.training.session import Session
+from rise_agent.training.train import loop_for
 from rise_data.encode import resolve_device
 from rise_data.envs import make_env
 
@@ -72,7 +72,7 @@ def online_run(config: TrainConfig, device: torch.device, folder: Path, learn_af
     run.start(cfg)
     s = Session(cfg, parts, run, device)
     s.open_logger(resumed=False)
-    run_online(s)
+    loop_for(cfg)(s)  # policy_lag 0: the plain serial loop; >= 1: the overlapped actor thread
     s.logger.close()
     return s.counters.loop_seconds, s  # from the first reset on: env construction is not the loop's cost
 
@@ -83,15 +83,18 @@ def acting_only(spec, parts, config: TrainConfig, device, groups: int) -> tuple[
     from rise_agent.acting.config import ActingConfig
     from rise_agent.acting.groups import acting_env
     from rise_agent.acting.thread import ActingThread, WeightGate, actor_copy
-    from rise_agent.training.online import make_actor
+    from rise_agent.training.reference import make_actor
     from rise_data.collect.rollout import Rollout
 
     steps = config.env_steps // config.num_envs
     s = Session(config, parts, None, device)
     actor = make_actor(s, actor_copy(parts.learner.online))
-    env = acting_env(spec, config.num_envs, ActingConfig(env_groups=groups))
+    acting = ActingConfig(env_groups=groups)
+    env = acting_env(spec, config.num_envs, acting)
     gate = WeightGate(1)
-    th = ActingThread(Rollout(env), actor, gate, lambda t: 0.01, np.random.default_rng(0), steps, seed=0)
+    th = ActingThread(
+        Rollout(env), actor, gate, lambda t: 0.01, np.random.default_rng(0), steps, seed=0, config=acting
+    )
     th.start()
     th.get()
     t0 = time.perf_counter()

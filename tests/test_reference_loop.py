@@ -126,7 +126,7 @@ def test_overlapped_actor_and_env_groups_learn_as_the_reference(random_reference
 
 
 def test_reference_loop_is_what_policy_lag_0_runs():
-    from rise_agent.training.train import _loop
+    from rise_agent.training.train import loop_for
 
-    assert _loop(config(policy_lag=0)) is run_reference
-    assert _loop(config(policy_lag=1)) is run_online
+    assert loop_for(config(policy_lag=0)) is run_reference
+    assert loop_for(config(policy_lag=1)) is run_online

@@ -94,7 +94,7 @@ def _train(config: TrainConfig, resume: bool) -> dict:
     session.open_logger(resumed=ck is not None)
     evaluation: dict = {}
     try:
-        _loop(config)(session)
+        loop_for(config)(session)
         evaluation = session.evaluate()
     except KeyboardInterrupt:
         print("interrupted: writing a checkpoint; continue with --resume", flush=True)
@@ -105,7 +105,7 @@ def _train(config: TrainConfig, resume: bool) -> dict:
     return {**session.counters.to_json(), "eval": evaluation, "run_dir": str(run.path)}
 
 
-def _loop(config: TrainConfig):
+def loop_for(config: TrainConfig):
     """The loop a config runs: offline, the plain serial online loop (policy_lag 0), or the overlapped one."""
     if not config.is_online:
         return run_offline
