@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import cv2
 import numpy as np
+
+from rise_data.envs.agent_obs import to_agent_obs
 
 if TYPE_CHECKING:
     from rise_data.envs.spec import EnvSpec
@@ -16,22 +17,6 @@ class Views(Protocol):
     """What the vector env needs of its family (``rise_data.envs.family.EnvFamily``): the two views."""
 
     def views(self, spec: EnvSpec, raw: Any) -> np.ndarray: ...
-
-
-def to_agent_obs(frames: np.ndarray, size: int) -> np.ndarray:
-    """RGB (N,H,W,3) or gray (N,H,W) uint8 frames -> (N,size,size) gray uint8 agent observations.
-
-    The N frames are processed as one tall image: with INTER_AREA, output row ``i*size`` starts exactly
-    at input row ``i*H`` (H/size is the same scale for every frame), so no pixel mixes two frames and the
-    result equals the per-frame loop while costing two cv2 calls instead of 2N.
-    """
-    n, h, w = frames.shape[:3]
-    gray = frames.reshape(n * h, w, 3) if frames.ndim == 4 else frames.reshape(n * h, w)
-    if frames.ndim == 4:
-        gray = cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_RGB2GRAY)
-    if (h, w) == (size, size):
-        return gray.reshape(n, size, size)
-    return cv2.resize(gray, (size, n * size), interpolation=cv2.INTER_AREA).reshape(n, size, size)
 
 
 @dataclass
@@ -44,6 +29,29 @@ class Step:
     terminated: np.ndarray
     truncated: np.ndarray
     is_first: np.ndarray
+
+
+class ViewStep(Step):
+    """A step whose agent view is made from its frames on the first read of ``obs``, once.
+
+    A loop that sends the next actions before it reads ``obs`` (collect with a random policy) has the view
+    made while the envs step; one that never reads it (an actor that makes the view on its device) never
+    pays for it.
+    """
+
+    def __init__(self, frames: np.ndarray, size: int, *rest: np.ndarray | None):
+        self._frames, self._size = frames, size
+        super().__init__(None, *rest)
+
+    @property
+    def obs(self) -> np.ndarray:
+        if self._obs is None:
+            self._obs = to_agent_obs(self._frames, self._size)
+        return self._obs
+
+    @obs.setter
+    def obs(self, value: np.ndarray | None) -> None:
+        self._obs = value
 
 
 class GymVector:
@@ -92,31 +100,28 @@ class FrameVectorEnv:
         self.n_actions = int(n_actions)
         self._done = np.zeros(num_envs, bool)
 
-    def _views(self, raw: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def _step(self, raw: Any, *rest: np.ndarray) -> Step:
+        """The step of raw observations ``raw``: frames at once, the agent view when first read."""
         frames = self.family.views(self.spec, raw)
-        return to_agent_obs(frames, self.screen_size), frames if frames.ndim == 4 else None
+        return ViewStep(frames, self.screen_size, frames if frames.ndim == 4 else None, *rest)
 
     def reset(self, seed: int | None = None) -> Step:
         raw, _ = self.env.reset(seed=seed)
-        obs, frame = self._views(raw)
         self._done[:] = False
         z = np.zeros(self.num_envs, bool)
-        return Step(
-            obs, frame, np.zeros(self.num_envs, np.float32), z, z.copy(), np.ones(self.num_envs, bool)
-        )
+        return self._step(raw, np.zeros(self.num_envs, np.float32), z, z.copy(), np.ones(self.num_envs, bool))
 
     def send(self, actions: np.ndarray) -> None:
         self.env.send(np.asarray(actions, dtype=np.int64))
 
     def recv(self) -> Step:
         raw, reward, term, trunc, _ = self.env.recv()
-        obs, frame = self._views(raw)
         is_first = self._done.copy()  # next-step autoreset: a done env returned its reset obs this step
         term, trunc = np.asarray(term, bool) & ~is_first, np.asarray(trunc, bool) & ~is_first
         trunc &= ~term  # both (MiniGrid at its step limit): a true terminal, no bootstrap
         self._done = term | trunc
         reward = np.where(is_first, 0.0, np.asarray(reward, np.float32)).astype(np.float32)
-        return Step(obs, frame, reward, term, trunc, is_first)
+        return self._step(raw, reward, term, trunc, is_first)
 
     def step(self, actions: np.ndarray) -> Step:
         self.send(actions)
