@@ -3,15 +3,19 @@
 Sizes (pipelines/learning.py, ``cue``): batch 32, Impala channels 4,8,8 on 16x16 frames (frame stack 4), pool 4,
 hidden 64, LSTM 64, 32 cosines, 3 actions, 256-d ``downsample`` embeddings, K = 0 and K = 16; one torch thread.
 The head's learner runs from its own tree (``git archive`` of rise_agent and rise_data at ``--rev``) in a child
-process, so its network and losses are the head's too. Printed per K and path: ms per update, aten ops per update
-(torch.profiler, nested ones counted; ``top`` = top-level only) and, for compiled paths, the first step's time
-(compile included). Ends with one JSON line: ``ratios`` = head ms / new ms.
-Usage: OMP_NUM_THREADS=1 python benchmarks/learner_speed.py [--rev 3be2990] [--seconds 5] [--paths eager,compile]
+process, so its network and losses are the head's too. Every row has its own worker; the workers are timed in
+turns, so a change of load falls on all rows alike. Printed per K and path: wall and thread-CPU ms per update
+(medians over the turns), the speed-up (median of the turns' head ms / row ms), aten ops per update
+(torch.profiler, nested ones counted; ``top``: top-level only) and the first step's seconds (build and compile).
+Ends with one JSON line of ``ratios``: update_speedup_k{K} for the default path, ..._{path} for the others.
+Usage: OMP_NUM_THREADS=1 python benchmarks/learner_speed.py [--rev 3be2990] [--rounds 7] [--seconds 1]
+       [--paths eager,compile] [--ks 0,16]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pickle
@@ -91,12 +95,12 @@ def make_batch(k: int, b: int = BATCH, seed: int = 0) -> SimpleNamespace:
 
 def job(k: int, learner: dict, mode: str, **kw) -> dict:
     """A worker's job: the network at the recipe's sizes with ``context_len=k``, LearnerConfig fields
-    ``learner``; ``mode`` "steps" (``batches``, ``seed``, ``init``: metrics, priorities, weights) or "time"."""
+    ``learner``; ``mode`` "steps" (``batches``, ``seed``, ``init``: metrics, priorities, weights, see
+    :func:`work`) or "time" (see :func:`serve`)."""
     return {"net": {**RECIPE_NET, "context_len": k}, "learner": learner, "mode": mode, **kw}
 
 
-def work(spec: dict) -> dict:
-    """Run ``spec`` with whichever rise_agent is importable: the head's in a child, this tree's here."""
+def _learner(spec: dict):
     import torch
 
     from rise_agent.learner import Learner, LearnerConfig
@@ -104,33 +108,49 @@ def work(spec: dict) -> dict:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    t0 = time.perf_counter()
-    learner = Learner(NetworkConfig(**spec["net"]), LearnerConfig(**spec["learner"]), "cpu")
-    if spec["mode"] == "steps":
-        if spec.get("init") is not None:
-            learner.online.load_state_dict(spec["init"])
-            learner.target.load_state_dict(spec["init"])
-        torch.manual_seed(spec["seed"])
-        out = [learner.step(b) for b in spec["batches"]]
-        return {
-            "steps": out,
-            "weights": {n: p.detach().clone() for n, p in learner.online.named_parameters()},
-        }
-    b = make_batch(spec["net"]["context_len"])
-    learner.step(b)
-    first = time.perf_counter() - t0
-    return {"first_s": first, "ms": timed(lambda: learner.step(b), spec["seconds"]), **op_counts(learner, b)}
+    return Learner(NetworkConfig(**spec["net"]), LearnerConfig(**spec["learner"]), "cpu")
 
 
-def timed(fn, seconds: float) -> float:
-    """ms per call: 5 warm-up calls, then at least 20 calls and ``seconds`` of them."""
-    for _ in range(5):
-        fn()
-    n, t0 = 0, time.perf_counter()
-    while n < 20 or time.perf_counter() - t0 < seconds:
+def work(spec: dict) -> dict:
+    """Run a "steps" ``spec`` with whichever rise_agent is importable: the head's in a child, this tree's here."""
+    import torch
+
+    learner = _learner(spec)
+    if spec.get("init") is not None:
+        learner.online.load_state_dict(spec["init"])
+        learner.target.load_state_dict(spec["init"])
+    torch.manual_seed(spec["seed"])
+    out = [learner.step(b) for b in spec["batches"]]
+    return {"steps": out, "weights": {n: p.detach().clone() for n, p in learner.online.named_parameters()}}
+
+
+def serve() -> None:
+    """A timing worker: one JSON request a line on stdin ({"setup": spec} or {"time": seconds}), one JSON
+    answer a line on stdout. Setup answers the first step's time (compile included) and the op counts."""
+    learner = batch = None
+    for line in sys.stdin:
+        req = json.loads(line)
+        if "setup" in req:
+            t0 = time.perf_counter()
+            learner = _learner(req["setup"])
+            batch = make_batch(req["setup"]["net"]["context_len"])
+            learner.step(batch)
+            first = time.perf_counter() - t0
+            for _ in range(5):
+                learner.step(batch)
+            answer = {"first_s": first, **op_counts(learner, batch)}
+        else:
+            answer = timed(functools.partial(learner.step, batch), req["time"])
+        print(json.dumps(answer), flush=True)
+
+
+def timed(fn, seconds: float) -> dict:
+    """Wall and thread-CPU ms per call over at least 10 calls and ``seconds``."""
+    n, t0, c0 = 0, time.perf_counter(), time.thread_time()
+    while n < 10 or time.perf_counter() - t0 < seconds:
         fn()
         n += 1
-    return (time.perf_counter() - t0) / n * 1e3
+    return {"ms": (time.perf_counter() - t0) / n * 1e3, "cpu_ms": (time.thread_time() - c0) / n * 1e3}
 
 
 def op_counts(learner, batch) -> dict:
@@ -143,39 +163,108 @@ def op_counts(learner, batch) -> dict:
     return {"ops": len(aten), "top": sum(1 for e in aten if e.cpu_parent is None)}
 
 
+class Worker:
+    """A :func:`serve` child importing rise_agent from ``tree``."""
+
+    def __init__(self, tree: Path, spec: dict) -> None:
+        env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, __file__, "--serve"]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.setup = self.ask({"setup": spec})
+
+    def ask(self, req: dict) -> dict:
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def measure(k: int, tree: Path, paths: list[str], rounds: int, seconds: float) -> dict:
+    """Rows for one K: the head and each path in its own worker, timed in turns (``rounds`` x ``seconds``
+    each) so that load changes fall on all of them alike; medians over the rounds."""
+    specs = {"head": (tree, {})} | {p: (ROOT, {"compile": p == "compile"}) for p in paths}
+    workers = {name: Worker(where, job(k, cfg, "time")) for name, (where, cfg) in specs.items()}
+    times: dict = {name: [] for name in workers}
+    try:
+        for _ in range(rounds):
+            for name, w in workers.items():
+                times[name].append(w.ask({"time": seconds}))
+    finally:
+        for w in workers.values():
+            w.close()
+    rows = {}
+    for name, w in workers.items():
+        rows[name] = {
+            "ms": _median([t["ms"] for t in times[name]]),
+            "cpu_ms": _median([t["cpu_ms"] for t in times[name]]),
+            **w.setup,
+        }
+        rows[name]["speedup"] = _median(
+            [h["ms"] / t["ms"] for h, t in zip(times["head"], times[name], strict=True)]
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rev", default=HEAD, help="the revision whose learner is the baseline")
-    ap.add_argument("--seconds", type=float, default=5.0, help="timed seconds per row")
+    ap.add_argument("--rounds", type=int, default=7, help="timing turns per row")
+    ap.add_argument("--seconds", type=float, default=1.0, help="seconds per row and turn")
     ap.add_argument(
         "--paths", default="eager,compile", help="this tree's paths: eager (compile=False), compile"
     )
     ap.add_argument("--ks", default="0,16")
     a = ap.parse_args(argv)
     tree = head_tree(a.rev)
-    rows: dict = {}
-    for k in (int(x) for x in a.ks.split(",")):
-        (rows[f"k{k}_head"],) = run_at(tree, [job(k, {}, "time", seconds=a.seconds)])
-        for path in a.paths.split(","):
-            spec = job(k, {"compile": path == "compile"}, "time", seconds=a.seconds)
-            (rows[f"k{k}_{path}"],) = run_at(ROOT, [spec])
-    print(f"cpu ({os.cpu_count()} cores), 1 torch thread, load {os.getloadavg()[0]:.2f}; head {a.rev}")
-    print(f"{'row':<16} {'ms/update':>10} {'aten ops':>9} {'top ops':>8} {'first step s':>13}")
-    for name, r in rows.items():
-        print(f"{name:<16} {r['ms']:>10.2f} {r['ops']:>9} {r['top']:>8} {r['first_s']:>13.2f}")
+    ks, paths = [int(x) for x in a.ks.split(",")], a.paths.split(",")
+    load0 = os.getloadavg()[0]
+    rows = {k: measure(k, tree, paths, a.rounds, a.seconds) for k in ks}
+    print(
+        f"cpu ({os.cpu_count()} cores), 1 torch thread, load {load0:.2f} -> {os.getloadavg()[0]:.2f}; head {a.rev}"
+    )
+    print(
+        f"{'K':>3} {'path':<8} {'ms/update':>10} {'cpu ms':>8} {'speedup':>8} {'aten ops':>9} {'top ops':>8} {'1st step s':>11}"
+    )
+    for k in ks:
+        for name, r in rows[k].items():
+            print(
+                f"{k:>3} {name:<8} {r['ms']:>10.2f} {r['cpu_ms']:>8.2f} {r['speedup']:>8.2f} {r['ops']:>9} "
+                f"{r['top']:>8} {r['first_s']:>11.2f}"
+            )
+    default = "compile" if "compile" in paths and _default_compiled() else "eager"
     ratios = {}
-    for k in (int(x) for x in a.ks.split(",")):
-        for path in a.paths.split(","):
-            key = f"update_speedup_k{k}" + ("" if path == "compile" else f"_{path}")
-            ratios[key] = round(rows[f"k{k}_head"]["ms"] / rows[f"k{k}_{path}"]["ms"], 3)
+    for k in ks:
+        for path in paths:
+            ratios[f"update_speedup_k{k}" + ("" if path == default else f"_{path}")] = round(
+                rows[k][path]["speedup"], 3
+            )
     print(json.dumps({"ratios": ratios, "load": round(os.getloadavg()[0], 2), "rev": a.rev}))
     return rows
 
 
+def _default_compiled() -> bool:
+    from rise_agent.learner import LearnerConfig
+
+    return LearnerConfig().compile
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+    if sys.argv[1:2] in (["--worker"], ["--serve"]):  # rise_agent from PYTHONPATH, not this folder
         sys.path = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
+    if sys.argv[1:2] == ["--worker"]:
         result = [work(spec) for spec in pickle.loads(Path(sys.argv[2]).read_bytes())]
         Path(sys.argv[3]).write_bytes(pickle.dumps(result))
+    elif sys.argv[1:2] == ["--serve"]:
+        serve()
     else:
         main()

@@ -48,7 +48,8 @@ class LearnerConfig:
     # the metrics' host copy stay outside
     cuda_graph: bool = param(False, "CUDA: capture the whole update once as a CUDA graph and replay it")
     compile: bool = param(
-        False, "torch.compile the online and target forward passes (same math; first steps compile)"
+        False,
+        "torch.compile the whole update: loss, backward, clipping and Adam (same math; the first step compiles)",
     )
 
     def __post_init__(self) -> None:

@@ -195,6 +195,44 @@ def spectral_norm_modules(net: nn.Module) -> list[nn.Module]:
     ]
 
 
+def spectral_weights(convs: list[nn.Conv2d]) -> list[Tensor]:
+    """The spectral-normalised weights of ``convs`` (each parametrised by ``spectral_norm``), in batched ops.
+
+    The same math as torch's spectral-norm parametrisation, one shape group at a time: in training mode one
+    power iteration ``u = normalize(W v)``, ``v = normalize(W^T u)`` updates the buffers in place (no grad),
+    then ``W / (u^T W v)`` with u and v constants. A dozen small convolutions cost a dozen ops this way
+    instead of some 20 each through the parametrisation.
+    """
+    out: list[Tensor | None] = [None] * len(convs)
+    groups: dict[tuple, list[int]] = {}
+    for i, conv in enumerate(convs):
+        w = conv.parametrizations.weight.original
+        groups.setdefault((w.shape, w.dtype, w.device), []).append(i)
+    for idx in groups.values():
+        norms = [convs[i].parametrizations.weight[0] for i in idx]
+        weight = torch.stack([convs[i].parametrizations.weight.original for i in idx])
+        mat = weight.flatten(2)  # (n, out, in*k*k): torch's weight matrix for dim 0
+        if norms[0].training:
+            _power_iteration(mat.detach(), norms)
+        u = torch.stack([m._u for m in norms]).unsqueeze(1)  # (n, 1, out)
+        v = torch.stack([m._v for m in norms]).unsqueeze(2)  # (n, in*k*k, 1)
+        sigma = torch.bmm(torch.bmm(u, mat), v)  # (n, 1, 1)
+        for i, w in zip(idx, (weight / sigma.view(-1, 1, 1, 1, 1)).unbind(0), strict=True):
+            out[i] = w
+    return out
+
+
+@torch.no_grad()
+def _power_iteration(mat: Tensor, norms: list[nn.Module]) -> None:
+    us, vs = [m._u for m in norms], [m._v for m in norms]
+    eps = norms[0].eps
+    v = torch.stack(vs)
+    for _ in range(norms[0].n_power_iterations):
+        u = F.normalize(torch.bmm(mat, v.unsqueeze(2)).squeeze(2), dim=1, eps=eps)
+        v = F.normalize(torch.bmm(mat.transpose(1, 2), u.unsqueeze(2)).squeeze(2), dim=1, eps=eps)
+    torch._foreach_copy_(us + vs, list(u.unbind(0)) + list(v.unbind(0)))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Impala CNN
 
@@ -210,8 +248,12 @@ class ImpalaResidual(nn.Module):
             self.conv0 = spectral_norm(self.conv0)
             self.conv1 = spectral_norm(self.conv1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv1(F.relu(self.conv0(F.relu(x))))
+    def forward(self, x: Tensor, weights: Iterator[Tensor] | None = None) -> Tensor:
+        """``weights``: the convs' spectral-normalised weights in order (see :func:`spectral_weights`)."""
+        if weights is None:
+            return x + self.conv1(F.relu(self.conv0(F.relu(x))))
+        h = F.conv2d(F.relu(x), next(weights), self.conv0.bias, padding=1)
+        return x + F.conv2d(F.relu(h), next(weights), self.conv1.bias, padding=1)
 
 
 class ImpalaBlock(nn.Module):
@@ -228,8 +270,8 @@ class ImpalaBlock(nn.Module):
         self.res0 = ImpalaResidual(c_out, use_spectral_norm)
         self.res1 = ImpalaResidual(c_out, use_spectral_norm)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.res1(self.res0(self.pool(self.norm(self.conv(x)))))
+    def forward(self, x: Tensor, weights: Iterator[Tensor] | None = None) -> Tensor:
+        return self.res1(self.res0(self.pool(self.norm(self.conv(x))), weights), weights)
 
 
 class ImpalaCNN(nn.Module):
@@ -248,14 +290,24 @@ class ImpalaCNN(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveMaxPool2d(config.pool_size)
         self.out_features = config.conv_features
+        # the residual convs, in forward order, when spectral norm parametrises them
+        self.spectral_convs = [
+            conv
+            for b in blocks
+            for r in (b.res0, b.res1)
+            for conv in (r.conv0, r.conv1)
+            if config.spectral_norm
+        ]
 
     def forward(self, frames: Tensor) -> Tensor:
         w = self.blocks[0].conv.weight
         x = frames.to(w.dtype) / 255.0
         if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) and w.shape[1] > 1:
             x = x.contiguous(memory_format=torch.channels_last)  # the layout the weights were put in
-        x = F.relu(self.blocks(x))
-        return self.pool(x).flatten(1)
+        weights = iter(spectral_weights(self.spectral_convs)) if self.spectral_convs else None
+        for block in self.blocks:
+            x = block(x, weights)
+        return self.pool(F.relu(x)).flatten(1)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -316,21 +316,22 @@ def test_precision_and_policy_are_checked():
 
 
 @pytest.mark.slow
-def test_compiled_step_gives_the_eager_loss():
-    """torch.compile changes no math: the same init, noise, taus and batch give the same loss and priorities."""
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning")
+@pytest.mark.filterwarnings(
+    "ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning"
+)  # dynamo's own
+def test_compiled_update_follows_the_eager_one():
+    """compile=True (loss, backward, clipping and Adam through torch.compile) wraps the same update: the same
+    init, seed and batches give the eager losses, metrics and priorities step by step, and the same weights
+    after 3 steps, to float tolerance (inductor fuses and reorders sums; measured <= 1e-6 relative)."""
     torch.set_num_threads(1)
-    k = 4
-    out = []
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        learner = Learner(small_config(k), LearnerConfig(compile=compiled), "cpu")
-        batch = make_batch(k)
-        torch.manual_seed(1)
-        metrics, prio = learner.step(batch)
-        out.append((metrics["loss"], prio))
-    (loss_e, prio_e), (loss_c, prio_c) = out
-    assert math.isclose(loss_e, loss_c, rel_tol=1e-4), (loss_e, loss_c)
-    np.testing.assert_allclose(prio_e, prio_c, rtol=1e-3, atol=1e-5)
+    eager, compiled = _steps(LearnerConfig(), "cpu", 3), _steps(LearnerConfig(compile=True), "cpu", 3)
+    for (m0, p0), (m1, p1) in zip(eager[0], compiled[0], strict=True):
+        for key in METRICS:
+            assert m1[key] == pytest.approx(m0[key], rel=1e-4, abs=1e-6), key
+        np.testing.assert_allclose(p1, p0, rtol=1e-4, atol=1e-5)
+    for a, b in zip(eager[1], compiled[1], strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
 
 
 def test_gate_and_lstm_metrics_equal_a_naive_recount():

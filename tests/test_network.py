@@ -264,3 +264,29 @@ def test_reset_noise_draws_once_and_gives_each_layer_its_factorised_sample():
     eps = torch.cat([m.weight_epsilon.flatten() for m in layers])
     net.reset_noise()
     assert not torch.equal(eps, torch.cat([m.weight_epsilon.flatten() for m in layers]))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batched_spectral_weights_equal_the_parametrisation(training):
+    """ImpalaCNN's batched spectral norm (spectral_weights) gives what torch's parametrisation gives conv by conv:
+    the same features, gradients and power-iterated u/v buffers (training mode) to float rounding."""
+    cfg = NetworkConfig(n_actions=A, context_len=0, impala_channels=(4, 8, 8), frame_hw=(16, 16), pool_size=4)
+    nets = [make_network(cfg).train(training) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    x = torch.randint(0, 256, (B, 4, 16, 16), dtype=torch.uint8)
+    before = [b.clone() for b in nets[0].buffers()]
+    feats, plain = nets[0].cnn(x), nets[1].cnn
+    h = x.float() / 255.0
+    for block in plain.blocks:  # the parametrisation's path: each conv module computes its own weight
+        h = block.res1(block.res0(block.pool(block.norm(block.conv(h)))))
+    want = plain.pool(torch.relu(h)).flatten(1)
+    torch.testing.assert_close(feats, want, rtol=1e-5, atol=1e-6)
+    feats.square().sum().backward()
+    want.square().sum().backward()
+    for (name, a), b in zip(nets[0].named_parameters(), nets[1].parameters(), strict=True):
+        if a.grad is not None or b.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+    for (name, a), b in zip(nets[0].named_buffers(), nets[1].buffers(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    changed = [not torch.equal(a, b) for a, b in zip(nets[0].buffers(), before, strict=True)]
+    assert len(nets[0].cnn.spectral_convs) == 12 and any(changed) == training
