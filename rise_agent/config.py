@@ -110,6 +110,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.policy_lag < 0:
             raise ConfigError(f"policy_lag must be >= 0, got {self.policy_lag}")
+        if self.acting.env_groups > 1 and self.policy_lag < 1:
+            raise ConfigError("env groups act before a step is filed: give --policy-lag 1 or more")
         if self.write_back and self.save_store:
             raise ConfigError("give --write-back (append to --store) or --save-store PATH, not both")
 

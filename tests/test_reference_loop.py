@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,25 @@ def test_reference_loop_is_what_policy_lag_0_runs():
 
     assert loop_for(config(policy_lag=0)) is run_reference
     assert loop_for(config(policy_lag=1)) is run_online
+
+
+def test_train_policy_lag_0_runs_the_reference_loop_end_to_end(tmp_path):
+    """``rise-agent train --policy-lag 0``: the reference loop with the session's logs, an evaluation on
+    schedule, the checkpoint; env groups need a lag and are refused in one line."""
+    from conftest import TINY_NET, cli_ok
+    from typer.testing import CliRunner
+
+    from rise_agent.cli import app
+
+    args = ["train", "--env", "rise/CueMemory-v0", "--env-option", "delay=3", "--encoder", "downsample"]
+    args += ["--num-envs", "2", "--env-steps", "120", "--learning-starts", "40", "--batch-size", "8"]
+    args += ["--replay-ratio", "4", "--eval-every", "10", "--eval-episodes", "2", "--no-progress", *TINY_NET]
+    cli_ok(app, [*args, "--policy-lag", "0", "--run-dir", str(tmp_path / "r")])
+    counters = json.loads(torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["counters"])
+    assert counters["env_steps"] == 120
+    assert counters["updates"] == (120 - counters["learning_started_at"] + 2) // 4 > 10  # from its step
+    assert (tmp_path / "r" / "eval.csv").read_text().count("\n") >= 3  # header, scheduled evaluations, end
+    out = CliRunner().invoke(
+        app, [*args, "--policy-lag", "0", "--env-groups", "2", "--run-dir", str(tmp_path / "g")]
+    )
+    assert out.exit_code == 2 and "--policy-lag 1" in out.output

@@ -145,10 +145,8 @@ def close_output(rollout: Rollout, out: OutputStore | None) -> None:
 def run_reference(s: Session) -> None:
     """Run the online loop of session ``s`` serially to its env-step target (continues a resumed run)."""
     c, p = s.config, s.parts
-    if c.acting.env_groups != 1:
-        raise ValueError("env_groups > 1 overlaps a group's acting with filing: use --policy-lag 1 or more")
     out = output_store(s)
-    env = acting_env(p.spec, c.num_envs, c.acting)
+    env = acting_env(p.spec, c.num_envs, c.acting)  # one vector env (TrainConfig refuses groups at lag 0)
     rollout = make_rollout(s, env, out)
     actor = make_actor(s, actor_copy(p.learner.online))  # acts with the learner's weights, copied
     rng = np.random.default_rng([c.seed, s.counters.env_steps])  # ε draws and random actions
