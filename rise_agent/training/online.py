@@ -6,6 +6,14 @@ This thread files each vector step (replay, episodes, the output store) and lear
 owes, with the reference loop's own functions; the actor thread acts, steps the envs and embeds the new
 frames meanwhile. With ``env_groups > 1`` the actor's groups step in turn. tests/test_reference_loop.py
 checks this loop gives the reference loop's replay contents, losses and weights.
+
+How the two threads share a CPU: each runs its torch ops on the one intra-op pool (``OMP_NUM_THREADS``;
+the recipes set 1), and the Python between ops holds the GIL, which torch releases inside each op. The
+emulator runs in its own C++ threads (Atari: :func:`~rise_agent.acting.groups.ale_threads` leaves two
+cores to these two threads); Python envs step inside the actor thread. At the cue recipe's sizes a
+vector step's four updates cost many times the actor's step, so on two cores the overlap hides the
+acting and nothing more; where runs share the cores (``learning.py --jobs 2``) the serial loop costs
+the same.
 """
 
 from __future__ import annotations
