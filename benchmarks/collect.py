@@ -1,16 +1,23 @@
 """Collection rate vs raw vector-env stepping, measured in one run.
 
 raw:     the family's raw vector env stepping with random actions (Atari: ale_py AtariVectorEnv in the RGB
-         config collect uses; gymnasium families: SyncVectorEnv and AsyncVectorEnv, both measured), nothing kept
-env:     rise's make_env stepping (raw + the 84x84 gray agent observation derived per step)
-collect: `rise-data collect` end to end into a fresh store (buffers, compression, writes, commits);
+         config collect uses; gymnasium families: SyncVectorEnv and AsyncVectorEnv, both measured), nothing
+         kept; timed from a seeded reset, as collect is (a seeded ALE reset reloads the ROM in every env:
+         ~0.5 s of CPU for 8 envs, 5-20 % of an 8,000-step run); "alone" leaves the reset out
+env:     rise's make_env stepping (raw + the 84x84 gray agent observation, read every step)
+collect: `rise-data collect` end to end into a fresh store (reset, buffers, compression, writes, commits);
          its ratio is to the raw rate of the vectorization make_env picks (``auto``); run with and
          without frames
 zstd:    the rows make_env returned, compressed alone as the store chunks them (StoreLayout)
-The last line is one JSON object: ``collect_overhead`` = collect wall / (raw wall + zstd alone) with frames
-(goal <= 1.2), ``collect_raw_no_frames`` = collect --no-frames / raw (goal >= 0.8).
+Rounds interleave raw, collect and collect --no-frames, so load from other jobs hits them alike; the ratios
+are the medians of the rounds' ratios. CPU: the process's CPU time per step (every thread), raw from make_env
+to close as collect's call spends it; on a loaded box the CPU ratios move less than the wall ones. The last line is one JSON object: ``collect_raw`` = collect / raw
+(goal >= 0.8), ``collect_raw_no_frames`` = collect --no-frames / raw (goal >= 0.9), ``collect_overhead`` =
+collect wall / (raw wall + zstd alone) with frames (goal <= 1.2); ``collect_cpu_raw(_no_frames)`` = raw CPU
+per step / collect's.
 
-Usage: python benchmarks/collect.py [--env ALE/Pong-v5] [--envs 8] [--steps 20000] [--no-frames] [--durability fast]
+Usage: python benchmarks/collect.py [--env ALE/Pong-v5] [--envs 8] [--steps 20000] [--rounds 3]
+                                    [--no-frames] [--durability fast]
        python benchmarks/collect.py --env MiniGrid-MemoryS7-v0 --envs 4 --steps 4000   # pip install -e '.[envs]'
 """
 
@@ -19,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import tempfile
 import time
 
@@ -28,10 +37,14 @@ from rise_data.collect import CollectConfig, collect
 from rise_data.envs import env_spec, make_env
 
 
-def step_rate(env, steps: int, raw: bool, keep: list | None = None) -> float:
+def step_rate(env, steps: int, raw: bool, keep: list | None = None, reset: bool = True) -> float:
+    """Random-action steps per second; ``reset``: the seeded reset counts in the time (as in collect)."""
     rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
     env.reset(seed=0)
-    n, t0 = 0, time.perf_counter()
+    n = 0
+    if not reset:
+        t0 = time.perf_counter()
     while n < steps:
         a = rng.integers(env.n_actions, size=env.num_envs)
         out = env.env.step(a) if raw else env.step(a)
@@ -60,7 +73,24 @@ def compress_seconds(kept: list, frames: bool) -> float:
     return time.perf_counter() - t0
 
 
-def collect_rate(args, frames: bool) -> float:
+def cpu_seconds() -> float:
+    """CPU time of this process, every thread (env workers, writer, zarr's) counted."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def raw_round(spec: dict, args) -> tuple[float, float]:
+    """(raw steps/s from a seeded reset, CPU seconds per step from make_env to close, as collect spends)."""
+    c0 = cpu_seconds()
+    env = make_env(spec, num_envs=args.envs)
+    rate = step_rate(env, args.steps, raw=True)
+    env.close()
+    return rate, (cpu_seconds() - c0) / args.steps
+
+
+def collect_rate(args, frames: bool) -> tuple[float, float]:
+    """(collect steps/s, CPU seconds per step of the whole call)."""
+    c0 = cpu_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         out = collect(
             CollectConfig(
@@ -74,7 +104,62 @@ def collect_rate(args, frames: bool) -> float:
                 progress=False,
             )
         )
-    return out["steps"] / out["seconds"]
+    return out["steps"] / out["seconds"], (cpu_seconds() - c0) / out["steps"]
+
+
+def rounds(spec: dict, args) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Interleaved rounds of raw, collect and collect --no-frames: (steps/s, CPU s per step) per round."""
+    rate: dict[str, list[float]] = {"raw": [], "collect": [], "bare": []}
+    cpu: dict[str, list[float]] = {"raw": [], "collect": [], "bare": []}
+    runs = {
+        "raw": lambda: raw_round(spec, args),
+        "collect": lambda: collect_rate(args, frames=not args.no_frames),
+        "bare": lambda: collect_rate(args, frames=False),
+    }
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            if name == "bare" and args.no_frames:
+                continue
+            r, c = run()
+            rate[name].append(r)
+            cpu[name].append(c)
+    if args.no_frames:
+        rate["bare"], cpu["bare"] = rate["collect"], cpu["collect"]
+    return rate, cpu
+
+
+def report(args, rate: dict, cpu: dict, zstd_wall: float) -> dict:
+    """Print the collect rows of the table; returns the JSON ratios (medians of the rounds' ratios)."""
+
+    def ratio(name: str) -> float:
+        return statistics.median(c / r for c, r in zip(rate[name], rate["raw"], strict=True))
+
+    def cpu_ratio(name: str) -> float:  # raw CPU per step / collect's
+        return statistics.median(r / c for c, r in zip(cpu[name], cpu["raw"], strict=True))
+
+    def row(label: str, name: str, tail: str = "") -> None:
+        rounds_ = " ".join(f"{v:.0f}" for v in rate[name])
+        cpu_us = statistics.median(cpu[name]) * 1e6
+        print(
+            f"{label:24s}: {statistics.median(rate[name]):9.0f} steps/s   CPU {cpu_us:4.0f} us/step   "
+            f"{tail}rounds {rounds_}"
+        )
+
+    overhead = statistics.median(
+        (args.steps / c) / (args.steps / r + zstd_wall)
+        for c, r in zip(rate["collect"], rate["raw"], strict=True)
+    )
+    row("raw stepping from reset", "raw")
+    for label, name in (("rise-data collect", "collect"), ("collect --no-frames", "bare")):
+        row(label, name, f"ratio to raw {ratio(name):.3f} (CPU {cpu_ratio(name):.3f})  ")
+    print(f"collect wall / (raw + zstd alone) {overhead:.3f}  (goal <= 1.2)")
+    return {
+        "collect_raw": round(ratio("collect"), 3),
+        "collect_raw_no_frames": round(ratio("bare"), 3),
+        "collect_overhead": round(overhead, 3),
+        "collect_cpu_raw": round(cpu_ratio("collect"), 3),
+        "collect_cpu_raw_no_frames": round(cpu_ratio("bare"), 3),
+    }
 
 
 def main() -> None:
@@ -82,6 +167,7 @@ def main() -> None:
     p.add_argument("--env", default="ALE/Pong-v5")
     p.add_argument("--envs", type=int, default=8)
     p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-frames", action="store_true")
     p.add_argument(
         "--durability", choices=("safe", "fast"), default="safe", help="collect's commits (fsync or not)"
@@ -89,44 +175,38 @@ def main() -> None:
     p.add_argument("--wrapper", action="append", default=[], help="gymnasium wrapper NAME[=ARG], repeatable")
     args = p.parse_args()
     spec = env_spec(args.env, wrappers=args.wrapper)
-    rates = {}
-    for mode in ("sync", "async") if spec["family"] != "atari" else ("auto",):
+    modes: dict[str, float] = {}
+    for mode in ("sync", "async") if spec["family"] != "atari" else ():
         env = make_env(spec, num_envs=args.envs, vectorization=mode)
         step_rate(env, args.envs * 20, raw=True)  # warm-up
-        rates[mode] = step_rate(env, args.steps, raw=True)
+        modes[mode] = step_rate(env, args.steps, raw=True)
         env.close()
     env = make_env(spec, num_envs=args.envs)
     auto = "async" if type(env.env).__name__ == "GymVector" and hasattr(env.env.env, "step_wait") else "sync"
-    raw = rates.get("auto") or rates[auto]
+    step_rate(env, args.envs * 20, raw=True)  # warm-up
+    alone = step_rate(env, args.steps, raw=True, reset=False)
     kept: list = []
     derived = step_rate(env, args.steps, raw=False, keep=kept)
     env.close()
-    rate = collect_rate(args, frames=not args.no_frames)
-    bare = collect_rate(args, frames=False) if not args.no_frames else rate
+    rate, cpu = rounds(spec, args)
     t_zstd = compress_seconds(kept, frames=not args.no_frames)
     n = sum(len(o) for o, _ in kept)
-    wall_collect, wall_raw = args.steps / rate, args.steps / raw
-    overhead = wall_collect / (wall_raw + t_zstd * args.steps / n)
     print(
-        f"machine: {os.cpu_count()} cores; env {args.env}, {args.envs} envs, {args.steps} steps, frames={'off' if args.no_frames else 'on'}"
+        f"machine: {os.cpu_count()} cores; env {args.env}, {args.envs} envs, {args.steps} steps x {args.rounds} "
+        f"interleaved rounds, frames={'off' if args.no_frames else 'on'}, durability {args.durability}"
     )
-    if "sync" in rates:
-        print(f"raw SyncVectorEnv       : {rates['sync']:9.0f} steps/s")
+    if modes:
+        print(f"raw SyncVectorEnv       : {modes['sync']:9.0f} steps/s")
         print(
-            f"raw AsyncVectorEnv      : {rates['async']:9.0f} steps/s   async/sync {rates['async'] / rates['sync']:.3f}"
+            f"raw AsyncVectorEnv      : {modes['async']:9.0f} steps/s   async/sync {modes['async'] / modes['sync']:.3f}"
             f"  (make_env auto picks {auto})"
         )
-    print(f"raw vector-env stepping : {raw:9.0f} steps/s")
-    print(f"make_env (+ agent obs)  : {derived:9.0f} steps/s   ratio to raw {derived / raw:.3f}")
-    print(f"rise-data collect       : {rate:9.0f} steps/s   ratio to raw {rate / raw:.3f}")
-    print(f"collect --no-frames     : {bare:9.0f} steps/s   ratio to raw {bare / raw:.3f}  (goal >= 0.80)")
+    print(f"raw stepping, no reset  : {alone:9.0f} steps/s")
+    print(
+        f"make_env (+ agent obs)  : {derived:9.0f} steps/s   ratio to raw {derived / statistics.median(rate['raw']):.3f}"
+    )
+    ratios = report(args, rate, cpu, t_zstd * args.steps / n)
     print(f"zstd of the same rows   : {n / t_zstd:9.0f} steps/s alone")
-    print(f"collect wall / (raw + zstd alone) {overhead:.3f}  (goal <= 1.2)")
-    ratios = {
-        "collect_overhead": round(overhead, 3),
-        "collect_raw_no_frames": round(bare / raw, 3),
-        "collect_raw": round(rate / raw, 3),
-    }
     machine = f"cpu ({os.cpu_count()} cores), load {os.getloadavg()[0]:.2f}"
     print(json.dumps({"ratios": ratios, "machine": machine}))
 
