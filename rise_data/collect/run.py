@@ -115,7 +115,8 @@ def collect(config: CollectConfig) -> dict:
 def _run(config: CollectConfig, rollout: Rollout, policy, writer: EpisodeWriter) -> bool:
     """Step until the target or a stop request, handing each finished episode to the writer at once.
 
-    The envs step the next actions while this thread files the step they returned (send before file).
+    The envs step the next actions while this thread files the step they returned (send before file): the
+    agent view is made there too, when filing first reads ``step.obs``, unless the policy read it to act.
     Returns whether a signal stopped it.
     """
     target = config.steps if config.steps is not None else config.episodes
