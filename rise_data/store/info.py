@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from rise_data.store import Store
@@ -19,7 +21,23 @@ def _stats(x: np.ndarray) -> dict:
     }
 
 
-def _stored_bytes(arr) -> int | None:
+def _folder_bytes(path: str) -> int:
+    """Bytes of the files under ``path``, walked one directory at a time (memory independent of the count)."""
+    total = 0
+    with os.scandir(path) as entries:
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                total += _folder_bytes(e.path)
+            elif e.is_file(follow_symlinks=False):
+                total += e.stat(follow_symlinks=False).st_size
+    return total
+
+
+def _stored_bytes(store: Store, name: str, arr) -> int | None:
+    """Bytes on disk of array ``name``: a directory walk for a store folder (zarr's listing holds every key
+    of the array at once, so its memory grows with the number of chunks), else zarr's own count."""
+    if store.kind == "directory":
+        return _folder_bytes(os.path.join(store.path, name))
     try:
         return int(arr.nbytes_stored())
     except Exception:  # not every store backend can list sizes
@@ -53,7 +71,7 @@ def store_info(store: Store) -> dict:
             "shape": list(arr.shape),
             "chunks": list(arr.chunks),
             "bytes": int(arr.nbytes),
-            "stored_bytes": _stored_bytes(arr),
+            "stored_bytes": _stored_bytes(store, name, arr),
         }
     embeddings = {}
     for name in store.embedding_names():
