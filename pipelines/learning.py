@@ -286,7 +286,8 @@ def summary_lines(rows: list[dict]) -> list[str]:
     for (task, k), rs in groups.items():
         s = [r["success"] for r in rs]
         ret = statistics.mean(r["mean_return"] for r in rs)
-        frozen = sum(r.get("frozen") == "yes" for r in rs)
+        recorded = [r for r in rs if r.get("frozen") in ("yes", "no")]
+        frozen = sum(r["frozen"] == "yes" for r in recorded) if recorded else "not recorded"
         lines.append(
             f"| {task} | {rs[0]['memory']} | {k} | {len(rs)} | {statistics.mean(s):.0%} | "
             f"{min(s):.0%}-{max(s):.0%} | {ret:.3f} | {frozen} |"
