@@ -18,6 +18,7 @@ from rise_agent.acting.view import agent_view
 from rise_agent.network import RiseNetwork, disable_noise
 from rise_data.encode.encoders import Encoder
 from rise_data.envs import Step
+from rise_data.errors import UserError
 from rise_data.windows import window_offsets
 
 __all__ = ["Actor", "epsilon_draws", "epsilon_schedule"]
@@ -102,9 +103,9 @@ class Actor:
         cfg = network.config  # owns the windows: frame stack and K
         k = cfg.context_len
         if k > 0 and encoder is None:
-            raise ValueError("context_len > 0 needs the frozen encoder that made the stored embeddings")
+            raise UserError("context_len > 0 needs the frozen encoder that made the stored embeddings")
         if k > 0 and encoder.dim != cfg.embed_dim:
-            raise ValueError(
+            raise UserError(
                 f"encoder {encoder.name} gives {encoder.dim}-d embeddings, the network expects {cfg.embed_dim}"
             )
         self.network = network

@@ -15,6 +15,7 @@ import numpy as np
 
 from rise_agent.acting.config import ActingConfig
 from rise_data.envs import FrameVectorEnv, Step, make_env
+from rise_data.errors import UserError
 
 __all__ = ["GroupedVectorEnv", "acting_env", "ale_threads", "group_slices"]
 
@@ -22,7 +23,7 @@ __all__ = ["GroupedVectorEnv", "acting_env", "ale_threads", "group_slices"]
 def group_slices(num_envs: int, groups: int) -> list[slice]:
     """Contiguous env ranges of ``groups`` near-equal groups (the first ones one env larger)."""
     if not 1 <= groups <= num_envs:
-        raise ValueError(f"{groups} env groups for {num_envs} envs: use 1 to {num_envs} groups")
+        raise UserError(f"{groups} env groups for {num_envs} envs: use 1 to {num_envs} groups")
     sizes = [num_envs // groups + (g < num_envs % groups) for g in range(groups)]
     ends = np.cumsum([0, *sizes])
     return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True)]

@@ -199,7 +199,7 @@ class ActingThread(threading.Thread):
         counts step s+1 as acted once every group has its actions for it (the weights are then free).
         """
         if self.gate.lag < 1:
-            raise ValueError("env_groups > 1 needs policy_lag >= 1 (a group acts before the step is filed)")
+            raise RuntimeError("env_groups > 1 needs policy_lag >= 1 (a group acts before the step is filed)")
         actors = [self.actor.for_envs(sl.stop - sl.start) for sl in genv.slices]
         step = self.env.reset(seed=self.seed)
         embs = [a.observe(_part(step, sl)) for a, sl in zip(actors, genv.slices, strict=True)]

@@ -13,6 +13,7 @@ from rise_agent.replay.config import Batch, ReplayConfig, WindowedConfig
 from rise_agent.replay.mixer import Mixer
 from rise_agent.replay.ring import OnlineRing
 from rise_agent.replay.sources import Source, StoreSource
+from rise_data.errors import UserError
 
 __all__ = ["Replay"]
 
@@ -306,12 +307,12 @@ class Replay:
         have = (self.store.num_rows if self.store else None, self.ring is not None)
         want = (sd.get("store", {}).get("rows"), "ring" in sd)
         if sd.get("version") != 2 or have != want:
-            raise ValueError(
+            raise UserError(
                 "replay state does not fit this replay (a different store, or online vs offline): "
                 "resume with the run's own --store and mode"
             )
         if tuple(sd.get("windows", ())) != self.windows:
-            raise ValueError(
+            raise UserError(
                 f"replay state was written for windows (S, K) = {tuple(sd.get('windows', ()))}, this replay "
                 f"has {self.windows}: resume with the run's own network frame_stack and context_len"
             )

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rise_data.errors import UserError
+
 __all__ = ["DEFAULT_OFFLINE_FRACTION", "Mixer", "split_batch"]
 
 DEFAULT_OFFLINE_FRACTION = 0.5
@@ -44,7 +46,7 @@ class Mixer:
         if fraction is None:
             return cls(DEFAULT_OFFLINE_FRACTION if implied is None else implied)
         if implied is not None and fraction != implied:
-            raise ValueError(
+            raise UserError(
                 f"offline_fraction={fraction} needs {missing}, which this replay lacks; "
                 f"leave it unset (the only possible value here is {implied:g})"
             )

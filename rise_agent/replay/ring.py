@@ -39,6 +39,7 @@ from torch import Tensor
 from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import make_sampler
 from rise_agent.replay.sources import Source, clip_reward
+from rise_data.errors import UserError
 from rise_data.windows import nstep_targets, window_offsets
 
 __all__ = ["OnlineRing"]
@@ -119,7 +120,7 @@ class OnlineRing(Source):
         seg = config.capacity // num_envs
         need = config.lookback + config.n_step + 1
         if seg < need:
-            raise ValueError(
+            raise UserError(
                 f"capacity {config.capacity} gives {seg} rows per env for {num_envs} envs; each env needs "
                 f">= {need} (max(context_len, frame_stack) + n_step + 1): raise capacity"
             )
@@ -374,15 +375,15 @@ class OnlineRing(Source):
         if self.started:
             raise RuntimeError("load the replay state before adding any rows")
         if sd["num_envs"] != self.num_envs or sd["segment"] != self.seg:
-            raise ValueError(
+            raise UserError(
                 f"replay state has {sd['num_envs']} envs x {sd['segment']} rows, this ring "
                 f"{self.num_envs} x {self.seg}: resume with the run's --num-envs and replay capacity"
             )
         files = self._files
         if files is None and "rows" not in sd:
-            raise ValueError("replay state keeps its rows in ring files: build the replay with that ring_dir")
+            raise UserError("replay state keeps its rows in ring files: build the replay with that ring_dir")
         if files is not None and sd.get("files", {}).get("id") != files.id:
-            raise ValueError(
+            raise UserError(
                 f"replay state does not belong to the ring files in {files.folder} (another run, or none "
                 "written there): resume from the run directory the checkpoint was written in"
             )
@@ -413,7 +414,7 @@ class OnlineRing(Source):
         """Rows written after the checkpoint (``extra`` per env) overwrote its oldest rows: drop those
         and every row whose windows reach them; an env that lost its newest rows loses all of them."""
         if np.any(extra < 0):
-            raise ValueError(
+            raise UserError(
                 "the ring files end before the checkpoint: they are an older copy; resume from the run "
                 "directory the checkpoint was written in"
             )

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import Sampler, make_sampler
+from rise_data.errors import UserError
 from rise_data.memmap_cache import array_cache, array_cache_path
 from rise_data.windows import episode_ends, episode_starts, nstep_targets, window_offsets
 
@@ -100,12 +101,12 @@ class StoreSource(Source):
     ) -> StoreSource:
         """The transitions of an open ``store``; ``embedding`` names the embeddings the context reads."""
         if store.rows == 0:
-            raise ValueError(f"{store.path} holds no rows; collect some first")
+            raise UserError(f"{store.path} holds no rows; collect some first")
         emb = None
         if config.context_len:
             if embedding is None:
                 have = ", ".join(store.embedding_names()) or "none; run rise-data encode"
-                raise ValueError(
+                raise UserError(
                     f"context_len={config.context_len} needs embeddings: pass one of {store.path}'s ({have})"
                 )
             emb = load_embeddings(store, embedding, device)

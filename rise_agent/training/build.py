@@ -20,6 +20,7 @@ from rise_agent.training.precision import check_precision
 from rise_data.encode.encoders import Encoder, EncoderRecipe, embedding_encoder, make_encoder
 from rise_data.encode.spec import EncoderError
 from rise_data.envs import env_spec, parse_env_options
+from rise_data.errors import UserError
 from rise_data.store import Store, open_store
 
 __all__ = ["Parts", "build", "pick_embedding"]
@@ -61,13 +62,13 @@ def pick_embedding(store: Store, name: str | None) -> str:
     """The embeddings array to train on: the one named, else the only complete one."""
     if name:
         if name not in store.embedding_names():
-            raise ValueError(
+            raise UserError(
                 f"{store.path} has no embeddings '{name}'; it has {store.embedding_names() or 'none'}"
             )
         return name
     done = [n for n in store.embedding_names() if int(store.embedding_meta(n)["rows_done"]) == store.rows]
     if len(done) != 1:
-        raise ValueError(
+        raise UserError(
             f"{store.path} has complete embeddings {done or 'none'}; pass --embedding NAME"
             + ("" if done else f" after: rise-data encode {store.path} --encoder resnet18")
         )
@@ -77,15 +78,15 @@ def pick_embedding(store: Store, name: str | None) -> str:
 def _check_mode(config: TrainConfig) -> None:
     if config.is_online:
         if config.env_steps <= 0:
-            raise ValueError("online training needs --env-steps N > 0")
+            raise UserError("online training needs --env-steps N > 0")
     elif config.store is None:
-        raise ValueError("give --store STORE (offline pretraining) or --env ID (online from scratch)")
+        raise UserError("give --store STORE (offline pretraining) or --env ID (online from scratch)")
     elif config.updates <= 0:
-        raise ValueError("offline training needs --updates N > 0 (or --online to fine-tune in the env)")
+        raise UserError("offline training needs --updates N > 0 (or --online to fine-tune in the env)")
     if config.write_back and config.store is None:
-        raise ValueError("--write-back appends to --store; give --store, or --save-store PATH")
+        raise UserError("--write-back appends to --store; give --store, or --save-store PATH")
     if config.output_store and not config.is_online:
-        raise ValueError("--save-store / --write-back keep played episodes: they need online training")
+        raise UserError("--save-store / --write-back keep played episodes: they need online training")
 
 
 def _encoder(config: TrainConfig, store: Store | None, emb: str | None, spec: dict) -> tuple:
@@ -111,9 +112,9 @@ def build(config: TrainConfig, device: torch.device, replay_dir: Path | None = N
     if store is not None:
         spec = store.env
         if config.env and config.env != spec["id"]:
-            raise ValueError(f"--env {config.env} differs from the store's env {spec['id']}; drop --env")
+            raise UserError(f"--env {config.env} differs from the store's env {spec['id']}; drop --env")
         if config.env_option or config.wrapper:
-            raise ValueError("--env-option/--wrapper describe a new env; a store's env is the one it records")
+            raise UserError("--env-option/--wrapper describe a new env; a store's env is the one it records")
     else:
         options = parse_env_options(config.env_option)
         spec = env_spec(config.env, config.screen_size, wrappers=config.wrapper, **options)

@@ -12,6 +12,8 @@ import functools
 
 import torch
 
+from rise_data.errors import UserError
+
 __all__ = ["bf16_lstm_error", "bf16_lstm_supported", "check_precision"]
 
 
@@ -38,13 +40,13 @@ def bf16_lstm_supported(device_type: str = "cpu") -> bool:
 
 
 def check_precision(precision: str, context_len: int, device: torch.device) -> None:
-    """Refuse ``--precision bf16`` with K > 0 where the LSTM cannot run in bf16 (ValueError: exit 2)."""
+    """Refuse ``--precision bf16`` with K > 0 where the LSTM cannot run in bf16 (a UserError: exit 2)."""
     if precision != "bf16" or context_len == 0:
         return
     error = bf16_lstm_error(device.type)
     if error is not None:
         where = "CPU's oneDNN" if device.type == "cpu" else f"{device.type} device"
-        raise ValueError(
+        raise UserError(
             f"--precision bf16: this {where} cannot run a bf16 LSTM ({error}); "
             "use --precision fp32 (or -k 0, which has no LSTM, or a GPU)"
         )
