@@ -7,22 +7,21 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import requires
 
 from rise_data.collect.rollout import BLOCK_ROWS, Rollout
 from rise_data.envs import env_spec, make_env
 from rise_data.store import StoreLayout, create_store, open_store
 from rise_data.store.check import check_store
 
-pytestmark = requires("minigrid")  # the rollout tests drive a real MiniGrid env
-
-ENV = "minigrid:MiniGrid-Empty-5x5-v0"  # image observations, episodes of varying length under random actions
+# rise's own T-maze (shipped, so these run everywhere): under random actions its episodes end at the junction
+# or at the step limit, 50-90 steps: varying lengths, both endings, episodes spanning buffer blocks
+ENV, ENV_OPTIONS = "rise/TMaze-v0", {"length": 24, "max_steps": 90}
 N_ENVS, STEPS, SEED = 3, 160, 5
 
 
 @pytest.fixture(scope="module")
 def spec():
-    return env_spec(ENV)
+    return env_spec(ENV, **ENV_OPTIONS)
 
 
 def _actions(n_actions: int) -> np.ndarray:
