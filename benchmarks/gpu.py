@@ -1,12 +1,15 @@
-"""One prepared GPU benchmark (issue 16): every hot path of online RISE, timed in one run, written as JSON.
+"""One prepared GPU benchmark: every hot path of online RISE, timed in one run, written as JSON.
 
 Sections (each a dict in the output; a section that fails records its error and the run goes on):
 
 - ``learner_step``: ``Learner.step`` at K=0 and K=80, fp32 / bf16 / the GPU paths (TF32 + channels_last +
   LSTM fp16 in chunks + target forward on a second stream): ms per step, kernels per step (CUDA kernel
   launches, or aten ops on CPU, from torch.profiler) and host syncs per step (cudaStreamSynchronize /
-  cudaDeviceSynchronize / device->host copies); ``rise_over_btr`` per variant; ``graph`` rows capture the
-  whole update as one CUDA graph (``LearnerConfig.cuda_graph``; on CPU the same static-buffer path, eager).
+  cudaDeviceSynchronize / device->host copies), ``first_s`` (the first step: build, capture or compile);
+  ``rise_over_btr`` per variant; ``graph`` rows capture the whole update as one CUDA graph
+  (``LearnerConfig.cuda_graph``; on CPU the same static-buffer path, eager); ``compiled`` rows run the whole
+  update through torch.compile (``LearnerConfig.compile``; full size only: compiling takes minutes on a CPU);
+  ``over_fp32_{variant}``: each variant's ms over the eager fp32 step's.
 - ``lstm``: the context LSTM alone (B x K x 512 -> 512, forward + backward): fp32, fp16, fp16 in chunks of
   128 sequences.
 - ``encode``: ResNet18 (random init: nothing is downloaded) through the frozen-encoder path (uint8 RGB
@@ -50,8 +53,11 @@ from rise_agent.replay import Replay, ReplayConfig  # noqa: E402
 from rise_data.encode import resolve_device  # noqa: E402
 
 SMALL = {"impala_channels": (4, 8, 8), "hidden": 16, "lstm_hidden": 16}
-FULL = dict(batch=256, k=80, dim=512, envs=64, rows=2048, steps=300, seconds=2.0, encoder="resnet18", net={})
-SMOKE = dict(batch=8, k=8, dim=16, envs=4, rows=64, steps=12, seconds=0.05, encoder="downsample", net=SMALL)
+# compile: the compiled update's rows (left out of the smoke run: compiling takes minutes on a CPU)
+FULL = dict(batch=256, k=80, dim=512, envs=64, rows=2048, steps=300, seconds=2.0, encoder="resnet18", net={},
+            compile=True)  # fmt: skip
+SMOKE = dict(batch=8, k=8, dim=16, envs=4, rows=64, steps=12, seconds=0.05, encoder="downsample", net=SMALL,
+             compile=False)  # fmt: skip
 
 
 def _sync(device) -> None:
@@ -106,19 +112,28 @@ def learner_step(device, s: dict) -> dict:
             tf32=True, channels_last=True, lstm_chunk=128, lstm_half=True, target_stream=True
         ),
     }
+    if s["compile"]:
+        variants["compiled"] = LearnerConfig(compile=True)
     out: dict = {}
     for k in (0, s["k"]):
         net = NetworkConfig(n_actions=6, context_len=k, embed_dim=s["dim"], **s["net"])
         b = synthetic_batch(s["batch"], k, s["dim"], 6, device)
         for name, cfg in variants.items():
+            t0 = time.perf_counter()
             learner = Learner(net, cfg, device)
+            learner.step(b)
+            _sync(device)
+            first = time.perf_counter() - t0
             ms = timed(lambda learner=learner, b=b: learner.step(b), device, s["seconds"])
             out[f"k{k}_{name}"] = {
                 "ms": round(ms, 3),
+                "first_s": round(first, 2),
                 **profile_counts(lambda learner=learner, b=b: learner.step(b), device),
             }
     for name in variants:
         out[f"rise_over_btr_{name}"] = round(out[f"k{s['k']}_{name}"]["ms"] / out[f"k0_{name}"]["ms"], 3)
+        for k in (0, s["k"]):
+            out[f"k{k}_over_fp32_{name}"] = round(out[f"k{k}_{name}"]["ms"] / out[f"k{k}_fp32"]["ms"], 3)
     return out
 
 
@@ -311,6 +326,8 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "gpu.json").write_text(json.dumps(result, indent=2))
     ratios = {
         "rise_over_btr_fp32": result.get("learner_step", {}).get("rise_over_btr_fp32"),
+        "compiled_over_eager_k0": result.get("learner_step", {}).get("k0_over_fp32_compiled"),
+        "graph_over_eager_k0": result.get("learner_step", {}).get("k0_over_fp32_graph"),
         "encode_model_over_path": result.get("encode", {}).get("ratio"),
         "online_overlap": result.get("online", {}).get("overlap_ratio"),
         "online_frames_per_s": result.get("online", {}).get("frames_per_s"),

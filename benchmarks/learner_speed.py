@@ -33,6 +33,8 @@ RECIPE_NET = dict(
     lstm_hidden=64, n_cos=32, embed_dim=256,
 )  # fmt: skip
 BATCH = 32
+# this tree's paths: LearnerConfig fields over the defaults
+PATHS = {"eager": {"compile": False}, "compile": {"compile": True}, "channels_last": {"channels_last": True}}
 
 
 def head_tree(rev: str) -> Path:
@@ -192,7 +194,7 @@ def _median(xs: list[float]) -> float:
 def measure(k: int, tree: Path, paths: list[str], rounds: int, seconds: float) -> dict:
     """Rows for one K: the head and each path in its own worker, timed in turns (``rounds`` x ``seconds``
     each) so that load changes fall on all of them alike; medians over the rounds."""
-    specs = {"head": (tree, {})} | {p: (ROOT, {"compile": p == "compile"}) for p in paths}
+    specs = {"head": (tree, {})} | {p: (ROOT, PATHS[p]) for p in paths}
     workers = {name: Worker(where, job(k, cfg, "time")) for name, (where, cfg) in specs.items()}
     times: dict = {name: [] for name in workers}
     try:

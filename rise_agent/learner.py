@@ -128,8 +128,6 @@ class Learner:
         self.target: RiseNetwork = make_network(net_config).to(self.device)
         self.target.requires_grad_(False)
         self._copy_target()
-        if config.cuda_graph and config.compile:
-            raise ValueError("cuda_graph captures the eager update: drop compile")
         self._graphed = config.cuda_graph  # CUDA: captured; CPU: the same static-buffer path, eager
         self._static, self._graph, self._graph_out, self._warm = None, None, None, 0
         self.optimizer = _adam(self.online, config, self.device)

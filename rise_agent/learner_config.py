@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from rise_data.errors import UserError
 from rise_data.options import param
 
 __all__ = ["LearnerConfig", "MunchausenPolicy", "Precision"]
@@ -54,12 +55,14 @@ class LearnerConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.adam_eps <= 0 or self.grad_clip <= 0 or self.kappa <= 0:
-            raise ValueError("lr, adam_eps, grad_clip and kappa must be > 0")
+            raise UserError("lr, adam_eps, grad_clip and kappa must be > 0")
         if self.n_tau < 1 or self.n_tau_target < 1 or self.target_update < 1:
-            raise ValueError("n_tau, n_tau_target and target_update must be >= 1")
+            raise UserError("n_tau, n_tau_target and target_update must be >= 1")
         if self.m_tau <= 0 or self.m_l0 > 0 or self.cql_alpha < 0:
-            raise ValueError("m_tau must be > 0, m_l0 <= 0 and cql_alpha >= 0")
+            raise UserError("m_tau must be > 0, m_l0 <= 0 and cql_alpha >= 0")
         if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+            raise UserError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if self.munchausen_policy not in ("online", "target"):
-            raise ValueError(f"munchausen_policy must be online or target, got {self.munchausen_policy!r}")
+            raise UserError(f"munchausen_policy must be online or target, got {self.munchausen_policy!r}")
+        if self.cuda_graph and self.compile:
+            raise UserError("cuda_graph captures the eager update: drop compile")
