@@ -7,6 +7,8 @@ process, so its network and losses are the head's too. Every row has its own wor
 turns, so a change of load falls on all rows alike. Printed per K and path: wall and thread-CPU ms per update
 (medians over the turns), the speed-up (median of the turns' head ms / row ms), aten ops per update
 (torch.profiler, nested ones counted; ``top``: top-level only) and the first step's seconds (build and compile).
+The ``floor`` row times only the convolutions, pools and LSTM an update runs (see :func:`floor_step`): what no
+rewrite of the update's Python can remove.
 Ends with one JSON line of ``ratios``: update_speedup_k{K} for the default path, ..._{path} for the others.
 Usage: OMP_NUM_THREADS=1 python benchmarks/learner_speed.py [--rev 3be2990] [--rounds 7] [--seconds 1]
        [--paths eager,compile] [--ks 0,16]
@@ -126,23 +128,54 @@ def work(spec: dict) -> dict:
     return {"steps": out, "weights": {n: p.detach().clone() for n, p in learner.online.named_parameters()}}
 
 
+def floor_step(k: int):
+    """The kernels no rewrite of the update's Python removes, at the recipe's sizes: the CNN's convolutions and
+    pools (no spectral norm) forward and backward plus their no-grad forward (the target's), and at K > 0 the
+    context LSTM likewise. Returns a step function."""
+    import torch
+
+    from rise_agent.network import NetworkConfig, make_network
+
+    torch.set_num_threads(1)
+    net = make_network(NetworkConfig(**{**RECIPE_NET, "context_len": k, "spectral_norm": False}))
+    b = make_batch(k)
+    context = b.context.float() if k else None
+
+    def step() -> None:
+        with torch.no_grad():
+            net.cnn(b.next_frames)
+            if k:
+                net.context.lstm(context)
+        out = net.cnn(b.frames).sum()
+        if k:
+            out = out + net.context.lstm(context)[0][:, -1].sum()
+        out.backward()
+
+    return step
+
+
 def serve() -> None:
     """A timing worker: one JSON request a line on stdin ({"setup": spec} or {"time": seconds}), one JSON
     answer a line on stdout. Setup answers the first step's time (compile included) and the op counts."""
-    learner = batch = None
+    step = None
     for line in sys.stdin:
         req = json.loads(line)
-        if "setup" in req:
+        if "floor" in req:
+            step = floor_step(req["floor"])
+            step()
+            answer = {"first_s": 0.0, "ops": 0, "top": 0}
+        elif "setup" in req:
             t0 = time.perf_counter()
             learner = _learner(req["setup"])
             batch = make_batch(req["setup"]["net"]["context_len"])
-            learner.step(batch)
+            step = functools.partial(learner.step, batch)
+            step()
             first = time.perf_counter() - t0
             for _ in range(5):
-                learner.step(batch)
+                step()
             answer = {"first_s": first, **op_counts(learner, batch)}
         else:
-            answer = timed(functools.partial(learner.step, batch), req["time"])
+            answer = timed(step, req["time"])
         print(json.dumps(answer), flush=True)
 
 
@@ -168,11 +201,11 @@ def op_counts(learner, batch) -> dict:
 class Worker:
     """A :func:`serve` child importing rise_agent from ``tree``."""
 
-    def __init__(self, tree: Path, spec: dict) -> None:
+    def __init__(self, tree: Path, setup: dict) -> None:
         env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, __file__, "--serve"]
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.setup = self.ask({"setup": spec})
+        self.setup = self.ask(setup)
 
     def ask(self, req: dict) -> dict:
         self.proc.stdin.write(json.dumps(req) + "\n")
@@ -195,7 +228,8 @@ def measure(k: int, tree: Path, paths: list[str], rounds: int, seconds: float) -
     """Rows for one K: the head and each path in its own worker, timed in turns (``rounds`` x ``seconds``
     each) so that load changes fall on all of them alike; medians over the rounds."""
     specs = {"head": (tree, {})} | {p: (ROOT, PATHS[p]) for p in paths}
-    workers = {name: Worker(where, job(k, cfg, "time")) for name, (where, cfg) in specs.items()}
+    workers = {name: Worker(where, {"setup": job(k, cfg, "time")}) for name, (where, cfg) in specs.items()}
+    workers["floor"] = Worker(ROOT, {"floor": k})
     times: dict = {name: [] for name in workers}
     try:
         for _ in range(rounds):
