@@ -66,8 +66,7 @@ def write_store(path: Path, seed: Path, rows: int) -> float:
     for name in EPISODE_ARRAYS:
         a = store.group[f"episodes/{name}"]
         a.resize((len(tiles) * e,))
-        col = ep[name][None, :] + (tiles[:, None] * n if name == "start" else 0)
-        a[:] = col.reshape(-1)
+        a[:] = np.tile(ep[name], len(tiles)) + (np.repeat(tiles, e) * n if name == "start" else 0)
     store.write_meta(rows=len(tiles) * n, episodes=len(tiles) * e)
     return time.perf_counter() - t0
 

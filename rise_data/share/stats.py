@@ -10,7 +10,7 @@
   Chan's parallel update), ``min``/``max`` and ``quantiles`` (from a per-dimension histogram of
   ``bins`` bins between min and max: each quantile is within one bin width, ``(max - min) / bins``).
 
-Reading is chunk by chunk (~64 MB at a time); embeddings take two passes (range, then histogram).
+Reading is chunk by chunk (~16 MB at a time); embeddings take two passes (range, then histogram).
 """
 
 from __future__ import annotations

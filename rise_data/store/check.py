@@ -4,7 +4,7 @@ Each check asserts one contract of docs/store-format.md and reports a problem th
 Errors make the store unusable; warnings (an interrupted write's leftovers, embeddings not finished)
 leave the committed data valid, so a store killed at any moment still passes.
 
-By default every chunk of every array's committed rows is decoded, streaming about 64 MB at a time
+By default every chunk of every array's committed rows is decoded, streaming about 16 MB at a time
 (bounded memory, a progress bar); arrays the store's seal covers have their sha256 verified in the
 same pass, and embeddings are checked finite. ``fast`` checks the structure only: metadata, the
 episode index and the per-step scalars, without decoding images or embeddings.
@@ -146,7 +146,7 @@ def _first_mismatch(a: np.ndarray, b: np.ndarray) -> int | None:
     return None if np.array_equal(a, b) else int(np.argmax(a != b))
 
 
-ROW_BLOCK = 1 << 18  # rows of the per-step scalars checked at once (whole episodes): bounded memory
+ROW_BLOCK = 1 << 16  # rows of the per-step scalars checked at once (whole episodes): bounded memory
 
 
 def _episode_blocks(length: np.ndarray, rows: int = ROW_BLOCK) -> list[tuple[int, int]]:
@@ -338,7 +338,7 @@ def _decode_rows(store: Store, name: str) -> int:
 
 
 def _check_chunks(store: Store, progress: bool) -> list[Problem]:
-    """Decode every chunk of every array (~64 MB per read), verifying recorded sha256 in the same pass."""
+    """Decode every chunk of every array (~16 MB per read), verifying recorded sha256 in the same pass."""
     out, plan = _checksum_plan(store)
     names = store.checksum_names()
     sizes = {n: _decode_rows(store, n) * _row_bytes(store, n) for n in names}

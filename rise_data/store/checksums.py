@@ -11,7 +11,7 @@ import zarr
 if TYPE_CHECKING:
     from rise_data.store.store import Store
 
-READ_BLOCK_BYTES = 64 << 20  # rows read at once when streaming a whole array (whole chunks, ~64 MB)
+READ_BLOCK_BYTES = 16 << 20  # rows read at once when streaming a whole array (whole chunks, ~16 MB)
 
 
 def block_rows(arr: zarr.Array, budget: int = READ_BLOCK_BYTES) -> int:
@@ -56,7 +56,7 @@ class RowHasher:
 
 
 def compute_checksums(store: Store, names: list[str] | None = None) -> dict:
-    """Checksums of ``names`` (default: every array) over the committed rows, streaming ~64 MB at a time."""
+    """Checksums of ``names`` (default: every array) over the committed rows, streaming ~16 MB at a time."""
     hasher = RowHasher()
     for name in store.checksum_names() if names is None else names:
         arr = store.array(name)

@@ -1,7 +1,7 @@
 """What the page shows, read from a store through its public API: the overview and one episode at a time.
 
 Memory stays bounded: the overview reads the episode index (one entry per episode) and two flags per
-episode; an episode is read in blocks of whole chunks (about 64 MB), keeping only the steps it shows.
+episode; an episode is read in blocks of whole chunks (about 16 MB), keeping only the steps it shows.
 """
 
 from __future__ import annotations
