@@ -21,6 +21,7 @@ import zarr
 from numcodecs import Zstd
 from zarr.codecs import BytesCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.metadata import ArrayV3Metadata
 from zarr.storage import LocalStore
 
 from rise_data import __version__
@@ -39,7 +40,7 @@ from rise_data.store.format import (
     StoreLayout,
     now_iso,
 )
-from rise_data.store.store import Store
+from rise_data.store.store import Store, _record
 
 
 class Rows:
@@ -120,15 +121,15 @@ class WritableStore(Store):
                 arr.resize((self.rows, *arr.shape[1:]))
         episodes = 0
         for name in EPISODE_ARRAYS:
-            arr = self.group[f"episodes/{name}"]
+            arr = self.array(f"episodes/{name}")
             if arr.shape[0] > self.num_episodes:
                 episodes = max(episodes, arr.shape[0] - self.num_episodes)
                 arr.resize((self.num_episodes,))
         for name in self.embedding_names():
-            arr = self.group[f"embeddings/{name}"]
+            arr = self.array(f"embeddings/{name}")
             if arr.shape[0] > self.rows:
                 arr.resize((self.rows, arr.shape[1]))
-            meta = dict(arr.attrs).get(ATTR) or {}
+            meta = _record(arr.attrs)
             if int(meta.get("rows_done", 0)) > self.rows:
                 arr.attrs[ATTR] = {**meta, "rows_done": self.rows}
         temp = partial_files(self.path)
@@ -155,20 +156,20 @@ class WritableStore(Store):
             write_rows(arr, n0, cols[name])
         e1 = e0 + len(episodes)
         for name in EPISODE_ARRAYS:
-            arr = self.group[f"episodes/{name}"]
+            arr = self.array(f"episodes/{name}")
             if arr.shape[0] != e1:
                 arr.resize((e1,))
             arr[e0:e1] = cols[f"episodes/{name}"]
         # embeddings cover every row; new rows are not done unless the episodes carry them
         for name in self.embedding_names():
-            arr = self.group[f"embeddings/{name}"]
+            arr = self.array(f"embeddings/{name}")
             arr.resize((n1, arr.shape[1]))
             if name in carried:
                 write_rows(arr, n0, _rows([ep.embeddings[name] for ep in episodes]))
         self.write_meta(rows=n1, episodes=e1)  # the commit
         for name in carried:
-            arr = self.group[f"embeddings/{name}"]
-            meta = dict(arr.attrs)[ATTR]
+            arr = self.array(f"embeddings/{name}")
+            meta = _record(arr.attrs)
             if int(meta["rows_done"]) >= n0:
                 arr.attrs[ATTR] = {**meta, "rows_done": n1}
         return n0, n1
@@ -186,7 +187,7 @@ class WritableStore(Store):
                         f"{self.path} has no embeddings '{name}' to append rows to; create it first "
                         f"(rise-data encode {self.path} --encoder ENCODER --name {name})"
                     )
-                dim = self.group[f"embeddings/{name}"].shape[1]
+                dim = self.array(f"embeddings/{name}").shape[1]
                 shape = (len(rows), *np.shape(rows[0:1])[1:])
                 if shape != (ep.length + 1, dim):
                     raise StoreError(
@@ -213,8 +214,8 @@ class WritableStore(Store):
         if self._meta["format_version"] == FORMAT_VERSION:
             return
         for name in self.embedding_names():
-            arr = self.group[f"embeddings/{name}"]
-            arr.attrs[ATTR] = upgrade_record(dict(arr.attrs)[ATTR])
+            arr = self.array(f"embeddings/{name}")
+            arr.attrs[ATTR] = upgrade_record(_record(arr.attrs))
         self.write_meta(format_version=FORMAT_VERSION)
 
     def create_embedding(
@@ -265,6 +266,8 @@ def _direct_chunk_codec(arr: zarr.Array) -> Zstd | None:
     if not isinstance(arr.store, LocalStore) or sys.byteorder != "little":
         return None
     meta = arr.metadata
+    if not isinstance(meta, ArrayV3Metadata):  # rise creates format 3 arrays only
+        return None
     codecs = meta.codecs
     key = meta.chunk_key_encoding
     if not (
@@ -298,13 +301,15 @@ def write_rows(arr: zarr.Array, start: int, data: np.ndarray | Rows) -> None:
         return
     if first_full > start:
         arr[start:first_full] = data[: first_full - start]
+    store = arr.store
+    assert isinstance(store, LocalStore)  # _direct_chunk_codec returns a codec for LocalStore arrays only
     tail = (0,) * (arr.ndim - 1)
     prefix = f"{arr.path}/" if arr.path else ""  # an array at the store's root has path ""
     buffer = default_buffer_prototype().buffer
     for row in range(first_full, last_full, c):
         chunk = np.ascontiguousarray(data[row - start : row - start + c], dtype=arr.dtype)
         key = prefix + arr.metadata.encode_chunk_key((row // c, *tail))
-        arr.store.set_sync(key, buffer.from_bytes(codec.encode(chunk)))
+        store.set_sync(key, buffer.from_bytes(codec.encode(chunk)))
     if stop > last_full:
         arr[last_full:stop] = data[last_full - start :]
 
@@ -316,24 +321,22 @@ def episode_columns(episodes: list[Episode], first_row: int, first_episode: int,
     starts = first_row + np.concatenate([[0], np.cumsum(rows)[:-1]])
     n = int(rows.sum())
     pad = np.zeros(1)
-    cols: dict[str, np.ndarray] = {
+    local_first = starts - first_row
+    local_last = local_first + rows - 1
+    flags = {name: np.zeros(n, bool) for name in ("is_first", "is_last", "terminated", "truncated")}
+    flags["is_first"][local_first] = True
+    flags["is_last"][local_last] = True
+    flags["terminated"][local_last] = [ep.terminated for ep in episodes]
+    flags["truncated"][local_last] = [ep.truncated for ep in episodes]
+    cols: dict[str, np.ndarray | Rows] = {
         "obs": _rows([ep.obs for ep in episodes]),
         "action": np.concatenate([np.append(ep.action, pad).astype(np.int64) for ep in episodes]),
         "reward": np.concatenate([np.append(ep.reward, pad).astype(np.float32) for ep in episodes]),
-        "is_first": np.zeros(n, bool),
-        "is_last": np.zeros(n, bool),
-        "terminated": np.zeros(n, bool),
-        "truncated": np.zeros(n, bool),
+        **flags,
         "episode_id": np.repeat(np.arange(first_episode, first_episode + len(episodes)), rows),
     }
     if with_frames:
         cols["frame"] = _rows([ep.frame for ep in episodes])
-    local_first = starts - first_row
-    local_last = local_first + rows - 1
-    cols["is_first"][local_first] = True
-    cols["is_last"][local_last] = True
-    cols["terminated"][local_last] = [ep.terminated for ep in episodes]
-    cols["truncated"][local_last] = [ep.truncated for ep in episodes]
     for ep in episodes:
         if len(ep.obs) != ep.length + 1 or len(ep.reward) != ep.length:
             raise StoreError(
