@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rise_data.collect import CollectConfig, collect
+from rise_data.encode import EncodeConfig, encode
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,16 @@ def cue_store(tmp_path_factory) -> str:
 @pytest.fixture()
 def cue_copy(cue_store, tmp_path) -> str:
     return copy_store(cue_store, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def cue_replay_store(tmp_path_factory) -> str:
+    """A CueMemory store with downsample embeddings for the replay tests: 33-row episodes from 2 envs,
+    4 terminated + 2 truncated by --steps (read-only)."""
+    path = str(tmp_path_factory.mktemp("stores") / "cue-replay.zarr")
+    collect(CollectConfig("rise/CueMemory-v0", path, steps=150, num_envs=2, progress=False))
+    encode(EncodeConfig(store=path, encoder="downsample", progress=False))
+    return path
 
 
 @pytest.fixture()
