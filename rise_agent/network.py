@@ -18,13 +18,14 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils.parametrize import ParametrizationList
 
 from rise_data.options import ConfigError, param
 
@@ -96,6 +97,9 @@ class NoisyLinear(nn.Module):
     training mode *and* ``noise_enabled`` is True; :func:`disable_noise` switches it off temporarily.
     The noise sample is a buffer that changes only on :meth:`reset_noise`.
     """
+
+    weight_epsilon: Tensor  # buffers, declared for the type checker (nn.Module types them Tensor | Module)
+    bias_epsilon: Tensor
 
     def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
         super().__init__()
@@ -181,17 +185,35 @@ def disable_noise(net: nn.Module) -> Iterator[nn.Module]:
             m.noise_enabled = flag
 
 
-def spectral_norm_modules(net: nn.Module) -> list[nn.Module]:
+class SpectralNorm(Protocol):
+    """What this module reads and writes of torch's spectral-norm parametrisation (a private class)."""
+
+    training: bool
+    eps: float
+    n_power_iterations: int
+    _u: Tensor  # (out,) left singular vector estimate, a buffer
+    _v: Tensor  # (in*k*k,) right singular vector estimate, a buffer
+
+    def train(self, mode: bool = True) -> Any: ...
+
+
+def _weight_parametrization(m: nn.Module) -> ParametrizationList:
+    """The parametrisation list of ``m.weight`` (its raw ``original`` and the parametrisations on it)."""
+    plist = cast(nn.ModuleDict, m.parametrizations)["weight"]
+    return cast(ParametrizationList, plist)
+
+
+def spectral_norm_modules(net: nn.Module) -> list[SpectralNorm]:
     """The spectral-norm parametrisations inside ``net``: they power-iterate in training mode only.
 
     Spectral norm is the only parametrisation this network registers, so every parametrisation of a
     ``weight`` is one.
     """
     return [
-        p
+        cast(SpectralNorm, p)
         for m in net.modules()
         if parametrize.is_parametrized(m, "weight")
-        for p in m.parametrizations.weight
+        for p in _weight_parametrization(m)
     ]
 
 
@@ -203,14 +225,15 @@ def spectral_weights(convs: list[nn.Conv2d]) -> list[Tensor]:
     then ``W / (u^T W v)`` with u and v constants. A dozen small convolutions cost a dozen ops this way
     instead of some 20 each through the parametrisation.
     """
-    out: list[Tensor | None] = [None] * len(convs)
+    out: dict[int, Tensor] = {}
+    plists = [_weight_parametrization(conv) for conv in convs]
     groups: dict[tuple, list[int]] = {}
-    for i, conv in enumerate(convs):
-        w = conv.parametrizations.weight.original
+    for i, plist in enumerate(plists):
+        w = plist.original
         groups.setdefault((w.shape, w.dtype, w.device), []).append(i)
     for idx in groups.values():
-        norms = [convs[i].parametrizations.weight[0] for i in idx]
-        weight = torch.stack([convs[i].parametrizations.weight.original for i in idx])
+        norms = [cast(SpectralNorm, plists[i][0]) for i in idx]
+        weight = torch.stack([plists[i].original for i in idx])
         mat = weight.flatten(2)  # (n, out, in*k*k): torch's weight matrix for dim 0
         if norms[0].training:
             _power_iteration(mat.detach(), norms)
@@ -219,11 +242,11 @@ def spectral_weights(convs: list[nn.Conv2d]) -> list[Tensor]:
         sigma = torch.bmm(torch.bmm(u, mat), v)  # (n, 1, 1)
         for i, w in zip(idx, (weight / sigma.view(-1, 1, 1, 1, 1)).unbind(0), strict=True):
             out[i] = w
-    return out
+    return [out[i] for i in range(len(convs))]
 
 
 @torch.no_grad()
-def _power_iteration(mat: Tensor, norms: list[nn.Module]) -> None:
+def _power_iteration(mat: Tensor, norms: list[SpectralNorm]) -> None:
     us, vs = [m._u for m in norms], [m._v for m in norms]
     eps = norms[0].eps
     v = torch.stack(vs)
@@ -244,9 +267,9 @@ class ImpalaResidual(nn.Module):
         super().__init__()
         self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        if use_spectral_norm:
-            self.conv0 = spectral_norm(self.conv0)
-            self.conv1 = spectral_norm(self.conv1)
+        if use_spectral_norm:  # parametrises the convs in place
+            spectral_norm(self.conv0)
+            spectral_norm(self.conv1)
 
     def forward(self, x: Tensor, weights: Iterator[Tensor] | None = None) -> Tensor:
         """``weights``: the convs' spectral-normalised weights in order (see :func:`spectral_weights`)."""
@@ -299,8 +322,15 @@ class ImpalaCNN(nn.Module):
             if config.spectral_norm
         ]
 
+    @property
+    def stem_weight(self) -> Tensor:
+        """The first conv's weight: its dtype and memory layout are the ones the network runs in."""
+        block = self.blocks[0]
+        assert isinstance(block, ImpalaBlock)
+        return block.conv.weight
+
     def forward(self, frames: Tensor) -> Tensor:
-        w = self.blocks[0].conv.weight
+        w = self.stem_weight
         x = frames.to(w.dtype) / 255.0
         if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) and w.shape[1] > 1:
             x = x.contiguous(memory_format=torch.channels_last)  # the layout the weights were put in
@@ -367,7 +397,7 @@ class ContextStream(nn.Module):
     def forward(self, context: Tensor, mask: Tensor | None = None) -> Tensor:
         if context.dim() != 3 or context.shape[-1] != self.embed_dim:
             raise ValueError(f"context must be (B, K, {self.embed_dim}), got {tuple(context.shape)}")
-        w = self.lstm.weight_ih_l0
+        w = self.input_weight
         x = context.to(device=w.device, dtype=w.dtype)
         if mask is not None:
             if mask.shape != context.shape[:2]:
@@ -382,6 +412,11 @@ class ContextStream(nn.Module):
             return self._last(x)
         return self._packed(x, mask)
 
+    @property
+    def input_weight(self) -> Tensor:
+        """The LSTM's first input weight: the device and dtype the stream runs in."""
+        return cast(Tensor, self.lstm.weight_ih_l0)
+
     chunk = 0  # >0: run the LSTM over batch chunks of at most this many sequences
     cast: torch.dtype | None = None  # run the LSTM in this dtype, weights cast once per forward
 
@@ -395,7 +430,7 @@ class ContextStream(nn.Module):
         if not self.chunk and self.cast is None:
             return self.lstm(x)[0][:, -1]
         lstm = self.lstm
-        weights = list(lstm._flat_weights)
+        weights = cast(list[Tensor], list(lstm._flat_weights))  # bias=True: no None among them
         if self.cast is not None:
             weights = [w.to(self.cast) for w in weights]  # once for all chunks (autocast casts per call)
             x = x.to(self.cast)
@@ -406,7 +441,7 @@ class ContextStream(nn.Module):
                 part, (h0, h0), weights, lstm.bias, lstm.num_layers, 0.0, self.training, False, True
             )
             out.append(y[0][:, -1])
-        return torch.cat(out).to(self.lstm.weight_ih_l0.dtype)
+        return torch.cat(out).to(self.input_weight.dtype)
 
     def _packed(self, x: Tensor, mask: Tensor) -> Tensor:
         k = x.shape[1]
@@ -465,6 +500,8 @@ class RiseNetwork(nn.Module):
     tau sets (the state encoding has no noise; only the dueling head does).
     """
 
+    cos_freqs: Tensor  # a buffer, declared for the type checker
+
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         self.config = config
@@ -506,6 +543,7 @@ class RiseNetwork(nn.Module):
         if context is None:
             raise ValueError(f"context (B, K, {self.config.embed_dim}) is required when context_len > 0")
         lstm = self.context(context, mask)
+        assert self.combine_proj is not None  # built with the context stream
         h = self.combine_proj(lstm)
         if self.config.combine == "multiply":
             gate = torch.sigmoid(h)  # RISE's attention-like gate
@@ -518,7 +556,7 @@ class RiseNetwork(nn.Module):
         """Speed layouts, same math: NHWC CNN weights, and the context LSTM in batch chunks / another dtype
         (see :meth:`ContextStream.set_layout`)."""
         if channels_last:
-            self.cnn.to(memory_format=torch.channels_last)
+            self.cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits it
         if self.context is not None:
             self.context.set_layout(lstm_chunk, lstm_cast)
 
