@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,6 +15,7 @@ from rise_agent.replay.config import Batch, ReplayConfig, WindowedConfig
 from rise_agent.replay.mixer import Mixer
 from rise_agent.replay.ring import OnlineRing
 from rise_agent.replay.sources import Source, StoreSource
+from rise_data.envs.vector import Step
 from rise_data.errors import UserError
 
 __all__ = ["Replay"]
@@ -57,8 +60,9 @@ class Replay:
             else None
         )
         self.mixer = Mixer.resolve(config.offline_fraction, store is not None, self.ring is not None)
-        self._pending = None  # (batch size, future of the prefetched batch) with config.prefetch
-        self._pool = None
+        # (batch size, future of the prefetched batch) with config.prefetch
+        self._pending: tuple[int, Future[Batch]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_store(
@@ -151,7 +155,7 @@ class Replay:
         self._drain()  # a prefetch gather in flight reads rows this write changes
         ring.add_first(np.asarray(step_obs), emb)
 
-    def add(self, actions: np.ndarray, step, emb: Tensor | None) -> None:
+    def add(self, actions: np.ndarray, step: Step, emb: Tensor | None) -> None:
         """Record one vector step: ``actions`` were sent at each env's newest row and ``step`` came back.
 
         Follows next-step autoreset: where ``step.is_first[i]`` the observation starts a new episode
@@ -180,10 +184,8 @@ class Replay:
         self._pending = (pending[0], self._submit(self._draw(batch_size, rng)))
         return pending[1].result()
 
-    def _submit(self, draw):
+    def _submit(self, draw: _Draw) -> Future[Batch]:
         if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rise-replay-prefetch")
         return self._pool.submit(self._assemble, draw)
 
@@ -192,10 +194,10 @@ class Replay:
         if self._pending is not None:
             self._pending[1].exception()
 
-    def _draw(self, batch_size: int, rng: np.random.Generator) -> tuple:
+    def _draw(self, batch_size: int, rng: np.random.Generator) -> _Draw:
         """The rows of one batch and their draw probabilities (the only part that reads the samplers)."""
         B = int(batch_size)
-        draws = []
+        draws: list[tuple[Source, np.ndarray, np.ndarray]] = []
         for source, n, share in zip(
             (self.store, self.ring),
             self.mixer.split(B),
@@ -204,6 +206,7 @@ class Replay:
         ):
             if n == 0:
                 continue
+            assert source is not None  # the mixer gives a missing source no rows
             if source.count == 0:
                 raise ValueError(
                     f"the replay's {source.name} source holds no sampleable transitions yet, and "
@@ -213,7 +216,7 @@ class Replay:
             draws.append((source, idx, share * prob))
         return B, draws, float(self.per_beta)
 
-    def _assemble(self, draw: tuple) -> Batch:
+    def _assemble(self, draw: _Draw) -> Batch:
         """Gather the drawn rows (targets, frame stacks, context windows) into a Batch on the device."""
         B, draws, per_beta = draw
         c, dev = self.config, self.device
@@ -231,12 +234,12 @@ class Replay:
             disc=np.empty(B, np.float32),
             prob=np.empty(B, np.float64),
             index=np.empty(B, np.int64),
-        )
-        # the ring's frames on the device (obs_on_device): batches are gathered there, host rows uploaded
-        out.frames_dev = (
-            torch.empty((2, B, S, *self.obs_shape), dtype=torch.uint8, device=dev)
-            if self.ring is not None and isinstance(self.ring.obs, Tensor)
-            else None
+            # the ring's frames on the device (obs_on_device): batches are gathered there, host rows uploaded
+            frames_dev=(
+                torch.empty((2, B, S, *self.obs_shape), dtype=torch.uint8, device=dev)
+                if self.ring is not None and isinstance(self.ring.obs, Tensor)
+                else None
+            ),
         )
         a = 0
         for source, idx, prob in draws:
@@ -250,12 +253,14 @@ class Replay:
             weights = out.prob**-per_beta
             weights /= weights.max()
 
-        def up(x):  # pinned staging and non_blocking on CUDA: no upload waits for the whole stream
-            t = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+        def up(
+            x: np.ndarray,
+        ) -> Tensor:  # pinned staging and non_blocking on CUDA: no upload waits for the whole stream
+            t = torch.from_numpy(x)
             return t.pin_memory().to(dev, non_blocking=True) if pin else t.to(dev)
 
         frames_t = out.frames_dev if out.frames_dev is not None else frames_t.to(dev, non_blocking=pin)
-        mask = up(out.mask) if K else None
+        mask = None if out.mask is None else up(out.mask)
         ctx = out.context
         return Batch(
             frames=frames_t[0],
@@ -323,20 +328,35 @@ class Replay:
             self.ring.load_state_dict(sd["ring"])
 
 
+# one batch's draw: (batch size, [(source, its local rows, their draw probabilities)], PER beta)
+_Draw = tuple[int, list[tuple[Source, np.ndarray, np.ndarray]], float]
+
+
+@dataclass
 class _Out:
     """The numpy/torch buffers a batch is gathered into ([current, next] first for frames and windows)."""
 
-    def __init__(self, **arrays):
-        self.__dict__.update(arrays)
+    frames: np.ndarray  # (2, B, S, H, W) uint8 host staging
+    context: Tensor | None  # (2, B, K, D) float16 on the device; None when K = 0
+    mask: np.ndarray | None  # (2, B, K) bool; None when K = 0
+    action: np.ndarray
+    ret: np.ndarray
+    disc: np.ndarray
+    prob: np.ndarray  # float64 draw probability of each row
+    index: np.ndarray  # global replay rows
+    frames_dev: Tensor | None  # (2, B, S, H, W) on the device when the ring's frames live there
 
 
-def _gather(source: Source, idx: np.ndarray, out: _Out, sl: slice, c: WindowedConfig, dev) -> None:
+def _gather(
+    source: Source, idx: np.ndarray, out: _Out, sl: slice, c: WindowedConfig, dev: torch.device
+) -> None:
     """Transitions ``idx`` of ``source`` (targets, frame stacks, context windows) into ``out[sl]``."""
     S, K, nb = c.frame_stack, c.context_len, len(idx)
     r, nxt, d = source.targets(idx)
     both = np.concatenate([idx, nxt])
     srows = source.window(both, S)[0].reshape(2, nb, S)
     if isinstance(source.obs, Tensor):  # frames on the device: gather there
+        assert out.frames_dev is not None  # allocated whenever the ring's frames are on the device
         out.frames_dev[:, sl] = source.obs[torch.from_numpy(srows).to(dev)]
     else:
         for i in range(2):  # slots before the episode start hold its first frame (BTR's FrameStack padding)
@@ -344,12 +364,13 @@ def _gather(source: Source, idx: np.ndarray, out: _Out, sl: slice, c: WindowedCo
         if out.frames_dev is not None:
             out.frames_dev[:, sl].copy_(torch.from_numpy(out.frames[:, sl]), non_blocking=dev.type == "cuda")
     if K:
+        assert out.mask is not None and out.context is not None and source.emb is not None  # K > 0
         crows, cmask = source.window(both, K)
         out.mask[:, sl] = cmask.reshape(2, nb, K)
         # masked slots gather the zero row: no masking pass over (B, K, D) afterwards
-        crows = torch.from_numpy(np.where(cmask, crows, source.num_rows).reshape(2, nb * K)).to(dev)
+        at = torch.from_numpy(np.where(cmask, crows, source.num_rows).reshape(2, nb * K)).to(dev)
         for i in range(2):
             dst = out.context[i, sl].view(nb * K, out.context.shape[-1])
-            torch.index_select(source.emb, 0, crows[i], out=dst)
+            torch.index_select(source.emb, 0, at[i], out=dst)
     out.action[sl], out.ret[sl], out.disc[sl] = source.action[idx], r, d
     out.index[sl] = source.base + idx

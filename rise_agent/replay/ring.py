@@ -30,7 +30,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +41,7 @@ from torch import Tensor
 from rise_agent.replay.config import WindowedConfig
 from rise_agent.replay.samplers import make_sampler
 from rise_agent.replay.sources import Source, clip_reward
+from rise_data.envs.vector import Step
 from rise_data.errors import UserError
 from rise_data.windows import nstep_targets, window_offsets
 
@@ -63,19 +66,20 @@ class _RingFiles:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.meta_path = self.folder / "ring.json"
-        self.arrays = self._reopen(geometry, specs)
-        if self.arrays is None:
+        self.id: str | None = None  # the generation, from ring.json or minted by the first write
+        arrays = self._reopen(geometry, specs)
+        if arrays is None:
             self.meta_path.unlink(missing_ok=True)  # files being replaced are no ring until the first write
-            self.id = None
-            self.arrays = {
+            arrays = {
                 name: np.lib.format.open_memmap(self.folder / f"{name}.npy", "w+", dtype, shape)
                 for name, (shape, dtype) in specs.items()
             }
+        self.arrays: dict[str, np.memmap] = arrays
         self.geometry = geometry
         self.written = self.arrays["written"]
         self.written_at_open = np.array(self.written)  # where the last run's rows end
 
-    def _reopen(self, geometry: dict, specs: dict) -> dict | None:
+    def _reopen(self, geometry: dict, specs: dict[str, tuple[tuple, type]]) -> dict[str, np.memmap] | None:
         try:
             meta = json.loads(self.meta_path.read_text())
             if meta.get("geometry") != geometry:
@@ -106,6 +110,13 @@ class OnlineRing(Source):
 
     name = "online"
     map_cpu_embeddings = True  # on CPU, gather straight from the mapped file (False: a copy, as on GPUs)
+    # the _ROW_FIELDS arrays, set from them in __init__
+    action: np.ndarray
+    reward: np.ndarray
+    is_first: np.ndarray
+    is_last: np.ndarray
+    terminated: np.ndarray
+    pos: np.ndarray
 
     def __init__(
         self,
@@ -133,7 +144,8 @@ class OnlineRing(Source):
         specs = {"obs": ((n, *obs_shape), np.uint8), **{k: ((n,), t) for k, t in _ROW_FIELDS.items()}}
         if config.context_len:
             specs["emb"] = ((n + 1, embed_dim), np.float16)
-        self._files = None
+        self._files: _RingFiles | None = None
+        arrays: Mapping[str, np.ndarray]
         if ring_dir is None:
             arrays = {name: np.zeros(shape, dtype) for name, (shape, dtype) in specs.items()}
         else:
@@ -146,16 +158,15 @@ class OnlineRing(Source):
             specs["written"] = ((num_envs,), np.int64)
             self._files = _RingFiles(ring_dir, geometry, specs)
             arrays = self._files.arrays
-        self.obs = arrays["obs"]
-        self._obs_file = None
+        self.obs: np.ndarray | Tensor = arrays["obs"]
+        self._obs_file: np.ndarray | None = None
         if config.obs_on_device:  # the frames where the learner reads them; a file is mirrored at checkpoints
             self._obs_file = self.obs if self._files is not None else None
             self.obs = torch.from_numpy(np.asarray(self.obs)).to(device)
         for name in _ROW_FIELDS:
             setattr(self, name, arrays[name])
         self.emb, self._emb_file = self._embeddings(arrays.get("emb"))
-        mirrored = self._emb_file is not None or self._obs_file is not None
-        self._dirty = np.zeros(n, bool) if mirrored else None
+        self._dirty = np.zeros(n, bool)  # rows the next checkpoint mirrors into the files (if any)
         self.ok = np.zeros(n, bool)
         self.written = np.zeros(num_envs, np.int64)  # rows each env has written since the start
         self.open = np.zeros(num_envs, bool)  # the env's newest row belongs to an unfinished episode
@@ -194,7 +205,7 @@ class OnlineRing(Source):
         start = rows - rows % self.seg
         return start[:, None] + (rows[:, None] % self.seg + offset) % self.seg
 
-    def targets(self, idx):
+    def targets(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         c = self.config
         n = c.n_step
         fwd = self._map(idx, np.arange(n + 1)[None, :])  # (B, n+1): rows t..t+n
@@ -222,7 +233,7 @@ class OnlineRing(Source):
         self._write(envs, obs, emb, np.ones(self.num_envs, bool), z, z)
         self._need_first = False
 
-    def add(self, actions: np.ndarray, step, emb: Tensor | None) -> None:
+    def add(self, actions: np.ndarray, step: Step, emb: Tensor | None) -> None:
         """One vector step (next-step autoreset): ``actions`` were sent at each env's newest row."""
         if self._need_first or not np.all(self.written > 0):
             raise RuntimeError("call add_first with the observations of env.reset() before add")
@@ -264,7 +275,15 @@ class OnlineRing(Source):
         self.ok[on_rows] = True
         self.sampler.mark(off_rows, on_rows)
 
-    def _write(self, envs, obs, emb, first, last, term) -> None:
+    def _write(
+        self,
+        envs: np.ndarray,
+        obs: np.ndarray,
+        emb: Tensor | None,
+        first: np.ndarray,
+        last: np.ndarray,
+        term: np.ndarray,
+    ) -> None:
         """Append one row to each env in ``envs`` (distinct), updating what is sampleable."""
         if not self.started:
             self.started = True
@@ -294,6 +313,7 @@ class OnlineRing(Source):
         else:
             self.obs[rows] = obs
         if self.emb is not None:
+            assert emb is not None  # _check_step requires it when the ring keeps embeddings
             emb = emb.to(self.device, torch.float16)
             self.emb[torch.from_numpy(rows).to(self.device)] = emb
             if self._emb_file is not None:
@@ -323,7 +343,7 @@ class OnlineRing(Source):
         self.open[envs] = False
         self._apply([], [self._ended(envs, u, self.pos[rows])])
 
-    def _ended(self, envs, u_last, pos_last) -> np.ndarray:
+    def _ended(self, envs: np.ndarray, u_last: np.ndarray, pos_last: np.ndarray) -> np.ndarray:
         """Rows fewer than n steps before an episode's last row: their (shorter) target is complete now."""
         j = np.arange(1, self.config.n_step)
         back = self.slot(envs[:, None], u_last[:, None] - j)
@@ -335,7 +355,7 @@ class OnlineRing(Source):
 
         With files, they are flushed first, so the checkpoint never points past rows on disk.
         """
-        sd = {
+        sd: dict[str, Any] = {
             "num_envs": self.num_envs,
             "segment": self.seg,
             "written": torch.from_numpy(self.written.copy()),
@@ -360,13 +380,15 @@ class OnlineRing(Source):
         (past the checkpoint's ends, or overwriting its rows: :meth:`_drop_overwritten`), so the file
         needs only the rows each checkpoint covers.
         """
-        if self._dirty is None or not self._dirty.any():
+        if not self._dirty.any():
             return
         rows = np.flatnonzero(self._dirty)
         at = torch.from_numpy(rows).to(self.device)
         if self._emb_file is not None:
+            assert self.emb is not None  # the file mirrors the device embeddings
             self._emb_file[rows] = self.emb[at].cpu().numpy()
         if self._obs_file is not None:
+            assert isinstance(self.obs, Tensor)  # the file mirrors the device frames
             self._obs_file[rows] = self.obs[at].cpu().numpy()
         self._dirty[:] = False
 
@@ -404,8 +426,10 @@ class OnlineRing(Source):
             self._drop_overwritten(files.written_at_open - self.written)
             files.written[:] = self.written
             if self._emb_file is not None:
+                assert self.emb is not None  # the file mirrors the device embeddings
                 self.emb.copy_(torch.from_numpy(np.asarray(self._emb_file)).to(self.device))
             if self._obs_file is not None:
+                assert isinstance(self.obs, Tensor)  # the file mirrors the device frames
                 self.obs.copy_(torch.from_numpy(np.asarray(self._obs_file)).to(self.device))
         self.started = True
         self._need_first = True  # the envs were reset

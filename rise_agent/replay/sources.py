@@ -43,7 +43,7 @@ class Source:
     num_rows: int
     sampler: Sampler
     ok: np.ndarray  # bool per row: sampleable now
-    obs: np.ndarray
+    obs: np.ndarray | Tensor  # frames; a device tensor when the ring keeps them there (obs_on_device)
     emb: Tensor | None  # (num_rows + 1, D): the extra last row is zeros, what masked slots gather
     action: np.ndarray
 
@@ -117,11 +117,11 @@ class StoreSource(Source):
     def count(self) -> int:
         return self._count
 
-    def targets(self, idx):
+    def targets(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         c = self.config
         return nstep_targets(idx, self.reward, c.gamma, c.n_step, self.is_last, self.terminated, self.ends)
 
-    def window(self, rows, length):
+    def window(self, rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
         offsets, valid = window_offsets(rows - self.starts[rows], length)
         return rows[:, None] + offsets, valid
 
