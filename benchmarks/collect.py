@@ -89,9 +89,9 @@ def raw_round(spec: dict, args) -> tuple[float, float]:
 
 
 def collect_rate(args, frames: bool) -> tuple[float, float]:
-    """(collect steps/s, CPU seconds per step of the whole call)."""
-    c0 = cpu_seconds()
+    """(collect steps/s, CPU seconds per step of the whole call; the temp store's deletion left out)."""
     with tempfile.TemporaryDirectory() as tmp:
+        c0 = cpu_seconds()
         out = collect(
             CollectConfig(
                 args.env,
@@ -104,7 +104,8 @@ def collect_rate(args, frames: bool) -> tuple[float, float]:
                 progress=False,
             )
         )
-    return out["steps"] / out["seconds"], (cpu_seconds() - c0) / out["steps"]
+        cpu = cpu_seconds() - c0
+    return out["steps"] / out["seconds"], cpu / out["steps"]
 
 
 def rounds(spec: dict, args) -> tuple[dict[str, list[float]], dict[str, list[float]]]:

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from rise_data.collect import rollout as rollout_module
 from rise_data.collect.rollout import BLOCK_ROWS, Rollout
 from rise_data.envs import env_spec, make_env
 from rise_data.store import StoreLayout, create_store, open_store
@@ -131,26 +132,31 @@ def _match(f, w: dict, steps: int) -> bool:
         f.length == steps
         and len(ep.obs) == steps + 1
         and np.array_equal(ep.obs[0 : steps + 1], np.stack(w["obs"][: steps + 1]))
+        and np.array_equal(ep.frame[0 : steps + 1], np.stack(w["frame"][: steps + 1]))
         and np.array_equal(ep.action, w["action"][:steps])
     )
 
 
 @pytest.mark.parametrize("every", [pytest.param(True, marks=pytest.mark.slow), False])
-def test_interrupt_at_any_line_loses_nothing_and_cuts_nothing_twice(spec, every):
+def test_interrupt_at_any_line_loses_nothing_and_cuts_nothing_twice(spec, every, monkeypatch):
     """A KeyboardInterrupt at a line of a step's file(), then cut_running(): every episode exactly once; the
     one the interrupted step extended is whole or cut one step earlier (as truncated). The interrupted step
-    is the first that ends an episode. Each line in turn when slow; by default the lines around the ending
-    episode's bookkeeping and the hand-over."""
+    is the first that ends an episode, and starts a block (packing the full one) in every env that did not
+    end before. Each line in turn when slow; by default the lines around the ending episode's bookkeeping
+    and the hand-over."""
     steps = naive_episodes(spec)[2][0] + 1
     ended, running, _ = naive_episodes(spec, steps)
-    _, lines = drive(spec, {"obs": True}, steps, interrupt_at=10**9)
+    monkeypatch.setattr(rollout_module, "BLOCK_ROWS", next(d for d in range(4, steps) if steps % d == 0))
+    keep = {"obs": True, "frames": True}
+    _, lines = drive(spec, keep, steps, interrupt_at=10**9)
+    assert any(src.startswith("self.pool.pack(") for src in lines)
     assert len(lines) > 3 * N_ENVS
     end = next(k for k, src in enumerate(lines) if src.startswith("b.end ="))
     listed = next(k for k, src in enumerate(lines) if src.startswith("self._ended.append"))
     window = {*range(end - 6, listed + 3), *range(len(lines) - 4, len(lines))}
     chosen = range(1, len(lines) + 1) if every else sorted(k + 1 for k in window)
     for at in chosen:
-        got, _ = drive(spec, {"obs": True}, steps, interrupt_at=at)
+        got, _ = drive(spec, keep, steps, interrupt_at=at)
         for i in range(N_ENVS):
             want = [e for e in ended + running if e["env"] == i]
             mine = [f for f in got if f.env_index == i]
@@ -217,3 +223,21 @@ def test_misuse_is_refused(spec):
     with pytest.raises(ValueError, match="obs=True"):
         Rollout(rollout.env, frames=True)
     rollout.close()
+
+
+def test_packed_block_reads_equal_before_and_after_packing():
+    """Rows read equal from the raw block and from the packed bytes; packing gives the block back."""
+    from rise_data.collect.rollout import BlockPool, PackedBlock
+
+    pool = BlockPool({"obs": ((84, 84), "uint8")})
+    rng = np.random.default_rng(0)
+    blocks = [rng.integers(0, 8, (BLOCK_ROWS, 84, 84), dtype=np.uint8) for _ in range(2)]
+    rows = [b.copy() for b in blocks]
+    packed = [PackedBlock("obs", b) for b in blocks]
+    assert np.array_equal(packed[0][3:9], rows[0][3:9])
+    for p in packed:
+        p.pack(pool)
+    assert pool.take("obs") is blocks[0] and pool.take("obs") is blocks[1] and packed[0].block is None
+    for p, r in [(0, 0), (1, 1), (0, 0), (1, 1)]:  # alternating blocks reuse the reader's one buffer
+        assert np.array_equal(packed[p][0 : len(packed[p])], rows[r])
+    assert np.array_equal(packed[1][60:], rows[1][60:])

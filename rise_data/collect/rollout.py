@@ -28,16 +28,19 @@ episode, and the action sent for env i at the step before it was ignored by the 
 from __future__ import annotations
 
 import queue
+import threading
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+from numcodecs import Zstd
 
 from rise_data.envs.vector import FrameVectorEnv, Step
 from rise_data.store import Episode
 from rise_data.store.write import Rows
 
 BLOCK_ROWS = 64  # rows per buffer block (64 Atari RGB frames = 6.4 MB)
+PACK_CODEC = Zstd(level=1)  # full blocks held until their episode ends (Pong frames: ~700x smaller)
 ROW_FIELDS = ("obs", "frame")  # extras are kept under their own names, which must not be one of these
 
 
@@ -54,16 +57,20 @@ class Finished:
 
 
 class BlockPool:
-    """Fixed-size row blocks per kept field, reused once the writer hands them back.
+    """Fixed-size row blocks per kept field, reused once packed or written; a packer thread packs full ones.
 
     Reuse matters: copying a 100 kB frame into memory that was never touched costs several times the copy
-    itself (page faults); recycled blocks are warm. A running episode is a list of blocks per field, so an
-    episode of any length never reallocates. Thread-safe: a writer thread may ``give`` while stepping ``take``s.
+    itself (page faults); recycled blocks are warm. Rows must be held until their episode ends (hundreds of
+    steps in Atari), so a full block is packed (:class:`PackedBlock`) off the stepping thread and goes back
+    to the pool at once. A running episode is a list of blocks per field, so an episode of any length never
+    reallocates. Thread-safe: the packer and a writer thread ``put``/``give`` while stepping ``take``s.
     """
 
     def __init__(self, fields: dict[str, tuple[tuple[int, ...], str]]):
         self.fields = fields  # name -> (row shape, dtype)
         self.free = {name: queue.SimpleQueue() for name in fields}
+        self._packing: queue.SimpleQueue[PackedBlock | None] = queue.SimpleQueue()
+        self._packer: threading.Thread | None = None
 
     def take(self, name: str) -> np.ndarray:
         try:
@@ -72,15 +79,84 @@ class BlockPool:
             shape, dtype = self.fields[name]
             return np.empty((BLOCK_ROWS, *shape), dtype)
 
+    def put(self, name: str, block: np.ndarray) -> None:
+        self.free[name].put(block)
+
+    def pack(self, name: str, blocks: list) -> None:
+        """Swap the full last block of ``blocks`` for a :class:`PackedBlock` and queue it for the packer.
+
+        Interrupt-safe: ``blocks[-1]`` is the raw block or its PackedBlock at every point (one never queued
+        keeps its raw rows)."""
+        packed = PackedBlock(name, blocks[-1])
+        blocks[-1] = packed
+        if self._packer is None:
+            self._packer = threading.Thread(target=self._pack_loop, daemon=True, name="rise-block-packer")
+            self._packer.start()
+        self._packing.put(packed)
+
+    def _pack_loop(self) -> None:
+        while (packed := self._packing.get()) is not None:
+            packed.pack(self)
+
     def give(self, episode: Episode) -> None:
         """Return the blocks an episode's rows were built on (after they are written)."""
         rows = {"obs": episode.obs, "frame": episode.frame, **episode.embeddings}
         for name, r in rows.items():
             if isinstance(r, Rows) and name in self.free:
-                for part in r.parts:
-                    block = part if part.base is None else part.base
-                    if block.shape[0] == BLOCK_ROWS:
+                for part in r.parts:  # the last, unpacked block (the packer gives back the others)
+                    block = part if not isinstance(part, np.ndarray) or part.base is None else part.base
+                    if isinstance(block, np.ndarray) and block.shape[0] == BLOCK_ROWS:
                         self.free[name].put(block)
+
+    def close(self) -> None:
+        """Stop the packer (blocks still queued keep their raw rows)."""
+        if self._packer is not None:
+            self._packing.put(None)
+            self._packer.join()
+            self._packer = None
+
+
+class PackedBlock:
+    """A full block's rows, compressed by the packer thread so the block itself can be reused.
+
+    Until the packer runs, the block holds the rows; packer and readers take a lock, so a reader never sees
+    a block the packer gave back. Reads as rows (``len``, slices copied), so it is a ``Rows`` part the store
+    writes from; a reading thread decodes each packed block once into one warm buffer per row shape.
+    """
+
+    __slots__ = ("name", "block", "blob", "shape", "dtype", "lock")
+
+    def __init__(self, name: str, block: np.ndarray):
+        self.name, self.block, self.blob = name, block, None
+        self.shape, self.dtype = block.shape, block.dtype
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def pack(self, pool: BlockPool) -> None:
+        """Compress the rows and give the block back to ``pool`` (the packer thread's task)."""
+        with self.lock:
+            self.blob = PACK_CODEC.encode(self.block)
+            block, self.block = self.block, None
+        pool.put(self.name, block)
+
+    def __getitem__(self, s: slice) -> np.ndarray:
+        """Rows ``s``, copied."""
+        with self.lock:
+            if self.blob is None:
+                return self.block[s].copy()
+        slots = _decoded.__dict__.setdefault("slots", {})  # (shape, dtype) -> (PackedBlock, rows)
+        packed, rows = slots.get((self.shape, self.dtype), (None, None))
+        if packed is not self:
+            rows = np.empty(self.shape, self.dtype) if rows is None else rows
+            PACK_CODEC.decode(self.blob, out=rows)
+            slots[self.shape, self.dtype] = (self, rows)
+        return rows[s].copy()
+
+
+# per reading thread: the last block it decoded per row shape (readers go through a block's rows in order)
+_decoded = threading.local()
 
 
 class EpisodeBuffer:
@@ -90,7 +166,7 @@ class EpisodeBuffer:
 
     def __init__(self, pool: BlockPool | None):
         self.pool = pool
-        self.blocks: list[list[np.ndarray]] = [[] for _ in (pool.fields if pool else ())]
+        self.blocks: list[list[np.ndarray | PackedBlock]] = [[] for _ in (pool.fields if pool else ())]
         self.action: list[int] = []
         self.reward: list[float] = []
         self.n = 0  # observations pushed
@@ -100,11 +176,17 @@ class EpisodeBuffer:
         """Append observation row ``i`` of each kept field's (num_envs, ...) source."""
         j = self.n % BLOCK_ROWS
         if j == 0 and sources:
-            for blocks, name in zip(self.blocks, self.pool.fields, strict=True):
-                blocks.append(self.pool.take(name))
+            self._next_blocks()
         for k, src in enumerate(sources):
             self.blocks[k][-1][j] = src[i]
         self.n += 1  # last: an interrupt before it leaves the row uncounted
+
+    def _next_blocks(self) -> None:
+        """Pack each field's full block (rows before the last block are only read) and start the next."""
+        for blocks, name in zip(self.blocks, self.pool.fields, strict=True):
+            if blocks:
+                self.pool.pack(name, blocks)
+            blocks.append(self.pool.take(name))
 
     def steps(self) -> int:
         """Actions of the consistent prefix (an interrupt can land between an action and its observation)."""
@@ -268,3 +350,5 @@ class Rollout:
 
     def close(self) -> None:
         self.env.close()
+        if self.pool is not None:
+            self.pool.close()
