@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from rise_agent.learner_config import LearnerConfig, MunchausenPolicy, Precision
 from rise_agent.network import NetworkConfig, RiseNetwork, make_network, spectral_norm_modules
+from rise_agent.replay.config import Batch
 from rise_agent.update import Stats, loss, stacks_target_policy, target_quantiles, target_values
 
 __all__ = ["METRICS", "Learner", "LearnerConfig", "MunchausenPolicy", "Precision"]
@@ -32,7 +33,8 @@ METRICS = (
 
 def param_groups(net: nn.Module, config: LearnerConfig) -> list[dict]:
     """BTR's Adam epsilon for BTR's parameters; ``context_adam_eps`` for the context stream and its gate."""
-    context, rest = [], []
+    context: list[nn.Parameter] = []
+    rest: list[nn.Parameter] = []
     for name, p in net.named_parameters():
         (context if name.startswith(("context.", "combine_proj.")) else rest).append(p)
     groups = [{"params": rest, "eps": config.adam_eps}]
@@ -53,7 +55,7 @@ def _speed_settings(config: LearnerConfig, device: torch.device, nets) -> None:
 
 
 GRAPH_WARMUP = 3  # eager steps on a side stream before the capture (PyTorch's recipe for whole-step graphs)
-_BATCH_FIELDS = ("frames", "context", "mask", "action", "returns", "discount", "weights")
+_BATCH_FIELDS: tuple[str, ...] = ("frames", "context", "mask", "action", "returns", "discount", "weights")
 _BATCH_FIELDS += tuple(f"next_{k}" for k in ("frames", "context", "mask"))
 
 
@@ -66,7 +68,11 @@ def _adam(net: nn.Module, config: LearnerConfig, device: torch.device) -> torch.
 
 
 def train_step(
-    online: RiseNetwork, target: RiseNetwork, optimizer: torch.optim.Optimizer, batch, config: LearnerConfig
+    online: RiseNetwork,
+    target: RiseNetwork,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    config: LearnerConfig,
 ) -> tuple[Tensor, Tensor]:
     """loss(), backward, the gradient norm clipped, an optimiser step: (metrics (len(METRICS),), priorities
     (B,)) on the device, no host sync. The gradients must be cleared before."""
@@ -83,7 +89,7 @@ def metric_vector(stats: Stats, grad_norm: Tensor) -> Tensor:
     return torch.stack([values[k].float() for k in METRICS])
 
 
-def _static_batch(batch, device: torch.device) -> SimpleNamespace:
+def _static_batch(batch: Batch, device: torch.device) -> Batch:
     """Device copies of the batch's tensors, in the dtypes the update reads: a graph's fixed inputs."""
     kinds = {
         "action": torch.long,
@@ -91,14 +97,14 @@ def _static_batch(batch, device: torch.device) -> SimpleNamespace:
         "discount": torch.float32,
         "weights": torch.float32,
     }
-    out = {}
+    out: dict[str, Any] = {}
     for k in _BATCH_FIELDS:
         v = getattr(batch, k)
         out[k] = None if v is None else v.to(device, kinds.get(k, v.dtype), copy=True)
-    return SimpleNamespace(**out)
+    return Batch(**out, index=batch.index)
 
 
-def _copy_batch(static: SimpleNamespace, batch) -> None:
+def _copy_batch(static: Batch, batch: Batch) -> None:
     for k in _BATCH_FIELDS:
         dst, src = getattr(static, k), getattr(batch, k)
         if (dst is None) != (src is None) or (dst is not None and dst.shape != src.shape):
@@ -129,7 +135,10 @@ class Learner:
         self.target.requires_grad_(False)
         self._copy_target()
         self._graphed = config.cuda_graph  # CUDA: captured; CPU: the same static-buffer path, eager
-        self._static, self._graph, self._graph_out, self._warm = None, None, None, 0
+        self._static: Batch | None = None  # the graph's fixed input buffers
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_out: tuple[Tensor, Tensor] | None = None  # the captured step's output buffers
+        self._warm = 0
         self.optimizer = _adam(self.online, config, self.device)
         self.updates = 0
         _speed_settings(config, self.device, (self.online, self.target))
@@ -147,7 +156,7 @@ class Learner:
             m.eval()
 
     @torch.no_grad()
-    def targets(self, batch, q_policy: Tensor | None = None, taus: Tensor | None = None) -> Tensor:
+    def targets(self, batch: Batch, q_policy: Tensor | None = None, taus: Tensor | None = None) -> Tensor:
         """Target quantiles (B, n_tau_target), float32, with the networks' current noise.
 
         ``q_policy`` (B, A): the Q(s_t, .) whose softmax is the Munchausen policy; the step passes the
@@ -161,7 +170,7 @@ class Learner:
 
     # -- update ------------------------------------------------------------------------------------
 
-    def step(self, batch) -> tuple[dict[str, float], np.ndarray]:
+    def step(self, batch: Batch) -> tuple[dict[str, float], np.ndarray]:
         """One gradient step; returns metrics (see ``METRICS``) and new priorities (B,) float32."""
         c = self.config
         stats, priority = self._graph_step(batch) if self._graphed else self._update(batch, zero_grad=True)
@@ -173,14 +182,14 @@ class Learner:
         metrics = {k: float(v) for k, v in zip(METRICS, host[: len(METRICS)], strict=True)}
         return metrics, host[len(METRICS) :].copy()
 
-    def _update(self, batch, zero_grad: bool) -> tuple[Tensor, Tensor]:
+    def _update(self, batch: Batch, zero_grad: bool) -> tuple[Tensor, Tensor]:
         """:func:`train_step` (compiled when ``config.compile``), the gradients cleared before it unless a
         CUDA graph's capture keeps them allocated."""
         if zero_grad:
             self.optimizer.zero_grad(set_to_none=True)
         return self._train_step(self.online, self.target, self.optimizer, batch, self.config)
 
-    def _graph_step(self, batch) -> tuple[Tensor, Tensor]:
+    def _graph_step(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """``_update`` on static copies of the batch: GRAPH_WARMUP eager steps on a side stream, then one
         capture of the whole update (capturable Adam) replayed from there on."""
         if self._static is None:
@@ -199,7 +208,7 @@ class Learner:
             return out
         if self.device.type != "cuda":
             return self._update(self._static, zero_grad=True)
-        if self._graph is None:
+        if self._graph is None or self._graph_out is None:
             self.optimizer.zero_grad(set_to_none=True)  # backward allocates the grads inside the graph
             self._graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self._graph):

@@ -196,6 +196,8 @@ class SpectralNorm(Protocol):
 
     def train(self, mode: bool = True) -> Any: ...
 
+    def eval(self) -> Any: ...
+
 
 def _weight_parametrization(m: nn.Module) -> ParametrizationList:
     """The parametrisation list of ``m.weight`` (its raw ``original`` and the parametrisations on it)."""

@@ -37,6 +37,7 @@ from rise_agent.losses import (
     quantile_td_priority,
 )
 from rise_agent.network import Encoded, RiseNetwork
+from rise_agent.replay.config import Batch
 
 __all__ = ["State", "Stats", "loss", "state", "stacks_target_policy", "target_quantiles", "target_values"]
 
@@ -71,7 +72,7 @@ class State(NamedTuple):
     mask: Tensor | None
 
 
-def state(batch, prefix: str, net: RiseNetwork) -> State:
+def state(batch: Batch, prefix: str, net: RiseNetwork) -> State:
     """The batch's s_t (prefix "") or s' (prefix "next_") on ``net``'s device."""
     device = net.cos_freqs.device
     frames = getattr(batch, f"{prefix}frames").to(device, non_blocking=True)
@@ -88,9 +89,10 @@ def state(batch, prefix: str, net: RiseNetwork) -> State:
 
 
 def _stacked(a: State, b: State) -> State:
-    if a.context is None:
-        return State(torch.cat([a.frames, b.frames]), None, None)
-    return State(*(torch.cat(pair) for pair in zip(a, b, strict=True)))
+    frames = torch.cat([a.frames, b.frames])
+    if a.context is None or b.context is None or a.mask is None or b.mask is None:
+        return State(frames, None, None)  # K = 0: state() gives context and mask together or neither
+    return State(frames, torch.cat([a.context, b.context]), torch.cat([a.mask, b.mask]))
 
 
 def autocast(config: LearnerConfig, device: torch.device):
@@ -107,7 +109,7 @@ def stacks_target_policy(config: LearnerConfig) -> bool:
 
 @torch.no_grad()
 def target_quantiles(
-    target: RiseNetwork, batch, config: LearnerConfig, stack: bool, taus: Tensor | None
+    target: RiseNetwork, batch: Batch, config: LearnerConfig, stack: bool, taus: Tensor | None
 ) -> Tensor:
     """The target network's quantiles of s' (and of s_t below them when ``stack``), float32.
 
@@ -122,7 +124,7 @@ def target_quantiles(
 
 @torch.no_grad()
 def target_values(
-    batch, quantiles: Tensor, config: LearnerConfig, q_policy: Tensor | None, online: RiseNetwork
+    batch: Batch, quantiles: Tensor, config: LearnerConfig, q_policy: Tensor | None, online: RiseNetwork
 ) -> Tensor:
     """Target quantiles (B, N') from the target network's ``quantiles`` (see :func:`target_quantiles`).
 
@@ -171,7 +173,7 @@ def _side(config: LearnerConfig, device: torch.device) -> torch.cuda.Stream | No
 
 
 def loss(
-    online: RiseNetwork, target: RiseNetwork, batch, config: LearnerConfig
+    online: RiseNetwork, target: RiseNetwork, batch: Batch, config: LearnerConfig
 ) -> tuple[Tensor, Tensor, Stats]:
     """The M-IQN (+CQL) loss of one batch: (loss 0-d, priorities (B,) float32, :class:`Stats`).
 
