@@ -102,12 +102,13 @@ class Actor:
     ) -> None:
         cfg = network.config  # owns the windows: frame stack and K
         k = cfg.context_len
-        if k > 0 and encoder is None:
-            raise UserError("context_len > 0 needs the frozen encoder that made the stored embeddings")
-        if k > 0 and encoder.dim != cfg.embed_dim:
-            raise UserError(
-                f"encoder {encoder.name} gives {encoder.dim}-d embeddings, the network expects {cfg.embed_dim}"
-            )
+        if k > 0:
+            if encoder is None:
+                raise UserError("context_len > 0 needs the frozen encoder that made the stored embeddings")
+            if encoder.dim != cfg.embed_dim:
+                raise UserError(
+                    f"encoder {encoder.name} gives {encoder.dim}-d embeddings, the network expects {cfg.embed_dim}"
+                )
         self.network = network
         self.encoder = encoder if k > 0 else None  # K=0 (plain BTR) needs no embeddings
         self.num_envs = num_envs
@@ -149,15 +150,14 @@ class Actor:
             self._frames.push(agent_view(frame, obs.shape[-1]), first)
         else:
             self._frames.push(torch.from_numpy(obs).to(self.device), first)
-        if self._context is None:
+        encoder = self.encoder
+        if self._context is None or encoder is None:  # K = 0: neither
             return None
-        source = self.encoder.preprocessing.source
+        source = encoder.preprocessing.source
         rows = (step.frame if frame is None else frame) if source == "frame" else obs
         if rows is None:
-            raise ValueError(f"encoder {self.encoder.name} reads RGB frames, but the env returns none")
-        emb = self.encoder(rows if isinstance(rows, Tensor) else np.asarray(rows)).to(
-            self.device, torch.float16
-        )
+            raise ValueError(f"encoder {encoder.name} reads RGB frames, but the env returns none")
+        emb = encoder(rows if isinstance(rows, Tensor) else np.asarray(rows)).to(self.device, torch.float16)
         self._context.push(emb, first)
         return emb
 

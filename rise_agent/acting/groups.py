@@ -67,10 +67,11 @@ class GroupedVectorEnv:
 
     def recv_part(self, g: int) -> Step:
         """Wait for group ``g``'s part of the step its last send led to (kept for :meth:`recv`)."""
-        if self._got[g] is None:
-            self._got[g] = self.envs[g].recv()
+        got = self._got[g]
+        if got is None:
+            got = self._got[g] = self.envs[g].recv()
             self._sent[g] = False
-        return self._got[g]
+        return got
 
     def send(self, actions: np.ndarray) -> None:
         for g, sl in enumerate(self.slices):

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rise_agent.acting.actor import epsilon_draws
+from rise_agent.acting.actor import Actor, epsilon_draws
 from rise_agent.acting.config import ActingConfig
 from rise_agent.acting.groups import GroupedVectorEnv
 from rise_agent.network import RiseNetwork, make_network, spectral_norm_modules
+from rise_data.collect.rollout import Rollout
 from rise_data.envs import Step
 
 __all__ = ["ActingThread", "Failed", "VectorStep", "WeightGate"]
@@ -45,7 +46,8 @@ class WeightGate:
         self.cond = threading.Condition()
         self.stopped = False
         self.max_lag_seen = 0
-        self.event = None  # CUDA: recorded after the last weight copy, on the learner's stream
+        # CUDA: recorded after the last weight copy, on the learner's stream
+        self.event: torch.cuda.Event | None = None
 
     def actor_may_act(self, s: int) -> bool:
         """Block until the actor may act at step ``s``; False once stopped."""
@@ -71,8 +73,9 @@ class WeightGate:
                 return
             copy_weights()
             if torch.cuda.is_available() and torch.cuda.is_initialized():
-                self.event = torch.cuda.Event()
-                self.event.record()  # on the learner thread's current stream
+                event = torch.cuda.Event()
+                event.record()  # on the learner thread's current stream
+                self.event = event
             self.version = t + 1
             self.cond.notify_all()
 
@@ -148,8 +151,8 @@ class ActingThread(threading.Thread):
 
     def __init__(
         self,
-        env,
-        actor,
+        env: Rollout,
+        actor: Actor,
         gate: WeightGate,
         epsilon: Callable[[int], float],
         rng: np.random.Generator,
@@ -162,7 +165,8 @@ class ActingThread(threading.Thread):
         self.epsilon, self.rng, self.steps, self.seed = epsilon, rng, steps, seed
         self.out: queue.Queue = queue.Queue(maxsize=gate.lag + 2)
         self.config = config or ActingConfig()
-        self.stream = None  # CUDA with config.actor_stream: the actor's own high-priority stream
+        # CUDA with config.actor_stream: the actor's own high-priority stream
+        self.stream: torch.cuda.Stream | None = None
         self._draws: tuple[np.ndarray, np.ndarray] | None = None  # env groups: this step's ε draws
 
     def run(self) -> None:
@@ -176,7 +180,10 @@ class ActingThread(threading.Thread):
     def _run(self) -> None:
         try:
             if self.config.env_groups > 1:
-                return self._run_grouped(self.env.env)
+                genv = self.env.env
+                # acting_env builds one for env_groups > 1 (Rollout's annotation names the plain vector env)
+                assert isinstance(genv, GroupedVectorEnv)
+                return self._run_grouped(genv)
             step = self.env.reset(seed=self.seed)
             self._put(VectorStep(None, step, self.actor.observe(step)))
             for s in range(self.steps):
@@ -226,17 +233,21 @@ class ActingThread(threading.Thread):
                 return
             actions = np.concatenate(nxt)
 
-    def _act_groups(self, genv, actors, s: int, group: int | None) -> np.ndarray:
+    def _act_groups(
+        self, genv: GroupedVectorEnv, actors: list[Actor], s: int, group: int | None
+    ) -> np.ndarray:
         """Pick and send the actions of step ``s`` for ``actors`` (all groups, or the one ``group``).
 
         Step s's ε draws are made once for all envs (at its first group), so every env gets the draws it
         gets ungrouped."""
         if group in (None, 0):
             self._draws = epsilon_draws(self.epsilon(s), self.rng, genv.num_envs, genv.n_actions)
+        assert self._draws is not None  # made at group 0 of the step
+        explore, uniform = self._draws
         out = []
         for g, actor in enumerate(actors) if group is None else [(group, actors[0])]:
             sl = genv.slices[g]
-            a = actor.pick(self._draws[0][sl], self._draws[1][sl])
+            a = actor.pick(explore[sl], uniform[sl])
             genv.send_part(g, a)
             out.append(a)
         actions = np.concatenate(out)
