@@ -39,7 +39,9 @@ class RandomPolicy:
         self.rng = np.random.default_rng(seed)
 
     def act(self, step: Step) -> np.ndarray:
-        return self.rng.integers(self.n_actions, size=len(step.obs), dtype=np.int64)
+        # len(step.reward), not step.obs: reading obs would make the agent view here, before the envs are
+        # sent their actions, instead of while they step
+        return self.rng.integers(self.n_actions, size=len(step.reward), dtype=np.int64)
 
     def describe(self) -> dict:
         return {"name": "random", "seed": self.seed}
