@@ -65,15 +65,15 @@ def test_downsample_values_and_provenance(pong_copy):
     assert encode(_cfg(pong_copy, encoder="downsample"))["rows"] == 0
 
 
-def test_resnet18_from_state_dict_file(pong_copy, tmp_path):
+def test_resnet18_from_state_dict_file(cue_copy, tmp_path):  # ~100 rows: resnet18 on a CPU is the cost
     from rise_data.encode._torchvision import import_torchvision
 
     tv = import_torchvision()
     torch.manual_seed(0)
     weights = tmp_path / "resnet18.pth"
     torch.save(tv.models.resnet18(weights=None).state_dict(), weights)
-    encode(_cfg(pong_copy, encoder="resnet18", weights=str(weights), source="obs"))
-    s = open_store(pong_copy)
+    encode(_cfg(cue_copy, encoder="resnet18", weights=str(weights), source="obs"))
+    s = open_store(cue_copy)
     spec = embedding_encoder(s, "resnet18")
     assert spec.weights_id == f"sha256:{sha256_file(weights)}" and spec.weights == str(weights.resolve())
     assert spec.dim == 512 and spec.output_layer == "avgpool" and spec.source == "obs"
@@ -83,10 +83,10 @@ def test_resnet18_from_state_dict_file(pong_copy, tmp_path):
     np.testing.assert_allclose(emb[:8].astype(np.float32), ref.numpy(), rtol=1e-2, atol=1e-2)
     # same name, other weights: refused, nothing overwritten; --overwrite redoes
     with pytest.raises(StoreError, match="different"):
-        encode(_cfg(pong_copy, encoder="resnet18", weights="untrained", source="obs"))
-    assert np.array_equal(open_store(pong_copy).embedding("resnet18")[:], emb)
-    encode(_cfg(pong_copy, encoder="resnet18", weights="untrained", source="obs", overwrite=True))
-    assert embedding_encoder(open_store(pong_copy), "resnet18").weights_id == "untrained"
+        encode(_cfg(cue_copy, encoder="resnet18", weights="untrained", source="obs"))
+    assert np.array_equal(open_store(cue_copy).embedding("resnet18")[:], emb)
+    encode(_cfg(cue_copy, encoder="resnet18", weights="untrained", source="obs", overwrite=True))
+    assert embedding_encoder(open_store(cue_copy), "resnet18").weights_id == "untrained"
 
 
 def test_crash_then_resume_matches_clean_run(pong_copy, tmp_path, monkeypatch):
