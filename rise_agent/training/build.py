@@ -19,7 +19,7 @@ from rise_agent.replay import Replay
 from rise_agent.training.precision import check_precision
 from rise_data.encode.encoders import Encoder, EncoderRecipe, embedding_encoder, make_encoder
 from rise_data.encode.spec import EncoderError
-from rise_data.envs import env_spec, parse_env_options
+from rise_data.envs import EnvSpec, build_spec, parse_env_options
 from rise_data.errors import UserError
 from rise_data.store import Store, open_store
 
@@ -32,7 +32,7 @@ DEFAULT_ENCODER = "resnet18"  # the RISE paper's frozen encoder (ImageNet ResNet
 class Parts:
     """Everything a training loop needs, built once."""
 
-    spec: dict  # the env spec (JSON), as a store records it
+    spec: EnvSpec  # the env: the store's, or the one --env names, probed
     store: Store | None
     embedding: str | None  # the store's embeddings array the replay reads
     encoder_spec: EncoderRecipe | None  # what rebuilds the frozen encoder (None when K = 0)
@@ -76,11 +76,11 @@ def pick_embedding(store: Store, name: str | None) -> str:
 
 
 def _check_mode(config: TrainConfig) -> None:
+    if config.store is None and config.env is None:
+        raise UserError("give --store STORE (offline pretraining) or --env ID (online from scratch)")
     if config.is_online:
         if config.env_steps <= 0:
             raise UserError("online training needs --env-steps N > 0")
-    elif config.store is None:
-        raise UserError("give --store STORE (offline pretraining) or --env ID (online from scratch)")
     elif config.updates <= 0:
         raise UserError("offline training needs --updates N > 0 (or --online to fine-tune in the env)")
     if config.write_back and config.store is None:
@@ -89,9 +89,11 @@ def _check_mode(config: TrainConfig) -> None:
         raise UserError("--save-store / --write-back keep played episodes: they need online training")
 
 
-def _encoder(config: TrainConfig, store: Store | None, emb: str | None, spec: dict) -> tuple:
+def _encoder(
+    config: TrainConfig, store: Store | None, emb: str | None, spec: EnvSpec
+) -> tuple[EncoderRecipe, Encoder | None]:
     """(EncoderRecipe, built Encoder or None) for K > 0: the store's, or the one --encoder names."""
-    if store is not None:
+    if store is not None and emb is not None:  # pick_embedding named the store's embeddings
         enc_spec = embedding_encoder(store, emb)
         if config.encoder and config.encoder != enc_spec.name:
             raise EncoderError(
@@ -99,7 +101,7 @@ def _encoder(config: TrainConfig, store: Store | None, emb: str | None, spec: di
                 "drop --encoder, or pass --embedding for embeddings made with it"
             )
         return enc_spec, None
-    source = "frame" if spec.get("frame_shape") else "obs"
+    source = "frame" if spec.frame_shape else "obs"
     encoder = make_encoder(config.encoder or DEFAULT_ENCODER, weights=config.weights, source=source)
     return encoder.spec, encoder
 
@@ -110,22 +112,27 @@ def build(config: TrainConfig, device: torch.device, replay_dir: Path | None = N
     check_precision(config.learner.precision, config.network.context_len, device)
     store = open_store(config.store) if config.store else None
     if store is not None:
-        spec = store.env
-        if config.env and config.env != spec["id"]:
-            raise UserError(f"--env {config.env} differs from the store's env {spec['id']}; drop --env")
+        spec = EnvSpec.from_json(store.env)
+        if config.env and config.env != spec.id:
+            raise UserError(f"--env {config.env} differs from the store's env {spec.id}; drop --env")
         if config.env_option or config.wrapper:
             raise UserError("--env-option/--wrapper describe a new env; a store's env is the one it records")
     else:
+        assert config.env is not None  # _check_mode: no store means an env
         options = parse_env_options(config.env_option)
-        spec = env_spec(config.env, config.screen_size, wrappers=config.wrapper, **options)
+        spec = build_spec(config.env, config.screen_size, wrappers=config.wrapper, **options)
+    assert (
+        spec.n_actions is not None and spec.obs_shape is not None
+    )  # probed: build_spec and stores fill them
+    h, w = spec.obs_shape
     k = config.network.context_len
     emb = pick_embedding(store, config.embedding) if (store is not None and k > 0) else None
     enc_spec, encoder = _encoder(config, store, emb, spec) if k > 0 else (None, None)
     net = dataclasses.replace(
         config.network,
-        n_actions=int(spec["n_actions"]),
+        n_actions=spec.n_actions,
         embed_dim=enc_spec.dim if enc_spec else config.network.embed_dim,
-        frame_hw=tuple(spec["obs_shape"]),
+        frame_hw=(h, w),
     )
     cql = config.cql_alpha if config.cql_alpha is not None else (0.0 if config.is_online else 1.0)
     learner = Learner(net, dataclasses.replace(config.learner, cql_alpha=cql), device)

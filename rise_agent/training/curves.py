@@ -27,9 +27,11 @@ def _read(run_dir: Path, name: str) -> list[dict]:
 
 
 def _number(text: str | None) -> float:
+    if text is None:
+        return math.nan
     try:
         return float(text)
-    except (TypeError, ValueError):
+    except ValueError:
         return math.nan
 
 

@@ -68,6 +68,7 @@ def run_online(s: Session) -> None:
         file_step(s, rollout, out, first.step, first.emb)
         for t in range(steps):
             got = thread.get()
+            assert got.actions is not None  # only the reset step (first) has none
             p.replay.add(got.actions, got.step, got.emb)
             s.counters.env_steps += c.num_envs
             file_step(s, rollout, out, got.step, got.emb)

@@ -25,6 +25,7 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+from torch import Tensor
 
 from rise_agent.acting.actor import Actor, epsilon_schedule
 from rise_agent.acting.groups import acting_env
@@ -88,7 +89,7 @@ def output_store(s: Session) -> OutputStore | None:
         return None
     name = p.embedding or (p.encoder_spec.name.replace(":", ".") if p.encoder_spec else None)
     command = "rise-agent train --write-back" if c.write_back else "rise-agent train --save-store"
-    sink = EpisodeSink(c.output_store, p.spec, p.encoder_spec, name, to_json(c), command)
+    sink = EpisodeSink(c.output_store, p.spec.to_json(), p.encoder_spec, name, to_json(c), command)
     return OutputStore(sink, name)
 
 
@@ -96,14 +97,19 @@ def make_rollout(s: Session, env, out: OutputStore | None) -> Rollout:
     """The episode bookkeeping over ``env``: rows (and embeddings) kept only for an output store."""
     if out is None:
         return Rollout(env)
-    keep_emb = out.embedding is not None and s.parts.encoder_spec is not None
-    extras = {out.embedding: ((s.parts.net.embed_dim,), "float16")} if keep_emb else None
+    name = out.embedding if s.parts.encoder_spec is not None else None
+    extras: dict[str, tuple[tuple[int, ...], str]] | None = None
+    if name is not None:
+        extras = {name: ((s.parts.net.embed_dim,), "float16")}
     return Rollout(env, obs=True, frames=out.sink.frames, extras=extras)
 
 
-def file_step(s: Session, rollout: Rollout, out: OutputStore | None, step: Step, emb) -> None:
+def file_step(s: Session, rollout: Rollout, out: OutputStore | None, step: Step, emb: Tensor | None) -> None:
     """Episode bookkeeping for one received step: count and log finished episodes, store them if kept."""
-    extras = {out.embedding: emb.cpu().numpy()} if rollout.extras else None
+    extras = None
+    if rollout.extras:  # the output store's embeddings (make_rollout)
+        assert out is not None and out.embedding is not None and emb is not None
+        extras = {out.embedding: emb.cpu().numpy()}
     finished = rollout.file(step, extras)
     for f in finished:
         s.counters.episodes += 1

@@ -18,7 +18,7 @@ import torch
 from rise_agent.config import TrainConfig
 from rise_agent.evaluation.evaluate import btr_eval_epsilon, evaluate
 from rise_agent.training.build import Parts
-from rise_agent.training.checkpoint import Checkpoint, capture_rng, restore_rng
+from rise_agent.training.checkpoint import Checkpoint, CheckpointError, capture_rng, restore_rng
 from rise_agent.training.rundir import Logger, RunDir
 from rise_data.options import from_json, to_json
 
@@ -87,13 +87,20 @@ class Session:
         self.counters = Counters()
         self.rng = np.random.default_rng(config.seed)  # replay sampling
         self.budget = eval_budget(config)
-        self.logger: Logger | None = None
+        self._logger: Logger | None = None
         self.t0 = time.time()
         self.last_ckpt = 0
 
     def open_logger(self, resumed: bool) -> None:
         """Metric writers; on a resume, rows past the checkpoint are dropped first."""
-        self.logger = self.run.logger(self.counters if resumed else None)
+        self._logger = self.run.logger(self.counters if resumed else None)
+
+    @property
+    def logger(self) -> Logger:
+        """The run's metric writers (:meth:`open_logger` opens them)."""
+        if self._logger is None:
+            raise RuntimeError("open_logger() before logging")
+        return self._logger
 
     def log(self, kind: str, row: dict) -> None:
         self.logger.log(kind, self.counters, {"wall": time.time() - self.t0, **row})
@@ -105,7 +112,7 @@ class Session:
             network=p.learner.online.state_dict(),
             network_config=p.net,
             encoder=p.encoder_spec,
-            env=p.spec,
+            env=p.spec.to_json(),
             train_config=to_json(self.config),
             counters=self.counters.to_json(),
             learner=p.learner.state_dict(),
@@ -124,11 +131,19 @@ class Session:
 
     def restore(self, ck: Checkpoint) -> None:
         """Continue from ``ck``: learner, replay (the online ring continues from its files), counters, RNG."""
-        self.parts.learner.load_state_dict(ck.learner)
+        learner, counters, rng = ck.learner, ck.counters, ck.rng
+        if learner is None or counters is None or rng is None or "numpy" not in rng:
+            raise CheckpointError(
+                f"the checkpoint in {self.run.path} holds an agent, not a training run's state: "
+                "start a new run there without --resume"
+            )
+        self.parts.learner.load_state_dict(learner)
         if ck.replay is not None:
             self.parts.replay.load_state_dict(ck.replay)
-        self.counters = Counters.from_json(ck.counters)
-        self.rng = restore_rng(ck.rng)
+        self.counters = Counters.from_json(counters)
+        generator = restore_rng(rng)
+        assert generator is not None  # the numpy state is there (checked above)
+        self.rng = generator
         self.t0 = time.time() - self.counters.wall
         self.last_ckpt = self.counters.updates
 
@@ -152,7 +167,7 @@ class Session:
         out = evaluate(
             self.parts.learner.online,
             self.parts.frozen_encoder(c, self.device),
-            self.parts.spec,
+            self.parts.spec.to_json(),
             episodes=b.episodes,
             epsilon=btr_eval_epsilon(self.counters.env_steps),
             seed=c.seed + 10_000,

@@ -125,7 +125,7 @@ def _load_init(parts: Parts, path: str, device: torch.device) -> None:
 def _print_config(s: Session) -> None:
     config, parts = s.config, s.parts
     decided = {
-        "env": parts.spec["id"],
+        "env": parts.spec.id,
         "online": config.is_online,
         "encoder": parts.encoder_spec.to_json() if parts.encoder_spec else None,
         "network (derived)": {

@@ -17,14 +17,14 @@ from rise_data.collect import EpisodeWriter, open_for_append
 from rise_data.collect.rollout import Finished
 from rise_data.encode.encoders import EncoderRecipe, embedding_encoder, library_versions
 from rise_data.encode.spec import EncoderError
-from rise_data.store import Store, StoreError
+from rise_data.store import StoreError, WritableStore
 from rise_data.store.format import now_iso
 from rise_data.store.lock import store_lock
 
 __all__ = ["EpisodeSink"]
 
 
-def _ensure_embedding(store: Store, name: str, spec: EncoderRecipe, config: dict) -> None:
+def _ensure_embedding(store: WritableStore, name: str, spec: EncoderRecipe, config: dict) -> None:
     """Create the embeddings array for the actor's encoder, or check an existing one was made by it."""
     if name in store.embedding_names():
         try:
@@ -66,9 +66,10 @@ class EpisodeSink:
         self._lock.enter_context(store_lock(path, command))
         try:
             self.store = open_for_append(path, env_spec, frames=None)
-            self.embedding = embedding if encoder_spec is not None else None
-            if self.embedding is not None:
-                _ensure_embedding(self.store, self.embedding, encoder_spec, config)
+            self.embedding = None
+            if encoder_spec is not None and embedding is not None:
+                self.embedding = embedding
+                _ensure_embedding(self.store, embedding, encoder_spec, config)
             self.store.log_write(
                 command, config, policy={"name": "rise-agent online"}, start_row=self.store.rows
             )

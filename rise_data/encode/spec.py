@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from rise_data.errors import UserError
 
@@ -157,7 +157,7 @@ class EncoderSpec:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping) -> EncoderSpec:
+    def from_json(cls, d: Mapping) -> Self:
         """Inverse of ``to_json``; missing, unknown or mistyped keys raise ``EncoderError`` naming them."""
         _exact_keys(d, SPEC_KEYS, "encoder record")
         if d["source"] not in SOURCES:
