@@ -21,6 +21,7 @@ from rise_agent.learner_config import LearnerConfig, MunchausenPolicy, Precision
 from rise_agent.network import NetworkConfig, RiseNetwork, make_network, spectral_norm_modules
 from rise_agent.replay.config import Batch
 from rise_agent.update import Stats, loss, stacks_target_policy, target_quantiles, target_values
+from rise_data.errors import UserError
 
 __all__ = ["METRICS", "Learner", "LearnerConfig", "MunchausenPolicy", "Precision"]
 
@@ -108,7 +109,7 @@ def _copy_batch(static: Batch, batch: Batch) -> None:
     for k in _BATCH_FIELDS:
         dst, src = getattr(static, k), getattr(batch, k)
         if (dst is None) != (src is None) or (dst is not None and dst.shape != src.shape):
-            raise ValueError(
+            raise UserError(
                 f"cuda_graph needs batches of one shape: batch.{k} changed; keep the batch size fixed"
             )
         if dst is not None:

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rise_data.memmap_cache import array_cache
+from rise_data.options import ConfigError
 from rise_data.store import Store, StoreError, open_store
 from rise_data.windows import (
     context_window,
@@ -110,11 +111,11 @@ class StoreDataset(Dataset):
         self.path, self.keys = str(store), tuple(keys)
         unknown = [k for k in self.keys if k not in KEYS]
         if unknown or not self.keys:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown dataset keys {unknown or '(none given)'}; choose from {', '.join(KEYS)}"
             )
         if {"context", "context_mask"} & set(self.keys) and context_len < 1:
-            raise ValueError("the context keys need context_len >= 1 (the window length K)")
+            raise ConfigError("the context keys need context_len >= 1 (the window length K)")
         self.frame_stack, self.context_len, self.n_step, self.gamma = frame_stack, context_len, n_step, gamma
         self.storage_options, self.chunk_budget = storage_options, int(chunk_cache_mb) << 20
         s = open_store(self.path, storage_options=storage_options)
@@ -130,7 +131,7 @@ class StoreDataset(Dataset):
         self.rows = valid_sample_rows(self.cols["is_last"])
         self._readers: dict[str, _ChunkReader] = {}
         if cache and cache_dir is not None:
-            raise ValueError("pass cache=True (arrays in RAM) or cache_dir (memmapped copies), not both")
+            raise ConfigError("pass cache=True (arrays in RAM) or cache_dir (memmapped copies), not both")
         self.ram = {name: s.read(name) for name in self.arrays()} if cache else {}
         self.memmap_paths: dict[str, str] = {}  # built here, once, before any worker starts
         for name in self.arrays() if cache_dir is not None else []:
@@ -142,7 +143,7 @@ class StoreDataset(Dataset):
             return None
         names = s.embedding_names()
         if name is None and len(names) != 1:
-            raise ValueError(f"{self.path} has embeddings {names or 'none'}: pass embedding=NAME")
+            raise StoreError(f"{self.path} has embeddings {names or 'none'}: pass embedding=NAME")
         name = name or names[0]
         s.require_embedding(name)  # complete, or one line naming the encode that finishes it
         return name

@@ -36,7 +36,7 @@ class Mixer:
     def resolve(cls, fraction: float | None, has_store: bool, has_ring: bool) -> Mixer:
         """The mixer for the sources present; refuses a fraction that needs a missing source."""
         if not (has_store or has_ring):
-            raise ValueError("a replay needs a store or an online ring (num_envs > 0)")
+            raise UserError("a replay needs a store or an online ring: give a store, or num_envs > 0")
         implied: float | None
         if not has_ring:
             implied, missing = 1.0, "an online ring (num_envs > 0)"

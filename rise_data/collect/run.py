@@ -25,6 +25,7 @@ from rise_data.collect.policies import make_policy
 from rise_data.collect.rollout import Finished, Rollout
 from rise_data.collect.writer import EpisodeWriter, open_for_append
 from rise_data.envs import env_spec, make_env
+from rise_data.options import ConfigError
 from rise_data.store import WritableStore
 from rise_data.store.format import config_to_json
 from rise_data.store.lock import store_lock
@@ -71,7 +72,7 @@ def collect(config: CollectConfig) -> dict:
         config.env_id, screen_size=config.screen_size, wrappers=config.wrappers, **config.env_options
     )
     if config.frames and spec["frame_shape"] is None:
-        raise ValueError(f"{config.env_id} has no RGB frames to store; pass --no-frames")
+        raise ConfigError(f"{config.env_id} has no RGB frames to store; pass --no-frames")
     with store_lock(config.store, "rise-data collect"):
         store = open_or_create(config, spec)
         policy = make_policy(config.policy, spec, config.num_envs, config.seed, config.checkpoint)

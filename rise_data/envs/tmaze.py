@@ -21,6 +21,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from rise_data.envs.errors import EnvError
+
 FORWARD, LEFT, RIGHT = 0, 1, 2
 # Red and green differ in hue and in gray level (ITU-R 601: 76 vs 150), so a gray agent view and the
 # gray ``downsample`` encoder can both tell them apart.
@@ -51,7 +53,10 @@ class TMazeEnv(gym.Env):
             int(max_steps),
         )
         if self.length < 1 or self.max_steps <= self.length:
-            raise ValueError(f"need length >= 1 and max_steps > length, got {length} and {max_steps}")
+            raise EnvError(
+                f"T-maze needs length >= 1 and max_steps > length, got {length} and {max_steps}: "
+                "change the env options"
+            )
         self.cue_at_junction, self.step_cost = bool(cue_at_junction), float(step_cost)
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)

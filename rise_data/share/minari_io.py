@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rise_data import __version__
-from rise_data.options import param
+from rise_data.options import ConfigError, param
 from rise_data.share.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
 from rise_data.share.h5io import ExportConfig, ImportConfig, _compare_checksums
 from rise_data.store import CorruptStoreError, Episode, StoreError, StoreLayout, open_store
@@ -129,11 +129,13 @@ def _export_target(config: ExportConfig, card: dict) -> tuple[str, Path]:
     output = config.output.removeprefix(MINARI_PREFIX) if config.output else None
     dataset_id = config.dataset_id or output or card.get("id")
     if not dataset_id:
-        raise ValueError("name the Minari dataset: rise-data export STORE minari:NAME-v0 (or set a card id)")
+        raise ConfigError("name the Minari dataset: rise-data export STORE minari:NAME-v0 (or set a card id)")
     try:
         parse_dataset_id(dataset_id)
     except Exception:
-        raise ValueError(f"'{dataset_id}' is not a Minari dataset id ([namespace/]name-vN)") from None
+        raise ConfigError(
+            f"'{dataset_id}' is not a Minari dataset id: name it [namespace/]name-vN, e.g. minari:mygame-v0"
+        ) from None
     path = get_dataset_path(dataset_id)
     if path.exists():
         if not config.force:
