@@ -387,6 +387,23 @@ def merged(rows: list[dict], path: Path) -> list[dict]:
     return [r for r in read_csv(path) if (r["task"], r["K"], r["seed"]) not in ran] + rows
 
 
+def mean_curve(curves: list[dict[int, float]]) -> tuple[list[int], list[float]]:
+    """The mean over seeds at the first curve's env steps, each curve read at its latest point at or before.
+
+    A task whose episode lengths depend on the policy reaches its evaluation points at env steps that differ
+    between seeds, so the curves share no x values to average over.
+    """
+    if not curves:
+        return [], []
+    start = max(min(c) for c in curves)
+    xs = [x for x in sorted(curves[0]) if x >= start]
+
+    def at(curve: dict[int, float], x: int) -> float:
+        return curve[max(k for k in curve if k <= x)]
+
+    return xs, [statistics.mean(at(c, x) for c in curves) for x in xs]
+
+
 def plot_task(task: str, recipe: Recipe, runs: dict[int, dict[int, list]], path: Path) -> Path:
     """Evaluation return vs env steps: the mean over seeds (thick) and each seed (thin), per K."""
     import matplotlib
@@ -400,8 +417,7 @@ def plot_task(task: str, recipe: Recipe, runs: dict[int, dict[int, list]], path:
         curves = [dict(c) for c in seeds.values() if c]
         for curve in curves:
             ax.plot(list(curve), list(curve.values()), color=color, alpha=0.3, linewidth=1)
-        common = sorted(set.intersection(*map(set, curves))) if curves else []
-        means = [statistics.mean(c[x] for c in curves) for x in common]
+        common, means = mean_curve(curves)
         label = f"RISE K={k}" if k else "K=0 (plain BTR)"
         ax.plot(common, means, color=color, linewidth=2.5, label=f"{label}, mean of {len(seeds)} seeds")
     if recipe.binary:  # a policy without memory answers at chance: return 2 * chance - 1

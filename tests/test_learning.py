@@ -110,3 +110,18 @@ def test_time_limit_share_and_frozen_flag_and_earlier_rows_kept(tmp_path):
     assert result["time_limit_share"] == share
     md = (docs / "results.md").read_text()
     assert "`rise-agent train --earlier`" in md and "| time-limit share | frozen |" in md
+
+
+def test_mean_curve_averages_seeds_whose_evaluation_points_differ():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning", ROOT / "pipelines" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = learning
+    spec.loader.exec_module(learning)
+    a = {100: 0.0, 200: 1.0, 300: 1.0}
+    b = {110: 0.5, 190: 0.0, 310: 1.0}
+    xs, means = learning.mean_curve([a, b])
+    # naive: at each of a's points from the latest start on, b's latest value at or before it
+    assert xs == [200, 300] and means == [(1.0 + 0.0) / 2, (1.0 + 0.0) / 2]
+    assert learning.mean_curve([a]) == ([100, 200, 300], [0.0, 1.0, 1.0])
