@@ -540,7 +540,9 @@ def test_read_only_commands_on_s3(cue, tmp_path, s3):
         store = open_store(url)
         assert store.kind == "url" and store.rows == 198 and store.embedding_names() == ["downsample"]
         assert "192 steps in 6 episodes" in ok(["info", url])
-        assert "ok" in ok(["check", url])
+        assert "ok" in ok(["check", url])  # decodes every chunk: the zip reads through as the folder does
+        if url.endswith(".zip"):
+            continue  # the commands below read through the same opened store: once is enough
         assert "downsample" in ok(["card", url])
         assert json.loads(ok(["stats", url, "--json"]))["rows"] == 198
         h5 = str(tmp_path / f"{url.rsplit('/', 1)[1]}.h5")
