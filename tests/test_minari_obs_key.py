@@ -70,7 +70,9 @@ def test_obs_key_imports_that_key_and_leaves_out_the_rest(tmp_path, dataset):
 
     source, observations = dataset
     store = str(tmp_path / "depth.zarr")
-    res = CliRunner().invoke(app, ["import", source, store, "--obs-key", "depth", "--screen-size", "16", "-q"])
+    res = CliRunner().invoke(
+        app, ["import", source, store, "--obs-key", "depth", "--screen-size", "16", "-q"]
+    )
     assert res.exit_code == 0, res.output
     s = open_store(store)
     assert s.rows == sum(t + 1 for t in LENGTHS) and s.num_episodes == len(LENGTHS)
