@@ -13,7 +13,7 @@ import pytest
 
 
 def _probe_module():
-    path = Path(__file__).parents[1] / "pipelines" / "memory_probe.py"
+    path = Path(__file__).parents[2] / "pipelines" / "memory_probe.py"
     spec = importlib.util.spec_from_file_location("memory_probe", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there

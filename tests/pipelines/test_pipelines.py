@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rise_data.collect import CollectConfig, collect
 
-RECIPE = Path(__file__).parents[1] / "pipelines" / "atari.py"
+RECIPE = Path(__file__).parents[2] / "pipelines" / "atari.py"
 
 
 def _dry(*args: str) -> list[str]:
@@ -45,7 +45,7 @@ def test_recipe_rerun_tops_up_and_resumes(tmp_path):
 
 def test_demo_tiny(tmp_path):
     """`make demo` end to end at tiny sizes: both agents train and evaluate, one PNG, a verdict, no warnings."""
-    demo = Path(__file__).parents[1] / "pipelines" / "quickstart.py"
+    demo = Path(__file__).parents[2] / "pipelines" / "quickstart.py"
     out = tmp_path / "qs"
     sizes = ["--delay", "2", "-k", "4", "--episodes", "8", "--updates", "4", "--batch-size", "8"]
     evals = ["--eval-every", "2", "--eval-episodes", "2"]
@@ -65,7 +65,7 @@ def test_demo_tiny(tmp_path):
 
 
 def test_demo_refuses_a_window_without_the_cue(tmp_path):
-    demo = Path(__file__).parents[1] / "pipelines" / "quickstart.py"
+    demo = Path(__file__).parents[2] / "pipelines" / "quickstart.py"
     run = subprocess.run(
         [sys.executable, str(demo), "--out", str(tmp_path / "qs"), "--delay", "10", "-k", "8"],
         capture_output=True,

@@ -162,7 +162,7 @@ def test_the_docs_bc_example_runs(store):
     """docs/viewer.md's behaviour-cloning block, run as written on a real store (one epoch)."""
     from pathlib import Path
 
-    text = (Path(__file__).parents[1] / "docs" / "viewer.md").read_text()
+    text = (Path(__file__).parents[2] / "docs" / "viewer.md").read_text()
     block = text.split("### Behaviour cloning", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     env: dict = {}
     exec(block.replace('"pong.zarr"', repr(store)), env)  # noqa: S102  (our own docs)

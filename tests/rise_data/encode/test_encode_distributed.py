@@ -31,7 +31,7 @@ from rise_data.encode.distributed import (
 from rise_data.store import StoreLayout, open_store
 from rise_data.store.check import check_store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 # 16-row embedding chunks for 256-d float16 (8 KiB), small frame chunks: many chunks in a small store
 SMALL = StoreLayout(
