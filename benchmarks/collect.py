@@ -23,8 +23,6 @@ Usage: python benchmarks/collect.py [--env ALE/Pong-v5] [--envs 8] [--steps 2000
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import resource
 import statistics
@@ -32,6 +30,7 @@ import tempfile
 import time
 
 import numpy as np
+from _common import env_parser, print_ratios
 
 from rise_data.collect import CollectConfig, collect
 from rise_data.envs import env_spec, make_env
@@ -164,11 +163,7 @@ def report(args, rate: dict, cpu: dict, zstd_wall: float) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="ALE/Pong-v5")
-    p.add_argument("--envs", type=int, default=8)
-    p.add_argument("--steps", type=int, default=20_000)
-    p.add_argument("--rounds", type=int, default=3)
+    p = env_parser(__doc__, steps=20_000)
     p.add_argument("--no-frames", action="store_true")
     p.add_argument(
         "--durability", choices=("safe", "fast"), default="safe", help="collect's commits (fsync or not)"
@@ -208,8 +203,7 @@ def main() -> None:
     )
     ratios = report(args, rate, cpu, t_zstd * args.steps / n)
     print(f"zstd of the same rows   : {n / t_zstd:9.0f} steps/s alone")
-    machine = f"cpu ({os.cpu_count()} cores), load {os.getloadavg()[0]:.2f}"
-    print(json.dumps({"ratios": ratios, "machine": machine}))
+    print_ratios(ratios)
 
 
 if __name__ == "__main__":

@@ -12,29 +12,14 @@ Usage: python benchmarks/collect_commit.py [--env ALE/Pong-v5] [--envs 8] [--ste
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
-import time
 
-import numpy as np
+from _common import env_parser, raw_rate
 
 from rise_data.collect import CollectConfig, collect
-from rise_data.envs import env_spec, make_env
-
-
-def raw_rate(spec: dict, envs: int, steps: int) -> float:
-    env = make_env(spec, num_envs=envs)
-    rng = np.random.default_rng(0)
-    env.reset(seed=0)
-    n, t0 = 0, time.perf_counter()
-    while n < steps:
-        env.env.step(rng.integers(env.n_actions, size=envs))
-        n += envs
-    rate = n / (time.perf_counter() - t0)
-    env.close()
-    return rate
+from rise_data.envs import env_spec
 
 
 def collect_run(args, commit_rows: int) -> dict:
@@ -52,12 +37,7 @@ def collect_run(args, commit_rows: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="ALE/Pong-v5")
-    p.add_argument("--envs", type=int, default=8)
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--rounds", type=int, default=3)
-    args = p.parse_args()
+    args = env_parser(__doc__, steps=4000).parse_args()
     spec = env_spec(args.env)
     raw_rate(spec, args.envs, args.envs * 50)  # warm-up
     rows: dict[str, list[float]] = {"each/raw": [], "batched/raw": [], "each/batched": []}

@@ -18,33 +18,18 @@ Usage: python benchmarks/durability.py [--env ALE/Pong-v5] [--envs 8] [--steps 4
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 
-import numpy as np
+from _common import env_parser, machine, print_ratios, raw_rate
 
 from rise_data.collect import CollectConfig, collect
-from rise_data.envs import env_spec, make_env
+from rise_data.envs import env_spec
 from rise_data.store import Episode, create_store, open_store
 
 VARIANTS = ("safe", "fast")
-
-
-def raw_rate(spec: dict, envs: int, steps: int) -> float:
-    env = make_env(spec, num_envs=envs)
-    rng = np.random.default_rng(0)
-    env.reset(seed=0)
-    n, t0 = 0, time.perf_counter()
-    while n < steps:
-        env.env.step(rng.integers(env.n_actions, size=envs))
-        n += envs
-    rate = n / (time.perf_counter() - t0)
-    env.close()
-    return rate
 
 
 def collect_rate(args, durability: str, store: str) -> float:
@@ -108,11 +93,7 @@ def writer_rate(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="ALE/Pong-v5")
-    p.add_argument("--envs", type=int, default=8)
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--rounds", type=int, default=3)
+    p = env_parser(__doc__, steps=4000)
     p.add_argument("--no-frames", action="store_true")
     args = p.parse_args()
     spec = env_spec(args.env)
@@ -136,9 +117,8 @@ def main() -> None:
                     fsyncs_per_commit.append(counter.calls / len(episodes))
     os.fsync = counter.real
     med = {k: statistics.median(v) for k, v in rates.items()}
-    load = os.getloadavg()[0]
     print(
-        f"machine: {os.cpu_count()} cores, load {load:.2f}; env {args.env}, {args.envs} envs, {args.steps} steps, "
+        f"machine: {machine()}; env {args.env}, {args.envs} envs, {args.steps} steps, "
         f"frames {'off' if args.no_frames else 'on'}, {args.rounds} interleaved rounds (medians)"
     )
     print(f"{'variant':24s} {'steps or rows/s':>16s}   rounds")
@@ -157,12 +137,7 @@ def main() -> None:
     for k, v in per_round.items():
         print(f"{k:24s} {statistics.median(v):16.3f}   {' '.join(f'{x:.3f}' for x in v)}")
     ratios = {k: round(statistics.median(v), 3) for k, v in per_round.items()}
-    machine = f"cpu ({os.cpu_count()} cores), load {load:.2f}"
-    print(
-        json.dumps(
-            {"ratios": ratios, "fsyncs_per_commit": statistics.median(fsyncs_per_commit), "machine": machine}
-        )
-    )
+    print_ratios(ratios, fsyncs_per_commit=statistics.median(fsyncs_per_commit))
 
 
 if __name__ == "__main__":

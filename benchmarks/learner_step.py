@@ -4,7 +4,8 @@ BTR and RISE: `rise_agent.learner.Learner.step` (online + target IQN passes, Mun
 Adam) on a batch of single transitions (batch 256): RISE adds an LSTM over K stored embeddings per state.
 R2D2-style: the same Impala CNN re-encodes every frame of 80-step sequences (online and target), an LSTM runs
 over the CNN features and a dueling head scores every step; sequences x length frames go through the CNN per
-step (default 32 x 80, the usual R2D2 shape). Printed: ms per step and ratios to BTR.
+step (default 32 x 80, the usual R2D2 shape). Printed: ms per step and ratios to BTR; the last line is one
+JSON object: ``rise_over_btr`` and ``r2d2_over_btr`` (ms per step / BTR's) and the ms of each.
 Usage: python benchmarks/learner_step.py [--batch 256] [--k 80] [--seqs 32] [--device auto]
 """
 
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import time
 from types import SimpleNamespace
 
 import numpy as np
 import torch
+from _common import machine, print_ratios
 from torch import nn
 
 from rise_agent.learner import Learner, LearnerConfig
@@ -132,11 +133,16 @@ def main() -> None:
             r2d2_step(online, target, opt, frames, actions, returns)
 
     results[f"R2D2-style ({args.seqs}x{args.seq_len + 1} frames)"] = timeit(r2d2, device, args.seconds)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     base = results["BTR (K=0)"]
-    print(f"device: {name}; batch {args.batch}; {args.n_actions} actions")
+    print(f"device: {machine(name)}; batch {args.batch}; {args.n_actions} actions")
     for k, v in results.items():
         print(f"{k:<34} {v:9.1f} ms/step   ratio to BTR {v / base:5.2f}")
+    _, rise, r2d2 = results.values()
+    ms = {k: round(v, 2) for k, v in results.items()}
+    print_ratios(
+        {"rise_over_btr": round(rise / base, 3), "r2d2_over_btr": round(r2d2 / base, 3)}, name, ms=ms
+    )
 
 
 if __name__ == "__main__":
