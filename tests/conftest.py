@@ -26,6 +26,13 @@ def copy_store(src: str, tmp_path) -> str:
     return dst
 
 
+def encoded_copy(src: str, folder) -> str:
+    """A copy of a fixture store in ``folder`` with downsample embeddings (on the CPU, one thread)."""
+    path = copy_store(src, folder)
+    encode(EncodeConfig(path, encoder="downsample", device="cpu", progress=False, threads=1))
+    return path
+
+
 @pytest.fixture()
 def pong_copy(pong_store, tmp_path) -> str:
     return copy_store(pong_store, tmp_path)

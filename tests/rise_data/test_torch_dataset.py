@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pickle
-import shutil
 
 import numpy as np
 import pytest
 import torch
+from conftest import encoded_copy
 from torch.utils.data import DataLoader
 
-from rise_data.encode import EncodeConfig, encode
 from rise_data.share.pack import PackConfig, pack
 from rise_data.store import open_store
 from rise_data.torch import StoreDataset
@@ -23,10 +22,7 @@ KEYS += ("is_first", "is_last", "embedding", "context", "context_mask")
 @pytest.fixture(scope="module")
 def store(cue_store, tmp_path_factory) -> str:
     """The real CueMemory store (3 episodes of 33 rows, RGB frames) encoded with the downsample encoder."""
-    path = str(tmp_path_factory.mktemp("ds") / "cue.zarr")
-    shutil.copytree(cue_store, path)
-    encode(EncodeConfig(path, encoder="downsample", device="cpu", progress=False, threads=1))
-    return path
+    return encoded_copy(cue_store, tmp_path_factory.mktemp("ds"))
 
 
 def arrays(path: str) -> dict:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 
 import numpy as np
 import pytest
 import torch
+from conftest import encoded_copy
 from torch.utils.data import DataLoader
 
 import rise_data.memmap_cache as memmap_cache
-from rise_data.encode import EncodeConfig, encode
 from rise_data.memmap_cache import array_cache, array_cache_path
 from rise_data.store import open_store
 from rise_data.torch import StoreDataset, _ChunkReader
@@ -24,10 +23,7 @@ EMB = "embeddings/downsample"
 @pytest.fixture(scope="module")
 def store(pong_store, tmp_path_factory) -> str:
     """The real Pong store (400+ rows: two obs chunks, the second partial) with downsample embeddings."""
-    path = str(tmp_path_factory.mktemp("mm") / "pong.zarr")
-    shutil.copytree(pong_store, path)
-    encode(EncodeConfig(path, encoder="downsample", device="cpu", progress=False, threads=1))
-    return path
+    return encoded_copy(pong_store, tmp_path_factory.mktemp("mm"))
 
 
 def test_cache_equals_the_store_and_is_built_once(store, tmp_path, monkeypatch):

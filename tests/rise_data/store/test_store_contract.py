@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
+from conftest import encoded_copy
 
-from rise_data.encode import EncodeConfig, encode
 from rise_data.share.pack import PackConfig, pack
 from rise_data.store import CorruptStoreError, Store, StoreError, WritableStore, open_store
 from rise_data.store.check import check_store
@@ -23,11 +23,7 @@ from rise_data.store.format import ATTR, EPISODE_ARRAYS
 @pytest.fixture(scope="module")
 def reference(cue_store, tmp_path_factory) -> str:
     """The cue store with downsample embeddings, sealed (a folder; read-only: the backends copy it)."""
-    import shutil
-
-    path = str(tmp_path_factory.mktemp("contract") / "cue.zarr")
-    shutil.copytree(cue_store, path)
-    encode(EncodeConfig(path, encoder="downsample", progress=False))
+    path = encoded_copy(cue_store, tmp_path_factory.mktemp("contract"))
     open_store(path, mode="a").seal()
     return path
 
