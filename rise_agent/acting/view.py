@@ -4,7 +4,7 @@
 every step, 10 ms for 64 Atari frames. Here the same two steps run as tensor ops where the frames
 already are: the gray conversion in cv2's fixed point (weights 4899, 9617, 1868 over 2^14, rounded), then
 the area resize as two matmuls with the exact overlap weights, horizontal pass first as cv2 does, in
-float32, rounded to nearest. Measured against cv2 (tests/test_agent_view.py): equal on real Pong frames, at
+float32, rounded to nearest. Measured against cv2 (tests/rise_data/envs/test_agent_view.py): equal on real Pong frames, at
 most 1 gray level apart on random noise (about 0.3 % of pixels, where float rounding lands on .5).
 On a CPU cv2 is faster; this is for GPUs.
 """

@@ -4,7 +4,7 @@ ahead (see that module for the handshake).
 
 This thread files each vector step (replay, episodes, the output store) and learns what the replay ratio
 owes, with the reference loop's own functions; the actor thread acts, steps the envs and embeds the new
-frames meanwhile. With ``env_groups > 1`` the actor's groups step in turn. tests/test_reference_loop.py
+frames meanwhile. With ``env_groups > 1`` the actor's groups step in turn. tests/rise_agent/training/test_reference_loop.py
 checks this loop gives the reference loop's replay contents, losses and weights.
 
 How the two threads share a CPU: each runs its torch ops on the one intra-op pool (``OMP_NUM_THREADS``;

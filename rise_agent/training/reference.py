@@ -13,7 +13,7 @@
    then the actor's copy takes the new weights;
 5. checkpoint and evaluate on the session's schedule.
 
-The fast paths wrap this loop and are tested to give its numbers (tests/test_reference_loop.py): the
+The fast paths wrap this loop and are tested to give its numbers (tests/rise_agent/training/test_reference_loop.py): the
 overlapped actor thread (:mod:`~rise_agent.training.online`, ``policy_lag >= 1``), env groups and replay
 prefetch.
 """

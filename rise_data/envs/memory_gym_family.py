@@ -2,7 +2,7 @@
 variants): Pleines et al.'s image memory benchmark, pure Python on pygame, rendered without a display.
 
 Installed by ``make memory-gym`` (requirements/memory-gym.txt, ``--no-deps``: its metadata pins gymnasium
-0.29.0 and pygame 2.4.0; it runs with rise's gymnasium 1.4.0 and pygame-ce, tests/test_memory_gym.py).
+0.29.0 and pygame 2.4.0; it runs with rise's gymnasium 1.4.0 and pygame-ce, tests/rise_data/envs/test_memory_gym.py).
 The env's reset parameters are its options (``--env-option command_count=[5]``); the spec records all of
 them, defaults included, and every reset (autoresets too) passes them. Two default wrappers: ``transpose``
 (pygame's ``surfarray`` images are (x, y); memory-gym's own ``render`` transposes them the same way) and,

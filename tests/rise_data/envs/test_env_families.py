@@ -22,7 +22,7 @@ FAMILIES = [
 # ViZDoom's 240x320 screen is resized so the tiny test stores small frames (the wrapper is recorded)
 WRAPPERS = {"vizdoom": ["image_key=screen", "resize=60x80"]}
 # MiniWorld's async workers are spawned (EGL cannot cross a fork): ~10 s each on a busy 2-core box, so the
-# tiny test runs one env, in process (tests/test_envs.py covers async == sync)
+# tiny test runs one env, in process (tests/rise_data/envs/test_envs.py covers async == sync)
 ENVS = {"miniworld": "1"}
 
 

@@ -1,5 +1,5 @@
 """rise-data view (without a browser): the page's data equal the store's, the math equals naive loops, bad
-input is refused in one line, and --serve answers on 127.0.0.1 only. tests/test_view_browser.py loads it."""
+input is refused in one line, and --serve answers on 127.0.0.1 only. tests/rise_data/view/test_view_browser.py loads it."""
 
 from __future__ import annotations
 
