@@ -26,7 +26,6 @@ Usage: python benchmarks/loaders.py [--rows 100000] [--window 16] [--batch 64] [
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import print_ratios
 from scale import replicated, seed_episodes, seed_store
 
 
@@ -205,10 +205,8 @@ def main() -> None:
             best["storedataset_lru_w0"] / best["storedataset_memmap_w0"], 3
         ),
     }
-    machine = f"cpu ({os.cpu_count()} cores), load {os.getloadavg()[0]:.2f}"
     items = {k: round(v) for k, v in best.items()}
-    rows = {"rows": args.rows, "window": args.window, "batch": args.batch}
-    print(json.dumps({"ratios": ratios, "items_per_s": items, **rows, "machine": machine}))
+    print_ratios(ratios, items_per_s=items, rows=args.rows, window=args.window, batch=args.batch)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Usage: python benchmarks/run_speed.py [--rev 3be2990] [--env-steps 4000] [--repe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "pipelines"))
 
+from _common import print_ratios  # noqa: E402
 from learning import TASKS, train_args  # noqa: E402
 
 
@@ -84,19 +84,19 @@ def main() -> None:
             f"{side:<6}{str(code):<34}{min(walls[side]):>12.1f}{rate[side]:>13.1f}"
             f"{min(cpus[side]):>12.1f}{per_cpu[side]:>13.1f}"
         )
-    out = {
-        "ratios": {
-            "run_speed": round(rate["new"] / rate["old"], 3),
-            "run_cpu": round(per_cpu["new"] / per_cpu["old"], 3),
-        },
-        "env_steps_per_s": {k: round(v, 1) for k, v in rate.items()},
-        "walls": walls,
-        "cpu_s": cpus,
-        "env_steps": a.env_steps,
-        "rev": a.rev,
-        "load_1min": [round(x, 2) for x in loads],
+    ratios = {
+        "run_speed": round(rate["new"] / rate["old"], 3),
+        "run_cpu": round(per_cpu["new"] / per_cpu["old"], 3),
     }
-    print(json.dumps(out))
+    print_ratios(
+        ratios,
+        env_steps_per_s={k: round(v, 1) for k, v in rate.items()},
+        walls=walls,
+        cpu_s=cpus,
+        env_steps=a.env_steps,
+        rev=a.rev,
+        load_1min=[round(x, 2) for x in loads],
+    )
 
 
 if __name__ == "__main__":

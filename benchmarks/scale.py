@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import print_ratios
 
 STREAMING = ("append", "encode", "check", "info", "view", "pack", "export")
 LOADS = ("load_cold", "load_warm")
@@ -195,28 +196,31 @@ def stage_view(args) -> dict:
     return {**elapsed(t0), "base_rss": base, "bytes": du(out)}
 
 
-def stage_pack(args) -> dict:
-    from rise_data.share.pack import PackConfig, pack
-
-    out = Path(args.work) / "store.zip"
+def one_file_stage(args, name: str, write) -> dict:
+    """``write(store, output)`` timed into the file ``name`` of the work folder, its bytes kept, the file deleted."""
+    out = Path(args.work) / name
     base = peak_rss()
     t0 = start()
-    pack(PackConfig(store=args.store, output=str(out), force=True))
+    write(args.store, str(out))
     spent, size = elapsed(t0), du(out)
     out.unlink()
     return {**spent, "base_rss": base, "bytes": size}
+
+
+def stage_pack(args) -> dict:
+    from rise_data.share.pack import PackConfig, pack
+
+    return one_file_stage(
+        args, "store.zip", lambda store, out: pack(PackConfig(store=store, output=out, force=True))
+    )
 
 
 def stage_export(args) -> dict:
     from rise_data.share.h5io import ExportConfig, export_hdf5
 
-    out = Path(args.work) / "store.h5"
-    base = peak_rss()
-    t0 = start()
-    export_hdf5(ExportConfig(store=args.store, output=str(out), force=True))
-    spent, size = elapsed(t0), du(out)
-    out.unlink()
-    return {**spent, "base_rss": base, "bytes": size}
+    return one_file_stage(
+        args, "store.h5", lambda store, out: export_hdf5(ExportConfig(store=store, output=out, force=True))
+    )
 
 
 def stage_load(args) -> dict:
@@ -390,9 +394,7 @@ def main() -> None:
         }
         for s in stages
     }
-    out = {"ratios": ratios(results, sizes[1], sizes[2]) if stages == list(STAGES) else {}, "table": table}
-    out["machine"] = f"cpu ({os.cpu_count()} cores), load {os.getloadavg()[0]:.2f}"
-    print(json.dumps(out))
+    print_ratios(ratios(results, sizes[1], sizes[2]) if stages == list(STAGES) else {}, table=table)
 
 
 if __name__ == "__main__":
