@@ -170,6 +170,21 @@ TASKS: dict[str, Recipe] = {
         eval_every=500,
         binary=False,
     ),
+    # MiniGrid-MemoryS7 with the one factor the T-maze screens found (gamma 0.9), nothing else changed.
+    "minigrid-gamma0.9": Recipe(
+        "MiniGrid-MemoryS7-v0",
+        True,
+        0.5,
+        k=24,
+        screen=21,
+        env_steps=24_000,
+        replay_ratio=6,
+        learning_starts=2_000,
+        eps_decay_steps=4_000,
+        eval_every=500,
+        binary=False,
+        extra=("--gamma", "0.9"),
+    ),
 }
 
 
