@@ -99,92 +99,52 @@ class Recipe:
     extra: tuple[str, ...] = field(default=())  # further train options, e.g. a wrapper
 
 
+# The active task: cue at the start, 8 corridor cells walked by forward moves, the answer at the junction,
+# 64 steps at most; 48x48 RGB frames, a 16x16 agent view. K = 24 covers the cue from the junction when the
+# agent dawdles up to 15 steps in the corridor.
+TMAZE = Recipe(
+    "rise/TMaze-v0",
+    True,
+    0.5,
+    k=24,
+    env_steps=16_000,
+    replay_ratio=4,
+    learning_starts=2_000,
+    eps_decay_steps=3_000,
+    binary=False,
+)
+# The same maze with the cue at the junction too: nothing to remember.
+TMAZE_CONTROL = replace(TMAZE, env="rise/TMazeVisible-v0", memory=False)
+# gamma 0.9 and twice the env steps: with BTR's 0.997 a no-op is worth 0.3 % less than a move, below the
+# network's error, and Munchausen's log-policy bonus locks a no-op in (docs/results.md).
+GAMMA_09 = {"env_steps": 32_000, "extra": ("--gamma", "0.9")}
+# The agent's 7x7 partial view as RGB (56x56, 8 px a tile; 21 px keeps 3); MiniGrid's limit: 245 steps.
+MINIGRID = Recipe(
+    "MiniGrid-MemoryS7-v0",
+    True,
+    0.5,
+    k=24,
+    screen=21,
+    env_steps=24_000,
+    replay_ratio=6,
+    learning_starts=2_000,
+    eps_decay_steps=4_000,
+    eval_every=500,
+    binary=False,
+)
+
 TASKS: dict[str, Recipe] = {
     # The cue 10 steps back; 32x32 RGB frames embedded by the frozen 16x16 `downsample` encoder.
     "cue": Recipe("rise/CueMemory-v0", True, 0.5, k=16, env_options="delay=10,size=32"),
     # The same task with the cue on the query frame too: nothing to remember.
     "control": Recipe("rise/CueVisible-v0", False, 0.5, k=16, env_options="delay=10,size=32"),
-    # The active task: cue at the start, 8 corridor cells walked by forward moves, the answer at the
-    # junction, 64 steps at most; 48x48 RGB frames, a 16x16 agent view. K = 24 covers the cue from the
-    # junction when the agent dawdles up to 15 steps in the corridor.
-    "tmaze": Recipe(
-        "rise/TMaze-v0",
-        True,
-        0.5,
-        k=24,
-        env_steps=16_000,
-        replay_ratio=4,
-        learning_starts=2_000,
-        eps_decay_steps=3_000,
-        binary=False,
-    ),
-    # The same maze with the cue at the junction too: nothing to remember.
-    "tmaze-control": Recipe(
-        "rise/TMazeVisible-v0",
-        False,
-        0.5,
-        k=24,
-        env_steps=16_000,
-        replay_ratio=4,
-        learning_starts=2_000,
-        eps_decay_steps=3_000,
-        binary=False,
-    ),
-    # The T-maze with gamma 0.9 and twice the env steps: with BTR's 0.997 a no-op is worth 0.3 % less than
-    # a move, below the network's error, and Munchausen's log-policy bonus locks a no-op in (docs/results.md).
-    "tmaze-gamma0.9": Recipe(
-        "rise/TMaze-v0",
-        True,
-        0.5,
-        k=24,
-        env_steps=32_000,
-        replay_ratio=4,
-        learning_starts=2_000,
-        eps_decay_steps=3_000,
-        binary=False,
-        extra=("--gamma", "0.9"),
-    ),
-    "tmaze-control-gamma0.9": Recipe(
-        "rise/TMazeVisible-v0",
-        False,
-        0.5,
-        k=24,
-        env_steps=32_000,
-        replay_ratio=4,
-        learning_starts=2_000,
-        eps_decay_steps=3_000,
-        binary=False,
-        extra=("--gamma", "0.9"),
-    ),
-    # The agent's 7x7 partial view as RGB (56x56, 8 px a tile; 21 px keeps 3); MiniGrid's limit: 245 steps.
-    "minigrid": Recipe(
-        "MiniGrid-MemoryS7-v0",
-        True,
-        0.5,
-        k=24,
-        screen=21,
-        env_steps=24_000,
-        replay_ratio=6,
-        learning_starts=2_000,
-        eps_decay_steps=4_000,
-        eval_every=500,
-        binary=False,
-    ),
-    # MiniGrid-MemoryS7 with the one factor the T-maze screens found (gamma 0.9), nothing else changed.
-    "minigrid-gamma0.9": Recipe(
-        "MiniGrid-MemoryS7-v0",
-        True,
-        0.5,
-        k=24,
-        screen=21,
-        env_steps=24_000,
-        replay_ratio=6,
-        learning_starts=2_000,
-        eps_decay_steps=4_000,
-        eval_every=500,
-        binary=False,
-        extra=("--gamma", "0.9"),
-    ),
+    "tmaze": TMAZE,
+    "tmaze-control": TMAZE_CONTROL,
+    "tmaze-gamma0.9": replace(TMAZE, **GAMMA_09),
+    "tmaze-control-gamma0.9": replace(TMAZE_CONTROL, **GAMMA_09),
+    "minigrid": MINIGRID,
+    # MiniGrid-MemoryS7 with the one factor the T-maze screens found (gamma 0.9), at the same env steps.
+    "minigrid-gamma0.9": replace(MINIGRID, extra=("--gamma", "0.9")),
 }
 
 
