@@ -4,7 +4,7 @@
 every step, 10 ms for 64 Atari frames. Here the same two steps run as tensor ops where the frames
 already are: the gray conversion in cv2's fixed point (weights 4899, 9617, 1868 over 2^14, rounded), then
 the area resize as two matmuls with the exact overlap weights, horizontal pass first as cv2 does, in
-float32, rounded to nearest. Measured against cv2 (tests/rise_data/envs/test_agent_view.py): equal on real Pong frames, at
+float32, rounded to nearest. Measured against cv2 (tests/rise_agent/acting/test_agent_view.py): equal on real Pong frames, at
 most 1 gray level apart on random noise (about 0.3 % of pixels, where float rounding lands on .5).
 On a CPU cv2 is faster; this is for GPUs.
 """
@@ -12,9 +12,13 @@ On a CPU cv2 is faster; this is for GPUs.
 from __future__ import annotations
 
 import functools
+import math
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from rise_data.envs.agent_obs import period_weights
 
 __all__ = ["agent_view", "area_weights"]
 
@@ -25,12 +29,14 @@ def _weights(n_in: int, n_out: int, device: str) -> Tensor:
 
 
 def area_weights(n_in: int, n_out: int) -> Tensor:
-    """float32 (n_out, n_in): the share of output cell i that input pixel j covers (INTER_AREA)."""
-    s = n_in / n_out
-    i = torch.arange(n_out, dtype=torch.float64)[:, None]
-    j = torch.arange(n_in, dtype=torch.float64)[None, :]
-    overlap = torch.minimum((i + 1) * s, j + 1) - torch.maximum(i * s, j)
-    return (overlap.clamp(min=0) / s).float()
+    """float32 (n_out, n_in): the share of output cell i that input pixel j covers (INTER_AREA).
+
+    The host view's integer weights of one period (:func:`rise_data.envs.agent_obs.period_weights`, in
+    1/p shares), repeated along the diagonal over the axis: one overlap rule for both views.
+    """
+    per = period_weights(n_in, n_out)  # (q, p)
+    full = np.kron(np.eye(math.gcd(n_in, n_out), dtype=np.int64), per)  # (n_out, n_in)
+    return torch.from_numpy(full / per.shape[1]).float()
 
 
 def agent_view(frames: Tensor, size: int) -> Tensor:
