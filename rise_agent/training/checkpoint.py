@@ -28,6 +28,7 @@ from rise_data.encode.encoders import EncoderRecipe
 from rise_data.encode.spec import EncoderError
 from rise_data.errors import UserError
 from rise_data.options import ConfigError, from_json
+from rise_data.store.durable import publish
 
 __all__ = [
     "Checkpoint",
@@ -71,16 +72,14 @@ def _check_payload(obj: Any, where: str) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` atomically to ``path`` (via ``path.tmp`` + fsync + ``os.replace``)."""
+    """Write ``payload`` atomically and durably to ``path`` (``path.tmp``, then :func:`publish`)."""
     path = Path(path)
     _check_payload(payload, "payload")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())  # the rename must never publish a file whose bytes are not on disk
-    os.replace(tmp, path)
+    publish(tmp, path)
     return path
 
 

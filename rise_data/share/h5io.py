@@ -12,7 +12,6 @@ rows. Both directions stream whole chunks / whole episodes; an import rebuilds t
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from rise_data.options import param
 from rise_data.share.edit import BATCH_BYTES, StoreBuilder, episode_batches, read_episodes, row_bytes
 from rise_data.store import CorruptStoreError, Store, StoreError, open_store
 from rise_data.store.checksums import RowHasher, block_rows
-from rise_data.store.durable import fsync_path
+from rise_data.store.durable import publish
 from rise_data.store.format import EPISODE_ARRAYS, config_to_json, now_iso
 
 H5_FORMAT = "rise-hdf5"
@@ -90,9 +89,7 @@ def export_hdf5(config: ExportConfig) -> dict:
         meta["history"] = [*meta.get("history", []), entry]
         f.attrs["rise"] = json.dumps(meta)
     bar.close()
-    fsync_path(tmp)  # the name never points at a file whose bytes a power loss could still lose
-    os.replace(tmp, out)
-    fsync_path(out.parent, directory=True)
+    publish(tmp, out)
     return {
         "output": str(out),
         "bytes": out.stat().st_size,

@@ -30,7 +30,7 @@ from rise_data import __version__
 from rise_data.options import ConfigError, param
 from rise_data.store import Store, StoreError, open_store
 from rise_data.store.checksums import compute_checksums
-from rise_data.store.durable import fsync_path
+from rise_data.store.durable import publish
 from rise_data.store.format import ATTR, EPISODE_ARRAYS, LOCK_DIR, now_iso
 
 LOCAL_STATE = LOCK_DIR  # rise's per-folder state (writer locks): never packed
@@ -115,9 +115,7 @@ def pack(config: PackConfig) -> dict:
                     z.write(path, rel)
                     bar.update(size)
             z.writestr("zarr.json", json.dumps(root, indent=2))  # the root (commit point, checksums) last
-        fsync_path(tmp)  # the name never points at a zip whose bytes a power loss could still lose
-        os.replace(tmp, out)
-        fsync_path(out.parent, directory=True)
+        publish(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return {

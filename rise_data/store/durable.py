@@ -93,6 +93,14 @@ def fsync_path(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+def publish(tmp: Path, path: Path) -> None:
+    """Rename the finished ``tmp`` to ``path`` durably: its bytes fsynced before the rename (the name never
+    points at bytes a power loss could still lose), its directory after (the rename itself survives)."""
+    fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_path(path.parent, directory=True)
+
+
 def new_dirs(path: Path) -> tuple[Path, ...]:
     """The directories writing ``path`` will create, and the existing one that gains the first of them."""
     created = []
