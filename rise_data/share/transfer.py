@@ -23,15 +23,20 @@ def _given(fmt: str) -> str | None:
     return fmt
 
 
+def _named_format(name: str) -> str | None:
+    """The format a path or id names by its form (``minari:ID``, an ``.h5``/``.hdf5`` file), else None."""
+    if name.startswith("minari:"):
+        return "minari"
+    if name.lower().endswith((".h5", ".hdf5")):
+        return "hdf5"
+    return None
+
+
 def export_format(output: str, fmt: str = "auto") -> str:
     """``fmt``, or for ``auto`` the format ``output`` names (``minari:ID`` or an ``.h5`` file)."""
-    given = _given(fmt)
-    if given:
-        return given
-    if output.startswith("minari:"):
-        return "minari"
-    if output.lower().endswith((".h5", ".hdf5")):
-        return "hdf5"
+    found = _given(fmt) or _named_format(output)
+    if found:
+        return found
     raise ConfigError(
         f"cannot tell the format of '{output}': name an .h5 file or minari:DATASET_ID, or pass --format"
     )
@@ -39,13 +44,9 @@ def export_format(output: str, fmt: str = "auto") -> str:
 
 def import_format(source: str, fmt: str = "auto") -> str:
     """``fmt``, or for ``auto`` the format of ``source`` (``minari:ID``, an ``.h5`` file, a Minari folder)."""
-    given = _given(fmt)
-    if given:
-        return given
-    if source.startswith("minari:"):
-        return "minari"
-    if source.lower().endswith((".h5", ".hdf5")):
-        return "hdf5"
+    found = _given(fmt) or _named_format(source)
+    if found:
+        return found
     p = Path(source)
     if (p / "metadata.json").exists() or (p / "data" / "metadata.json").exists():
         return "minari"
