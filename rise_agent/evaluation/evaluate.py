@@ -67,8 +67,8 @@ def evaluate(
     running then are counted with their return so far as ``cut`` (and the result is raw only). ``record``:
     write env 0's first episode (RGB frames, or the agent observation if the env has none) to a .gif or
     .mp4. ``progress``: a progress bar over the episodes. The network's train/eval mode is restored
-    afterwards. See the module docstring for the keys
-    that make the score honest (``ends``, ``complete``, ``time_limit``, ``raw_only``, ``score_note``).
+    afterwards. ``positive_share``: the share of episodes with a positive return. See the module docstring
+    for the keys that make the score honest (``ends``, ``complete``, ``time_limit``, ``raw_only``, ``score_note``).
     """
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
@@ -99,6 +99,8 @@ def evaluate(
         "std": float(returns.std()) if some else float("nan"),
         "min": float(returns.min()) if some else float("nan"),
         "max": float(returns.max()) if some else float("nan"),
+        # success on the goal tasks, where only the right answer pays (a +1 cue answer, MiniGrid's object)
+        "positive_share": float((returns > 0).mean()) if some else float("nan"),
         "human_normalized": normalized,
         "raw_only": normalized is None,
         "score_note": note,
