@@ -17,8 +17,11 @@ Tasks (``TASKS``): ``cue`` rise/CueMemory-v0 (the cue 10 steps back: no memory, 
 match K=0), ``tmaze`` rise/TMaze-v0 (the active task: the agent walks a corridor between the cue and the
 answer), ``tmaze-control`` rise/TMazeVisible-v0 (the cue also at the junction), the same two with
 gamma 0.9 and 32,000 env steps (``tmaze-gamma0.9``, ``tmaze-control-gamma0.9``: BTR's gamma freezes
-the greedy policy on this task) and ``minigrid``
-MiniGrid-MemoryS7-v0 (the agent's partial RGB view).
+the greedy policy on this task), ``minigrid`` MiniGrid-MemoryS7-v0 (the agent's partial RGB view), and the
+paper's two ablations on the gamma 0.9 T-maze: ``tmaze-long`` (a 20-cell corridor, the cue at least 20 steps
+back: run it with ``--ks 0 8 16 32 64``) and ``texture-downsample`` / ``texture-efficientnet`` /
+``texture-untrained`` (cues of the same brightness that differ in stripe orientation; the frozen encoder is
+``downsample``, ImageNet ``efficientnet-lite0-96``, or the same network untrained).
 
 Each row records the share of evaluation episodes that ended on the env's time limit; a run where most
 did is flagged ``frozen``: its greedy policy stops moving, which no success figure may hide.
@@ -96,6 +99,8 @@ class Recipe:
     eval_episodes: int = 100  # the final `rise-agent eval`
     eval_max_steps: int = 0  # rise-agent eval --max-steps: steps per eval env in all (0: no cap)
     binary: bool = True  # every episode returns +1 or -1, so success = (1 + return) / 2
+    encoder: str = "downsample"  # the frozen encoder of the context stream (a registry name)
+    encoder_weights: str = ""  # its weights ("untrained": random init); empty: the encoder's default
     extra: tuple[str, ...] = field(default=())  # further train options, e.g. a wrapper
 
 
@@ -133,6 +138,13 @@ MINIGRID = Recipe(
     binary=False,
 )
 
+# The context-length ablation: a corridor of 20 cells, so at the junction the cue is at least 20 steps back
+# and K = 8 or 16 cannot hold it; 96 steps at most. The gamma 0.9 recipe, run with --ks 0 8 16 32 64.
+TMAZE_LONG = replace(TMAZE, k=32, env_options="length=20,max_steps=96", **GAMMA_09)
+# The encoder ablation: the two cues are vertical or horizontal stripes of the same brightness, which a 16x16
+# gray view cannot tell apart (tests/rise_data/envs/test_tmaze.py); the encoder is the only difference.
+TEXTURE = replace(TMAZE, env_options="cue=texture", **GAMMA_09)
+
 TASKS: dict[str, Recipe] = {
     # The cue 10 steps back; 32x32 RGB frames embedded by the frozen 16x16 `downsample` encoder.
     "cue": Recipe("rise/CueMemory-v0", True, 0.5, k=16, env_options="delay=10,size=32"),
@@ -145,6 +157,10 @@ TASKS: dict[str, Recipe] = {
     "minigrid": MINIGRID,
     # MiniGrid-MemoryS7 with the one factor the T-maze screens found (gamma 0.9), at the same env steps.
     "minigrid-gamma0.9": replace(MINIGRID, extra=("--gamma", "0.9")),
+    "tmaze-long": TMAZE_LONG,
+    "texture-downsample": TEXTURE,
+    "texture-efficientnet": replace(TEXTURE, encoder="efficientnet-lite0-96"),
+    "texture-untrained": replace(TEXTURE, encoder="efficientnet-lite0-96", encoder_weights="untrained"),
 }
 
 
@@ -152,7 +168,8 @@ def train_args(recipe: Recipe, k: int, seed: int, run_dir: Path) -> list[str]:
     """The exact ``rise-agent train`` arguments of one run."""
     r = recipe
     args = ["train", "--env", r.env] + (["--env-option", r.env_options] if r.env_options else [])
-    args += ["--screen-size", str(r.screen), "--encoder", "downsample", "-k", str(k), "--seed", str(seed)]
+    args += ["--screen-size", str(r.screen), "--encoder", r.encoder, "-k", str(k), "--seed", str(seed)]
+    args += ["--encoder-weights", r.encoder_weights] if r.encoder_weights else []
     args += ["--env-steps", str(r.env_steps), "--num-envs", str(r.num_envs)]
     args += ["--replay-ratio", str(r.replay_ratio), "--learning-starts", str(r.learning_starts)]
     args += ["--batch-size", str(r.batch_size), "--eps-decay-steps", str(r.eps_decay_steps)]

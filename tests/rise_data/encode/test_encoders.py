@@ -186,6 +186,18 @@ def test_efficientnet_lite0_shipped_weights(frames):
     assert out.std() > 0.05 and not torch.allclose(out[0], out[1])
 
 
+def test_efficientnet_lite0_96_is_the_same_network_on_a_smaller_input(frames):
+    small, full = make_encoder("efficientnet-lite0-96"), make_encoder("efficientnet-lite0")
+    assert small.preprocessing.resolution == (96, 96) and small.weights_id == full.weights_id
+    assert small.spec.name == "efficientnet-lite0-96" and small.dim == full.dim == 1280
+    big = full.model.state_dict()
+    assert all(torch.equal(v, big[k]) for k, v in small.model.state_dict().items())
+    assert small.preprocess(frames[:2]).shape[-2:] == (96, 96)
+    out = small(frames[:2])
+    assert out.shape == (2, 1280) and torch.isfinite(out).all() and out.std() > 0.05
+    assert not torch.allclose(small(frames[:2]), full(frames[:2]))
+
+
 def test_efficientnet_lite0_gray_obs_matches_replicated_rgb():
     rng = np.random.default_rng(1)
     obs = torch.from_numpy(rng.integers(0, 256, size=(2, 84, 84), dtype=np.uint8))
@@ -351,7 +363,7 @@ def test_plugin_module_function(tmp_path, monkeypatch, frames):
 
 
 def test_unknown_name_lists_registry():
-    assert encoder_names() == ["resnet18", "efficientnet-lite0", "downsample"]
+    assert encoder_names() == ["resnet18", "efficientnet-lite0", "efficientnet-lite0-96", "downsample"]
     with pytest.raises(EncoderError) as err:
         make_encoder("vit-huge")
     msg = str(err.value)
@@ -376,6 +388,7 @@ def _json_round_trip(spec: EncoderRecipe) -> EncoderRecipe:
         ("resnet18", "untrained", "frame"),
         ("resnet18", "file", "obs"),
         ("efficientnet-lite0", None, "frame"),
+        ("efficientnet-lite0-96", "untrained", "frame"),
         ("downsample", None, "frame"),
         ("downsample", None, "obs"),
     ],

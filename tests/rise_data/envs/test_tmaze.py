@@ -6,9 +6,11 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from rise_data.cli import app
+from rise_data.envs.errors import EnvError
 from rise_data.envs.gymnasium_family import _register_local_envs
 from rise_data.envs.tmaze import CORRECT, CUE_COLOURS, FORWARD, LEFT, RIGHT, WRONG, TMazeEnv
 from rise_data.store import open_store
@@ -126,3 +128,42 @@ def test_step_cost_is_charged_on_every_step_but_the_answer():
     assert rewards == [-0.01] * 4
     _, r, term, _, _ = env.step(LEFT + env._cue)
     assert (r, term) == (CORRECT, True)
+
+
+def _cue_frames(cue: str, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """The first frame of a cue-0 and a cue-1 episode drawn on the same noise."""
+    frames = {}
+    for seed in range(40):
+        env = TMazeEnv(cue=cue, size=size)
+        _, info = env.reset(seed=seed)
+        env.np_random = np.random.default_rng(7)  # the same noise for both cues
+        frames[info["cue"]] = env._frame()
+    return frames[0], frames[1]
+
+
+def test_texture_cues_differ_in_orientation_only_at_the_same_brightness():
+    a, b = _cue_frames("texture")
+    assert not np.array_equal(a, b) and np.array_equal(a.transpose(1, 0, 2)[12:36, 12:36], b[12:36, 12:36])
+    patch = a[12:36, 12:36]
+    assert (patch == 255).mean() == pytest.approx(1 / 3) and (patch[..., 0] == patch[..., 2]).all()
+
+
+def test_a_16x16_gray_view_cannot_tell_the_texture_cues_apart_but_a_pretrained_encoder_can():
+    from rise_data.encode.encoders import make_encoder
+
+    for size in (32, 48, 64):
+        a, b = _cue_frames("texture", size)
+        small = make_encoder("downsample")(np.stack([a, b]))
+        torch.testing.assert_close(small[0], small[1], atol=1e-6, rtol=0)
+    a, b = _cue_frames("texture")
+    pretrained = make_encoder("efficientnet-lite0-96")(np.stack([a, b]))
+    assert (pretrained[0] - pretrained[1]).norm() > 0.1 * pretrained[0].norm()
+    colour = make_encoder("downsample")(np.stack(_cue_frames("colour")))
+    assert (colour[0] - colour[1]).abs().max() > 0.2  # the colour cues differ in gray level
+
+
+def test_a_texture_cue_needs_a_size_divisible_by_16():
+    with pytest.raises(EnvError, match="texture needs a size divisible by 16"):
+        TMazeEnv(cue="texture", size=40)
+    with pytest.raises(EnvError, match="cue must be one of"):
+        TMazeEnv(cue="shape")
