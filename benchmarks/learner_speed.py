@@ -9,6 +9,9 @@ turns, so a change of load falls on all rows alike. Printed per K and path: wall
 (torch.profiler, nested ones counted; ``top``: top-level only) and the first step's seconds (build and compile).
 The ``floor`` row times only the convolutions, pools and LSTM an update runs (see :func:`floor_step`): what no
 rewrite of the update's Python can remove.
+``compile_cpp`` compiles with inductor's C++ wrapper (the kernels called from C++, not Python), ``_cl`` with
+channels_last too; ``compile_autotune`` with max_autotune. Set TORCHINDUCTOR_CACHE_DIR to a fresh folder for a
+cold compile.
 Ends with one JSON line of ``ratios``: update_speedup_k{K} for the default path, ..._{path} for the others.
 Usage: OMP_NUM_THREADS=1 python benchmarks/learner_speed.py [--rev 3be2990] [--rounds 7] [--seconds 1]
        [--paths eager,compile] [--ks 0,16]
@@ -36,7 +39,20 @@ RECIPE_NET = dict(
 )  # fmt: skip
 BATCH = 32
 # this tree's paths: LearnerConfig fields over the defaults
-PATHS = {"eager": {"compile": False}, "compile": {"compile": True}, "channels_last": {"channels_last": True}}
+PATHS = {
+    "eager": {"compile": False},
+    "compile": {"compile": True},
+    "channels_last": {"channels_last": True},
+    "compile_cpp": {"compile": True},
+    "compile_cpp_cl": {"compile": True, "channels_last": True},
+    "compile_autotune": {"compile": True},
+}
+# inductor settings a path compiles under (scoped to its first step, where the compile happens)
+INDUCTOR = {
+    "compile_cpp": {"cpp_wrapper": True},
+    "compile_cpp_cl": {"cpp_wrapper": True},
+    "compile_autotune": {"max_autotune": True},
+}
 
 
 def head_tree(rev: str) -> Path:
@@ -100,7 +116,7 @@ def make_batch(k: int, b: int = BATCH, seed: int = 0) -> SimpleNamespace:
 def job(k: int, learner: dict, mode: str, **kw) -> dict:
     """A worker's job: the network at the recipe's sizes with ``context_len=k``, LearnerConfig fields
     ``learner``; ``mode`` "steps" (``batches``, ``seed``, ``init``: metrics, priorities, weights, see
-    :func:`work`) or "time" (see :func:`serve`)."""
+    :func:`work`) or "time" (see :func:`serve`); ``inductor``: inductor config the first step runs under."""
     return {"net": {**RECIPE_NET, "context_len": k}, "learner": learner, "mode": mode, **kw}
 
 
@@ -165,11 +181,14 @@ def serve() -> None:
             step()
             answer = {"first_s": 0.0, "ops": 0, "top": 0}
         elif "setup" in req:
+            import torch._inductor.config as inductor
+
             t0 = time.perf_counter()
             learner = _learner(req["setup"])
             batch = make_batch(req["setup"]["net"]["context_len"])
             step = functools.partial(learner.step, batch)
-            step()
+            with inductor.patch(req["setup"].get("inductor", {})):
+                step()
             first = time.perf_counter() - t0
             for _ in range(5):
                 step()
@@ -228,7 +247,10 @@ def measure(k: int, tree: Path, paths: list[str], rounds: int, seconds: float) -
     """Rows for one K: the head and each path in its own worker, timed in turns (``rounds`` x ``seconds``
     each) so that load changes fall on all of them alike; medians over the rounds."""
     specs = {"head": (tree, {})} | {p: (ROOT, PATHS[p]) for p in paths}
-    workers = {name: Worker(where, {"setup": job(k, cfg, "time")}) for name, (where, cfg) in specs.items()}
+    workers = {
+        name: Worker(where, {"setup": job(k, cfg, "time", inductor=INDUCTOR.get(name, {}))})
+        for name, (where, cfg) in specs.items()
+    }
     workers["floor"] = Worker(ROOT, {"floor": k})
     times: dict = {name: [] for name in workers}
     try:
@@ -257,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=7, help="timing turns per row")
     ap.add_argument("--seconds", type=float, default=1.0, help="seconds per row and turn")
     ap.add_argument(
-        "--paths", default="eager,compile", help="this tree's paths: eager (compile=False), compile"
+        "--paths", default="eager,compile", help=f"this tree's paths, comma-separated: {', '.join(PATHS)}"
     )
     ap.add_argument("--ks", default="0,16")
     a = ap.parse_args(argv)
@@ -269,12 +291,12 @@ def main(argv: list[str] | None = None) -> dict:
         f"cpu ({os.cpu_count()} cores), 1 torch thread, load {load0:.2f} -> {os.getloadavg()[0]:.2f}; head {a.rev}"
     )
     print(
-        f"{'K':>3} {'path':<8} {'ms/update':>10} {'cpu ms':>8} {'speedup':>8} {'aten ops':>9} {'top ops':>8} {'1st step s':>11}"
+        f"{'K':>3} {'path':<16} {'ms/update':>10} {'cpu ms':>8} {'speedup':>8} {'aten ops':>9} {'top ops':>8} {'1st step s':>11}"
     )
     for k in ks:
         for name, r in rows[k].items():
             print(
-                f"{k:>3} {name:<8} {r['ms']:>10.2f} {r['cpu_ms']:>8.2f} {r['speedup']:>8.2f} {r['ops']:>9} "
+                f"{k:>3} {name:<16} {r['ms']:>10.2f} {r['cpu_ms']:>8.2f} {r['speedup']:>8.2f} {r['ops']:>9} "
                 f"{r['top']:>8} {r['first_s']:>11.2f}"
             )
     default = "compile" if "compile" in paths and _default_compiled() else "eager"
