@@ -8,6 +8,7 @@ import argparse
 import csv
 import importlib
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,19 @@ def test_steps_to_needs_two_points_in_a_row(sw, tmp_path, shares, expected):
     assert sw.steps_to(points) == expected
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_steps_kept_matches_a_naive_loop(sw, seed):
+    rng = random.Random(seed)
+    points = [(500 * i, rng.choice([0.5, 0.9, 0.95, 1.0])) for i in range(rng.randint(1, 12))]
+    naive = None
+    for i in range(len(points) - 1):  # every later point holds, and one later point at least confirms it
+        if all(v >= 0.9 for _, v in points[i:]):
+            naive = points[i][0]
+            break
+    assert sw.steps_kept(points) == naive
+    assert naive is None or sw.steps_to(points) <= naive
+
+
 def test_commands_share_the_recipe_and_differ_where_the_workflow_says(sw, tmp_path):
     recipe = sw.curve_recipe([], argparse.ArgumentParser())
     assert recipe.eval_every * recipe.replay_ratio == sw.CURVE_EVERY and recipe.eval_points_episodes == 32
@@ -86,11 +100,11 @@ def test_commands_share_the_recipe_and_differ_where_the_workflow_says(sw, tmp_pa
 def test_ratio_bounds(sw):
     row = {"arm": "finetune", "fraction": 0.5}
     means = {"scratch": (20_000.0, False), sw.arm_name(row): (8_000.0, False)}
-    assert sw.ratio_lines(means)[-1] == "| fine-tune f=0.5 | 8000 | 0.40 | yes |"
+    assert sw.ratio_lines(means, "env steps to 90 %")[-1] == "| fine-tune f=0.5 | 8000 | 0.40 | yes |"
     means[sw.arm_name(row)] = (16_000.0, True)  # a fine-tuned run never got there: the ratio is a floor
-    assert sw.ratio_lines(means)[-1] == "| fine-tune f=0.5 | >= 16000 | >= 0.80 | no |"
+    assert sw.ratio_lines(means, "env steps to 90 %")[-1] == "| fine-tune f=0.5 | >= 16000 | >= 0.80 | no |"
     means = {"scratch": (32_000.0, True), sw.arm_name(row): (8_000.0, False)}
-    assert sw.ratio_lines(means)[-1] == "| fine-tune f=0.5 | 8000 | <= 0.25 | yes |"
+    assert sw.ratio_lines(means, "env steps to 90 %")[-1] == "| fine-tune f=0.5 | 8000 | <= 0.25 | yes |"
 
 
 TOY = ["env_steps=128", "num_envs=2", "learning_starts=32", "batch_size=4", "replay_ratio=8", "k=2"]
