@@ -10,7 +10,8 @@ On learning.py's active task ``tmaze-gamma0.9`` (rise/TMaze-v0, gamma 0.9, RISE 
    and K, BTR's offline defaults otherwise (CQL as the CLI defaults it). One checkpoint for every fine-tuning seed.
 4. **Online fine-tuning** per seed and offline fraction f: ``--online --store S --offline-fraction f
    --init-checkpoint PRETRAINED --env ...`` with the same sizes and curve, a lower ``--eps-start`` and a shorter
-   ``--learning-starts`` than from scratch (a pretrained net needs less exploring and less warm-up).
+   ``--learning-starts`` than from scratch (a pretrained net needs less exploring and less warm-up). A control
+   arm runs those settings online from scratch, without the store or the checkpoint: what the settings alone buy.
 5. **Env steps to 90 %** from each run's eval.csv (``env_steps``, ``positive_share``: episodes with a positive
    return, the right answer on the T-maze): the first evaluation point at which the share is at least
    ``THRESHOLD`` and is so at the next point too, so that one lucky draw does not count (``steps_to``). A run
@@ -89,19 +90,14 @@ def scratch_recipe(recipe: Recipe, out: Path, seed: int) -> Recipe:
 
 
 def finetune_recipe(recipe: Recipe, wf: Workflow, f: float, store: Path, checkpoint: Path) -> Recipe:
-    extra = (
-        "--online",
-        "--store",
-        str(store),
-        "--offline-fraction",
-        str(f),
-        "--init-checkpoint",
-        str(checkpoint),
-    )
-    extra += ("--eps-start", str(wf.eps_start))
-    return replace(
-        recipe, env_steps=wf.env_steps, learning_starts=wf.learning_starts, extra=recipe.extra + extra
-    )
+    extra = ("--online", "--store", str(store), "--offline-fraction", str(f))
+    return settings_recipe(recipe, wf, *extra, "--init-checkpoint", str(checkpoint))
+
+
+def settings_recipe(recipe: Recipe, wf: Workflow, *store_options: str) -> Recipe:
+    """Fine-tuning's budget, warm-up and epsilon; without ``store_options`` the control: no store, no pretraining."""
+    extra = (*recipe.extra, *store_options, "--eps-start", str(wf.eps_start))
+    return replace(recipe, env_steps=wf.env_steps, learning_starts=wf.learning_starts, extra=extra)
 
 
 def pretrain_args(recipe: Recipe, store: Path, updates: int, run_dir: Path) -> list[str]:
@@ -210,7 +206,8 @@ def arm_means(rows: list[dict], steps: str, reached: str) -> dict[str, tuple[flo
 
 
 def arm_name(row: dict) -> str:
-    return "scratch" if row["arm"] == "scratch" else f"fine-tune f={row['fraction']}"
+    names = {"scratch": "scratch", "control": "no store, fine-tune's eps and warm-up"}
+    return names.get(row["arm"]) or f"fine-tune f={row['fraction']}"
 
 
 def ratio_lines(means: dict[str, tuple[float, bool]], measure: str) -> list[str]:
@@ -257,12 +254,12 @@ def settings_lines(recipe: Recipe, wf: Workflow, pre: dict, store: Path) -> list
         f"{recipe.env_steps} env steps, learning starts {recipe.learning_starts}, eps-start 1.0 (the CLI's).",
         f"- Curve: a training-time evaluation every {recipe.eval_every} updates ({spacing} env steps at replay "
         f"ratio {recipe.replay_ratio}), {recipe.eval_points_episodes} episodes each, BTR's evaluation epsilon.",
-        f"- Env steps to {THRESHOLD:.0%}: the first evaluation point whose success share (episodes with a positive "
+        f"- Env steps to {THRESHOLD * 100:.0f} %: the first evaluation point whose success share (episodes with a positive "
         "return: the right turn) is at least 90 % and is so at the next point too; a run that never gets there "
         "counts as its budget B and shows as > B (its arm's mean is then a lower bound). A run can drop below "
         '90 % after that; the stricter "kept" measure is the first point from which every later point is at '
         "least 90 %.",
-        f"- Shared store: `{store}` (the first seed whose scratch run reached {wf.solved_at:.0%} final success, "
+        f"- Shared store: `{store}` (the first seed whose scratch run reached {wf.solved_at * 100:.0f} % final success, "
         "seed 0 first).",
         f"- Offline pretraining: {wf.updates} updates on it, BTR's offline defaults (CQL alpha 1), one checkpoint for "
         f"every fine-tuning seed: {pre['wall_s']} s wall (load {pre['load_start']}-{pre['load_end']}); the "
@@ -272,6 +269,8 @@ def settings_lines(recipe: Recipe, wf: Workflow, pre: dict, store: Path) -> list
         f"(decaying to 0.01 with the recipe's time constant {recipe.eps_decay_steps}), learning starts "
         f"{wf.learning_starts}, {wf.env_steps} online env steps; its first evaluation point falls after about "
         f"{wf.learning_starts + spacing} env steps, the finest the measure resolves.",
+        "- Control (no store): the fine-tuning settings (eps-start, learning starts, budget) online from scratch, "
+        "without the store or the pretrained checkpoint.",
         f"- Final success: learning.py's `rise-agent eval` ({episodes} episodes, epsilon 0.01) of each run's "
         "checkpoint.",
     ]
@@ -317,7 +316,7 @@ def plot(curves: dict[str, list[dict[int, float]]], path: Path) -> None:
         xs, ys = mean_curve(runs)
         ax.plot(xs, ys, color=f"C{i}", linewidth=2.5, label=f"{arm}, mean of {len(runs)} seeds")
     ax.axhline(THRESHOLD, color="gray", linestyle="--", label=f"{THRESHOLD:.0%}")
-    ax.set_xlabel("online env steps")
+    ax.set_xlabel("online env steps of the run (not counting the run that made the store)")
     ax.set_ylabel(f"success share ({CURVE_EPISODES} evaluation episodes)")
     ax.set_title(f"{TASK}: from scratch vs fine-tuned from a shared store", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
@@ -329,12 +328,13 @@ def plot(curves: dict[str, list[dict[int, float]]], path: Path) -> None:
 def run_all(
     recipe: Recipe, wf: Workflow, seeds: list[int], jobs: int, out: Path
 ) -> tuple[list[dict], dict, Path]:
-    """Scratch runs, then (as soon as the shared store is known) pretraining, then every fine-tuning run."""
+    """Scratch and control runs, then (as soon as the shared store is known) pretraining, then fine-tuning."""
     k = recipe.k
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         scratch = {
             s: pool.submit(run_one, "scratch", scratch_recipe(recipe, out, s), k, s, out) for s in seeds
         }
+        control = {s: pool.submit(run_one, "control", settings_recipe(recipe, wf), k, s, out) for s in seeds}
         store = shared_store(scratch, wf.solved_at, out, k)
         pre = pretrain(recipe, store, wf.updates, out)
         checkpoint = out / "pretrain" / "checkpoint.pt"
@@ -347,6 +347,7 @@ def run_all(
         }
         rows = [arm_row("scratch", None, scratch[s].result(), out, recipe.env_steps) for s in seeds]
         rows += [arm_row("finetune", f, job.result(), out, wf.env_steps) for (f, _), job in tuned.items()]
+        rows += [arm_row("control", None, control[s].result(), out, wf.env_steps) for s in seeds]
     return rows, pre, store
 
 

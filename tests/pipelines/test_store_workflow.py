@@ -95,6 +95,13 @@ def test_commands_share_the_recipe_and_differ_where_the_workflow_says(sw, tmp_pa
     assert (opt(tuned, "--learning-starts"), opt(tuned, "--env-steps")) == ("500", "16000")
     assert (opt(scratch, "--learning-starts"), opt(scratch, "--env-steps")) == ("2000", "32000")
     assert tuned.count("--learning-starts") == 1 and opt(tuned, "--save-store") is None
+    control = sw.train_args(sw.settings_recipe(recipe, wf), recipe.k, 1, tmp_path / "f")
+    assert (
+        [a for a in control if a not in tuned] == []
+        and "--store" not in control
+        and "--online" not in control
+    )
+    assert [opt(control, n) for n in ("--eps-start", "--learning-starts")] == [str(wf.eps_start), "500"]
 
 
 def test_ratio_bounds(sw):
@@ -141,6 +148,7 @@ def test_store_workflow_end_to_end(tmp_path):
     assert [(r["arm"], r["fraction"], r["seed"]) for r in rows] == [
         ("scratch", "", "0"),
         ("finetune", "0.5", "0"),
+        ("control", "", "0"),
         ("pretrain", "", ""),
     ]
     assert "positive_share" in (runs / "finetune-f0.5" / "k2-seed0" / "eval.csv").read_text().splitlines()[0]
