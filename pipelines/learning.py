@@ -148,6 +148,11 @@ TEXTURE = replace(TMAZE, env_options="cue=texture", **GAMMA_09)
 TASKS: dict[str, Recipe] = {
     # The cue 10 steps back; 32x32 RGB frames embedded by the frozen 16x16 `downsample` encoder.
     "cue": Recipe("rise/CueMemory-v0", True, 0.5, k=16, env_options="delay=10,size=32"),
+    # The context-length ablation (run with --ks 0 8 16 32 64): the cue 21 steps before the question, so
+    # K = 8 or 16 cannot hold it; twice the delay, twice the env steps.
+    "cue-long": Recipe(
+        "rise/CueMemory-v0", True, 0.5, k=32, env_options="delay=20,size=32", env_steps=18_000
+    ),
     # The same task with the cue on the query frame too: nothing to remember.
     "control": Recipe("rise/CueVisible-v0", False, 0.5, k=16, env_options="delay=10,size=32"),
     "tmaze": TMAZE,
@@ -297,8 +302,9 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def summary_lines(rows: list[dict]) -> list[str]:
     """Per task and K: mean and spread of success over seeds."""
     lines = [
-        "| task | memory | K | seeds | success mean | success min-max | mean return | frozen runs |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | memory | K | seeds | success mean | success min-max | mean return | frozen runs "
+        "| train wall s (mean) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in rows:
@@ -310,7 +316,8 @@ def summary_lines(rows: list[dict]) -> list[str]:
         frozen = sum(r["frozen"] == "yes" for r in recorded) if recorded else "not recorded"
         lines.append(
             f"| {task} | {rs[0]['memory']} | {k} | {len(rs)} | {statistics.mean(s):.0%} | "
-            f"{min(s):.0%}-{max(s):.0%} | {ret:.3f} | {frozen} |"
+            f"{min(s):.0%}-{max(s):.0%} | {ret:.3f} | {frozen} | "
+            f"{statistics.mean(float(r['wall_s']) for r in rs):.0f} |"
         )
     return lines
 
@@ -465,7 +472,7 @@ def main() -> None:
     unknown = [t for t in a.tasks.split(",") if t not in TASKS]
     if unknown:
         p.error(f"unknown task {unknown[0]!r}; known: {', '.join(TASKS)}")
-    tasks = {t: _override(TASKS[t], a.set, p) for t in a.tasks.split(",")}
+    tasks = {t: override_sizes(TASKS[t], a.set, p) for t in a.tasks.split(",")}
     tasks = {t: replace(r, extra=r.extra + tuple(shlex.split(a.extra))) for t, r in tasks.items()}
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one torch thread per run: the CPU is shared
     jobs = [(t, r, k, s) for t, r in tasks.items() for s in a.seeds for k in (a.ks or (r.k, 0))]
@@ -479,11 +486,12 @@ def main() -> None:
     report(rows, out, Path(a.docs), tasks, note)
 
 
-def _override(recipe: Recipe, items: list[str], p: argparse.ArgumentParser) -> Recipe:
+def override_sizes(recipe: Recipe, items: list[str], p: argparse.ArgumentParser) -> Recipe:
+    """``recipe`` with each ``FIELD=VALUE`` of ``--set`` applied; anything but a size is a usage error."""
     changes = {}
     for item in items:
         name, _, value = item.partition("=")
-        if name not in Recipe.__dataclass_fields__ or name in ("env", "memory", "extra"):
+        if name not in Recipe.__dataclass_fields__ or name in ("env", "memory", "extra", "encoder"):
             p.error(f"--set {item}: not a recipe size; sizes are {', '.join(Recipe.__dataclass_fields__)}")
         changes[name] = type(getattr(recipe, name))(value)
     return replace(recipe, **changes)

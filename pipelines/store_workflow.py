@@ -40,7 +40,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from learning import TASKS, Recipe, _override, agent, command_line, eval_args, mean_curve, run_one, train_args
+from learning import (
+    TASKS,
+    Recipe,
+    agent,
+    command_line,
+    eval_args,
+    mean_curve,
+    override_sizes,
+    run_one,
+    train_args,
+)
 
 TASK = "tmaze-gamma0.9"
 THRESHOLD = 0.9  # success share a run must reach (and keep at the next evaluation point)
@@ -73,7 +83,7 @@ def curve_recipe(overrides: list[str], p: argparse.ArgumentParser) -> Recipe:
     """The task's recipe with the denser evaluation curve (then ``--set`` overrides, e.g. a toy size)."""
     r = TASKS[TASK]
     r = replace(r, eval_every=CURVE_EVERY // r.replay_ratio, eval_points_episodes=CURVE_EPISODES)
-    return _override(r, overrides, p)
+    return override_sizes(r, overrides, p)
 
 
 def run_dir(out: Path, task: str, k: int, seed: int) -> Path:
