@@ -45,14 +45,15 @@ def param_groups(net: nn.Module, config: LearnerConfig) -> list[dict]:
 
 
 def _speed_settings(config: LearnerConfig, device: torch.device, nets) -> None:
-    """cudnn.benchmark and TF32 (process-wide, CUDA only) and the networks' speed layouts."""
+    """cudnn.benchmark and TF32 (process-wide, CUDA only) and the networks' speed layouts; a compiled
+    update runs the context LSTM as a loop dynamo traces (it breaks the graph at ``nn.LSTM``)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = config.tf32
         torch.backends.cudnn.allow_tf32 = config.tf32
     cast = torch.float16 if (config.lstm_half and device.type == "cuda") else None
     for net in nets:
-        net.set_layout(config.channels_last, config.lstm_chunk, cast)
+        net.set_layout(config.channels_last, config.lstm_chunk, cast, lstm_traceable=config.compile)
 
 
 GRAPH_WARMUP = 3  # eager steps on a side stream before the capture (PyTorch's recipe for whole-step graphs)

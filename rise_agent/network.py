@@ -365,6 +365,33 @@ def chrono_init(lstm: nn.LSTM, horizon: int) -> None:
             b_hh[h : 2 * h].copy_(forget)
 
 
+def lstm_loop(
+    x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor, mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """One LSTM layer from a zero state, step by step: the final (h, c), each (B, H).
+
+    ``x`` (B, K, I) batch first; the weights and biases are ``nn.LSTM``'s ``*_l0`` (gates stacked
+    input, forget, cell, output). PyTorch's equations: ``gates = x_t W_ih^T + b_ih + h W_hh^T + b_hh``,
+    ``c = sigmoid(f) c + sigmoid(i) tanh(g)``, ``h = sigmoid(o) tanh(c)``. ``mask`` (B, K) bool: where
+    False the step is skipped and the state carried over, so a left-padded row ends where a run over
+    its valid steps alone would. Plain tensor ops, so torch.compile traces it (it does not trace
+    ``nn.LSTM``) and fuses each step's pointwise gate math.
+    """
+    b, k, _ = x.shape
+    pre = F.linear(x, w_ih, b_ih + b_hh)  # every step's input projection in one matmul: (B, K, 4H)
+    h = c = x.new_zeros(b, w_hh.shape[1])
+    for t in range(k):
+        i, f, g, o = (pre[:, t] + F.linear(h, w_hh)).chunk(4, dim=1)
+        c_t = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_t = torch.sigmoid(o) * torch.tanh(c_t)
+        if mask is None:
+            h, c = h_t, c_t
+        else:
+            keep = mask[:, t, None]
+            h, c = torch.where(keep, h_t, h), torch.where(keep, c_t, c)
+    return h, c
+
+
 class ContextStream(nn.Module):
     """LSTM over the last K stored frozen-encoder embeddings of the episode, current frame last.
 
@@ -384,6 +411,10 @@ class ContextStream(nn.Module):
       h_{K-1} equals an LSTM run from a zero state on the valid steps alone (the exact "episode
       starts here" semantics). Needs a left-padded mask (valid slots contiguous, ending at K-1)
       and a host sync for the lengths.
+
+    ``set_layout(..., loop=True)`` runs the same LSTM, same parameters, through :func:`lstm_loop`
+    instead of ``nn.LSTM``: what a compiled update traces (``pack`` then skips the masked steps, no
+    host sync). Eagerly ``nn.LSTM``'s fused kernel is faster.
     """
 
     def __init__(self, config: NetworkConfig) -> None:
@@ -410,6 +441,8 @@ class ContextStream(nn.Module):
             x = self.proj(x)
             if mask is not None:
                 x = torch.where(mask.unsqueeze(-1), x, 0.0)
+        if self.loop:
+            return self._loop(x, mask)
         if mask is None or self.masking == "zero":
             return self._last(x)
         return self._packed(x, mask)
@@ -421,11 +454,25 @@ class ContextStream(nn.Module):
 
     chunk = 0  # >0: run the LSTM over batch chunks of at most this many sequences
     cast: torch.dtype | None = None  # run the LSTM in this dtype, weights cast once per forward
+    loop = False  # run the LSTM as lstm_loop (traceable) instead of nn.LSTM
 
-    def set_layout(self, chunk: int, cast: torch.dtype | None) -> None:
+    def set_layout(self, chunk: int, cast: torch.dtype | None, loop: bool = False) -> None:
         """Run the LSTM over batch chunks of at most ``chunk`` sequences (0: all at once) in ``cast``
-        (None: the weights' dtype; fp16 on CUDA casts the weights once per forward, not per call)."""
-        self.chunk, self.cast = chunk, cast
+        (None: the weights' dtype; fp16 on CUDA casts the weights once per forward, not per call);
+        ``loop``: as :func:`lstm_loop` (all rows at once, so ``chunk`` is moot), for torch.compile."""
+        self.chunk, self.cast, self.loop = chunk, cast, loop
+
+    def _loop(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """h_{K-1} by :func:`lstm_loop`; ``pack`` skips masked steps but always runs the current frame,
+        as ``_packed`` does for a row with no valid slot."""
+        weights = cast(list[Tensor], list(self.lstm._flat_weights))
+        if self.cast is not None:
+            weights = [w.to(self.cast) for w in weights]
+        keep = None
+        if mask is not None and self.masking == "pack":
+            keep = mask | (torch.arange(mask.shape[1], device=mask.device) == mask.shape[1] - 1)
+        h, _ = lstm_loop(x.to(weights[0].dtype), *weights, mask=keep)
+        return h.to(self.input_weight.dtype)
 
     def _last(self, x: Tensor) -> Tensor:
         """h_{K-1} of the LSTM from a zero state, optionally in ``cast`` and over batch chunks."""
@@ -554,13 +601,19 @@ class RiseNetwork(nn.Module):
             return Encoded(feat + h, None, lstm)
         return Encoded(torch.cat([feat, h], dim=-1), None, lstm)
 
-    def set_layout(self, channels_last: bool, lstm_chunk: int, lstm_cast: torch.dtype | None) -> None:
+    def set_layout(
+        self,
+        channels_last: bool,
+        lstm_chunk: int,
+        lstm_cast: torch.dtype | None,
+        lstm_traceable: bool = False,
+    ) -> None:
         """Speed layouts, same math: NHWC CNN weights, and the context LSTM in batch chunks / another dtype
-        (see :meth:`ContextStream.set_layout`)."""
+        / as a traceable loop (see :meth:`ContextStream.set_layout`)."""
         if channels_last:
             self.cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits it
         if self.context is not None:
-            self.context.set_layout(lstm_chunk, lstm_cast)
+            self.context.set_layout(lstm_chunk, lstm_cast, lstm_traceable)
 
     # -- IQN head ------------------------------------------------------------------------------------
 
