@@ -149,7 +149,10 @@ class Learner:
             import torch._inductor.config as inductor
 
             inductor.fallback_random = True  # compiled random draws equal eager ones: same loss either way
-            self._train_step = torch.compile(train_step, dynamic=False)
+            # the LSTM runs as lstm_loop (_speed_settings); allow_rnn only lets dynamo walk the module tree
+            # past the nn.LSTM holding its weights (else every .modules()/.parameters() breaks the graph)
+            compiled = torch.compile(train_step, dynamic=False)
+            self._train_step = torch._dynamo.config.patch(allow_rnn=True)(compiled)
 
     def _copy_target(self) -> None:
         self.target.load_state_dict(self.online.state_dict())

@@ -161,3 +161,30 @@ def test_the_learner_traces_the_lstm_only_when_it_compiles():
     np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-6)
     for a, b in zip(w1, w0, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning")  # importing dynamo
+@pytest.mark.filterwarnings(
+    "ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning"
+)  # dynamo's
+def test_the_compiled_update_has_no_rnn_graph_break(monkeypatch):
+    """Dynamo walks the Learner's compiled update without an RNN graph break (at nn.LSTM's forward or at any
+    .modules()/.parameters() walk past the module holding its weights); the eager backend, so only dynamo runs."""
+    import torch._dynamo
+
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_(fn, backend="eager", **kw))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    k = 4
+    net = NetworkConfig(
+        n_actions=A, context_len=k, embed_dim=D, lstm_hidden=H, impala_channels=(4, 4, 4), frame_hw=(16, 16),
+        pool_size=2, hidden=16,
+    )  # fmt: skip
+    try:
+        Learner(net, LearnerConfig(compile=True), "cpu").step(_batch(k))
+        breaks = dict(torch._dynamo.utils.counters["graph_break"])
+    finally:
+        torch._dynamo.reset()
+    assert breaks, "no graph break at all: the counter is not being read"  # backward and fused Adam break
+    assert not [reason for reason in breaks if "RNN" in reason], breaks
