@@ -471,7 +471,8 @@ class ContextStream(nn.Module):
         keep = None
         if mask is not None and self.masking == "pack":
             keep = mask | (torch.arange(mask.shape[1], device=mask.device) == mask.shape[1] - 1)
-        h, _ = lstm_loop(x.to(weights[0].dtype), *weights, mask=keep)
+        w_ih, w_hh, b_ih, b_hh = weights
+        h, _ = lstm_loop(x.to(w_ih.dtype), w_ih, w_hh, b_ih, b_hh, mask=keep)
         return h.to(self.input_weight.dtype)
 
     def _last(self, x: Tensor) -> Tensor:
