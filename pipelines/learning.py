@@ -18,10 +18,11 @@ match K=0), ``tmaze`` rise/TMaze-v0 (the active task: the agent walks a corridor
 answer), ``tmaze-control`` rise/TMazeVisible-v0 (the cue also at the junction), the same two with
 gamma 0.9 and 32,000 env steps (``tmaze-gamma0.9``, ``tmaze-control-gamma0.9``: BTR's gamma freezes
 the greedy policy on this task), ``minigrid`` MiniGrid-MemoryS7-v0 (the agent's partial RGB view), and the
-paper's two ablations on the gamma 0.9 T-maze: ``tmaze-long`` (a 20-cell corridor, the cue at least 20 steps
-back: run it with ``--ks 0 8 16 32 64``) and ``texture-downsample`` / ``texture-efficientnet`` /
-``texture-untrained`` (cues of the same brightness that differ in stripe orientation; the frozen encoder is
-``downsample``, ImageNet ``efficientnet-lite0-96``, or the same network untrained).
+paper's two ablations: ``cue-long`` (the cue 21 steps before the question: run it with
+``--ks 0 8 16 32 64``; ``tmaze-long`` is its active version, a 20-cell corridor) and ``texture-downsample`` /
+``texture-efficientnet`` / ``texture-untrained`` (the gamma 0.9 T-maze with cues of the same brightness that
+differ in stripe orientation; the frozen encoder is ``downsample``, ImageNet ``efficientnet-lite0-96``, or the
+same network untrained).
 
 Each row records the share of evaluation episodes that ended on the env's time limit; a run where most
 did is flagged ``frozen``: its greedy policy stops moving, which no success figure may hide.
@@ -138,8 +139,8 @@ MINIGRID = Recipe(
     binary=False,
 )
 
-# The context-length ablation: a corridor of 20 cells, so at the junction the cue is at least 20 steps back
-# and K = 8 or 16 cannot hold it; 96 steps at most. The gamma 0.9 recipe, run with --ks 0 8 16 32 64.
+# The context-length ablation's active version: a corridor of 20 cells, so at the junction the cue is at
+# least 20 steps back and K = 8 or 16 cannot hold it; 96 steps at most. The gamma 0.9 recipe.
 TMAZE_LONG = replace(TMAZE, k=32, env_options="length=20,max_steps=96", **GAMMA_09)
 # The encoder ablation: the two cues are vertical or horizontal stripes of the same brightness, which a 16x16
 # gray view cannot tell apart (tests/rise_data/envs/test_tmaze.py); the encoder is the only difference.
