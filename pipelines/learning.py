@@ -283,13 +283,14 @@ def _last_updates(run_dir: Path) -> int:
         return max(int(r["updates"]) for r in csv.DictReader(f))
 
 
-def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(env steps, mean evaluation return) of a run's training-time evaluations, from its eval.csv."""
+def eval_curve(run_dir: Path, column: str = "mean") -> list[tuple[int, float]]:
+    """(env steps, ``column``) of a run's training-time evaluations, from its eval.csv: the mean return, or
+    e.g. ``positive_share`` (the share of episodes with a positive return)."""
     path = run_dir / "eval.csv"
     if not path.exists():
         return []
     with path.open() as f:
-        points = {int(r["env_steps"]): float(r["mean"]) for r in csv.DictReader(f)}
+        points = {int(r["env_steps"]): float(r[column]) for r in csv.DictReader(f)}
     return sorted(points.items())
 
 

@@ -46,6 +46,7 @@ from learning import (
     agent,
     command_line,
     eval_args,
+    eval_curve,
     mean_curve,
     override_sizes,
     run_one,
@@ -137,12 +138,7 @@ def steps_kept(points: list[tuple[int, float]], threshold: float = THRESHOLD) ->
 
 def success_curve(run_dir: Path) -> list[tuple[int, float]]:
     """(env steps, success share) of a run's training-time evaluations, from its eval.csv."""
-    path = run_dir / "eval.csv"
-    if not path.exists():
-        return []
-    with path.open() as f:
-        points = {int(r["env_steps"]): float(r["positive_share"]) for r in csv.DictReader(f)}
-    return sorted(points.items())
+    return eval_curve(run_dir, "positive_share")
 
 
 def pretrain(recipe: Recipe, store: Path, updates: int, out: Path) -> dict:
