@@ -163,6 +163,8 @@ TASKS: dict[str, Recipe] = {
     "minigrid": MINIGRID,
     # MiniGrid-MemoryS7 with the one factor the T-maze screens found (gamma 0.9), at the same env steps.
     "minigrid-gamma0.9": replace(MINIGRID, extra=("--gamma", "0.9")),
+    # The same with the encoder ablation's lesson: ImageNet features in the context, not a 16x16 gray view.
+    "minigrid-efficientnet": replace(MINIGRID, extra=("--gamma", "0.9"), encoder="efficientnet-lite0-96"),
     "tmaze-long": TMAZE_LONG,
     "texture-downsample": TEXTURE,
     "texture-efficientnet": replace(TEXTURE, encoder="efficientnet-lite0-96"),
