@@ -465,24 +465,25 @@ class ContextStream(nn.Module):
     def _loop(self, x: Tensor, mask: Tensor | None) -> Tensor:
         """h_{K-1} by :func:`lstm_loop`; ``pack`` skips masked steps but always runs the current frame,
         as ``_packed`` does for a row with no valid slot."""
-        weights = cast(list[Tensor], list(self.lstm._flat_weights))
-        if self.cast is not None:
-            weights = [w.to(self.cast) for w in weights]
         keep = None
         if mask is not None and self.masking == "pack":
             keep = mask | (torch.arange(mask.shape[1], device=mask.device) == mask.shape[1] - 1)
-        w_ih, w_hh, b_ih, b_hh = weights
+        w_ih, w_hh, b_ih, b_hh = self._weights()
         h, _ = lstm_loop(x.to(w_ih.dtype), w_ih, w_hh, b_ih, b_hh, mask=keep)
         return h.to(self.input_weight.dtype)
+
+    def _weights(self) -> list[Tensor]:
+        """The LSTM's (w_ih, w_hh, b_ih, b_hh), in ``cast`` when set: cast once per forward, for all chunks
+        (autocast would cast per call)."""
+        weights = cast(list[Tensor], list(self.lstm._flat_weights))  # bias=True: no None among them
+        return weights if self.cast is None else [w.to(self.cast) for w in weights]
 
     def _last(self, x: Tensor) -> Tensor:
         """h_{K-1} of the LSTM from a zero state, optionally in ``cast`` and over batch chunks."""
         if not self.chunk and self.cast is None:
             return self.lstm(x)[0][:, -1]
-        lstm = self.lstm
-        weights = cast(list[Tensor], list(lstm._flat_weights))  # bias=True: no None among them
+        lstm, weights = self.lstm, self._weights()
         if self.cast is not None:
-            weights = [w.to(self.cast) for w in weights]  # once for all chunks (autocast casts per call)
             x = x.to(self.cast)
         out = []
         for part in x.split(self.chunk or x.shape[0]):
