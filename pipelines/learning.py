@@ -245,29 +245,22 @@ def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
     if old.get("train_command") == command_line(targs) and (run_dir / "checkpoint.pt").exists():
         trained = {key: old[key] for key in ("wall_s", "load_start", "load_end") if key in old}
     else:
-        if run_dir.exists():  # an interrupted or changed run starts again: its wall time must be one run's
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-        load_start = os.getloadavg()[0]  # the box is shared: wall times are read with its load
-        _, wall = agent(targs, log)
-        trained = {"wall_s": round(wall, 1), "load_start": round(load_start, 2)}
-        trained["load_end"] = round(os.getloadavg()[0], 2)
+        trained = train_afresh(targs, run_dir, log)
     stdout, eval_wall = agent(eargs, log)
-    result = json.loads(stdout)
-    returns, time_limit_share = result["returns"], result["time_limit"] / result["episodes"]
+    scores = eval_scores(json.loads(stdout))
     row = {
         "task": task,
         "env": recipe.env,
         "memory": "yes" if recipe.memory else "no",
         "K": k,
         "seed": seed,
-        "success": sum(r > 0 for r in returns) / len(returns),
-        "mean_return": sum(returns) / len(returns),
+        "success": scores["success"],
+        "mean_return": scores["mean_return"],
         "env_steps": recipe.env_steps,
         "updates": _last_updates(run_dir),
-        "eval_episodes": len(returns),
-        "time_limit_share": time_limit_share,
-        "frozen": "yes" if time_limit_share > FROZEN_SHARE else "no",
+        "eval_episodes": scores["eval_episodes"],
+        "time_limit_share": scores["time_limit_share"],
+        "frozen": "yes" if scores["time_limit_share"] > FROZEN_SHARE else "no",
         **trained,
         "eval_wall_s": round(eval_wall, 1),
         "train_command": command_line(targs),
@@ -278,6 +271,35 @@ def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
     done.write_text(json.dumps(row, indent=1))
     print(f"{task} K={k} seed {seed}: success {row['success']:.0%}, train {row['wall_s']:.0f} s", flush=True)
     return row
+
+
+def train_afresh(args: list[str], run_dir: Path, log: Path) -> dict:
+    """Run ``rise-agent ARGS`` in an emptied ``run_dir``; its wall seconds and the load at start and end.
+
+    An interrupted or changed run starts again, so its wall time is one run's; the box is shared, so wall
+    times are read with its load.
+    """
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    load_start = os.getloadavg()[0]
+    _, wall = agent(args, log)
+    return {
+        "wall_s": round(wall, 1),
+        "load_start": round(load_start, 2),
+        "load_end": round(os.getloadavg()[0], 2),
+    }
+
+
+def eval_scores(result: dict) -> dict:
+    """Success (a positive return), mean return, episodes and time-limit share of ``rise-agent eval --json``."""
+    returns = result["returns"]
+    return {
+        "success": sum(r > 0 for r in returns) / len(returns),
+        "mean_return": sum(returns) / len(returns),
+        "eval_episodes": len(returns),
+        "time_limit_share": result["time_limit"] / result["episodes"],
+    }
 
 
 def _last_updates(run_dir: Path) -> int:

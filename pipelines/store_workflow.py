@@ -34,7 +34,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -47,9 +46,11 @@ from learning import (
     command_line,
     eval_args,
     eval_curve,
+    eval_scores,
     mean_curve,
     override_sizes,
     run_one,
+    train_afresh,
     train_args,
 )
 
@@ -151,20 +152,12 @@ def pretrain(recipe: Recipe, store: Path, updates: int, out: Path) -> dict:
         row = json.loads(done.read_text())
         if {k: row[k] for k in commands} == commands:
             return row
-    if run_dir.exists():  # an interrupted or changed run starts again
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    load_start = os.getloadavg()[0]
-    _, wall = agent(targs, log)
-    load_end = os.getloadavg()[0]
-    result = json.loads(agent(eargs, log)[0])
-    returns = result["returns"]
-    row = {"arm": "pretrain", "updates": updates, "store": str(store), "wall_s": round(wall, 1)}
-    row |= {"load_start": round(load_start, 2), "load_end": round(load_end, 2), **commands}
-    row |= {"success": sum(r > 0 for r in returns) / len(returns)}
-    row |= {"time_limit_share": result["time_limit"] / result["episodes"]}
+    trained = train_afresh(targs, run_dir, log)
+    scores = eval_scores(json.loads(agent(eargs, log)[0]))
+    row = {"arm": "pretrain", "updates": updates, "store": str(store), **trained, **commands}
+    row |= {"success": scores["success"], "time_limit_share": scores["time_limit_share"]}
     done.write_text(json.dumps(row, indent=1))
-    print(f"pretrain {updates} updates: success {row['success']:.0%}, {wall:.0f} s", flush=True)
+    print(f"pretrain {updates} updates: success {row['success']:.0%}, {row['wall_s']:.0f} s", flush=True)
     return row
 
 
