@@ -16,8 +16,9 @@ Tasks (``TASKS``): ``cue`` rise/CueMemory-v0 (the cue 10 steps back: no memory, 
 ``control`` rise/CueVisible-v0 (the same with the cue drawn on the query frame: no memory needed, RISE must
 match K=0), ``tmaze`` rise/TMaze-v0 (the active task: the agent walks a corridor between the cue and the
 answer), ``tmaze-control`` rise/TMazeVisible-v0 (the cue also at the junction), the same two with
-gamma 0.9 and 32,000 env steps (``tmaze-gamma0.9``, ``tmaze-control-gamma0.9``: BTR's gamma freezes
-the greedy policy on this task), ``minigrid`` MiniGrid-MemoryS7-v0 (the agent's partial RGB view), and the
+gamma 0.9 and 48,000 env steps (``tmaze-gamma0.9``, ``tmaze-control-gamma0.9``: BTR's gamma freezes
+the greedy policy on this task), ``minigrid`` MiniGrid-MemoryS7-v0 (the agent's partial RGB view),
+``mortar-grid`` memory-gym's MortarMayhem-Grid-v0 (``make memory-gym``; success: all 10 commands), and the
 paper's two ablations: ``cue-long`` (the cue 21 steps before the question: run it with
 ``--ks 0 8 16 32 64``; ``tmaze-long`` is its active version, a 20-cell corridor) and ``texture-downsample`` /
 ``texture-efficientnet`` / ``texture-untrained`` (the gamma 0.9 T-maze with cues of the same brightness that
@@ -100,6 +101,7 @@ class Recipe:
     eval_episodes: int = 100  # the final `rise-agent eval`
     eval_max_steps: int = 0  # rise-agent eval --max-steps: steps per eval env in all (0: no cap)
     binary: bool = True  # every episode returns +1 or -1, so success = (1 + return) / 2
+    success_above: float = 0.0  # an episode succeeds when its return exceeds this
     encoder: str = "downsample"  # the frozen encoder of the context stream (a registry name)
     encoder_weights: str = ""  # its weights ("untrained": random init); empty: the encoder's default
     extra: tuple[str, ...] = field(default=())  # further train options, e.g. a wrapper
@@ -124,6 +126,10 @@ TMAZE_CONTROL = replace(TMAZE, env="rise/TMazeVisible-v0", memory=False)
 # gamma 0.9 and twice the env steps: with BTR's 0.997 a no-op is worth 0.3 % less than a move, below the
 # network's error, and Munchausen's log-policy bonus locks a no-op in (docs/results.md).
 GAMMA_09 = {"env_steps": 32_000, "extra": ("--gamma", "0.9")}
+# The shipped active task and its control: the gamma 0.9 recipe at 48k env steps. At 32k one seed of three
+# on the final code of issue 21 was still switching (44 %; the same seed at 48k: 100 %), so the budget was
+# raised once, and the raise judged on seeds 3-5, which no choice had seen (docs/results.md).
+ACTIVE = {**GAMMA_09, "env_steps": 48_000}
 # The agent's 7x7 partial view as RGB (56x56, 8 px a tile; 21 px keeps 3); MiniGrid's limit: 245 steps.
 MINIGRID = Recipe(
     "MiniGrid-MemoryS7-v0",
@@ -145,6 +151,24 @@ TMAZE_LONG = replace(TMAZE, k=32, env_options="length=20,max_steps=96", **GAMMA_
 # The encoder ablation: the two cues are vertical or horizontal stripes of the same brightness, which a 16x16
 # gray view cannot tell apart (tests/rise_data/envs/test_tmaze.py); the encoder is the only difference.
 TEXTURE = replace(TMAZE, env_options="cue=texture", **GAMMA_09)
+# memory-gym's Mortar Mayhem Grid, its defaults: 10 commands shown one by one (an arrow, 3 steps each), then
+# carried out in order on a 5x5 arena, 0.1 a command, the episode ends at the first miss. Success is all 10
+# (a return of 1.0). The last command is carried out ~120 steps after the first is shown (CleanRL's
+# PPO-TrXL benchmark runs it with a 119-step memory window), so K = 128. 84x84 RGB frames; a 21x21 view.
+MORTAR_GRID = Recipe(
+    "MortarMayhem-Grid-v0",
+    True,
+    0.0,
+    k=128,
+    screen=21,
+    env_steps=96_000,
+    replay_ratio=6,
+    learning_starts=2_000,
+    eps_decay_steps=4_000,
+    eval_every=500,
+    binary=False,
+    success_above=0.95,
+)
 
 TASKS: dict[str, Recipe] = {
     # The cue 10 steps back; 32x32 RGB frames embedded by the frozen 16x16 `downsample` encoder.
@@ -158,14 +182,15 @@ TASKS: dict[str, Recipe] = {
     "control": Recipe("rise/CueVisible-v0", False, 0.5, k=16, env_options="delay=10,size=32"),
     "tmaze": TMAZE,
     "tmaze-control": TMAZE_CONTROL,
-    "tmaze-gamma0.9": replace(TMAZE, **GAMMA_09),
-    "tmaze-control-gamma0.9": replace(TMAZE_CONTROL, **GAMMA_09),
+    "tmaze-gamma0.9": replace(TMAZE, **ACTIVE),
+    "tmaze-control-gamma0.9": replace(TMAZE_CONTROL, **ACTIVE),
     "minigrid": MINIGRID,
     # MiniGrid-MemoryS7 with the one factor the T-maze screens found (gamma 0.9), at the same env steps.
     "minigrid-gamma0.9": replace(MINIGRID, extra=("--gamma", "0.9")),
     # The same with the encoder ablation's lesson: ImageNet features in the context, not a 16x16 gray view.
     "minigrid-efficientnet": replace(MINIGRID, extra=("--gamma", "0.9"), encoder="efficientnet-lite0-96"),
     "tmaze-long": TMAZE_LONG,
+    "mortar-grid": MORTAR_GRID,
     "texture-downsample": TEXTURE,
     "texture-efficientnet": replace(TEXTURE, encoder="efficientnet-lite0-96"),
     "texture-untrained": replace(TEXTURE, encoder="efficientnet-lite0-96", encoder_weights="untrained"),
@@ -247,7 +272,7 @@ def run_one(task: str, recipe: Recipe, k: int, seed: int, out: Path) -> dict:
     else:
         trained = train_afresh(targs, run_dir, log)
     stdout, eval_wall = agent(eargs, log)
-    scores = eval_scores(json.loads(stdout))
+    scores = eval_scores(json.loads(stdout), recipe.success_above)
     row = {
         "task": task,
         "env": recipe.env,
@@ -291,11 +316,12 @@ def train_afresh(args: list[str], run_dir: Path, log: Path) -> dict:
     }
 
 
-def eval_scores(result: dict) -> dict:
-    """Success (a positive return), mean return, episodes and time-limit share of ``rise-agent eval --json``."""
+def eval_scores(result: dict, success_above: float = 0.0) -> dict:
+    """Success (a return above ``success_above``), mean return, episodes and time-limit share of
+    ``rise-agent eval --json``."""
     returns = result["returns"]
     return {
-        "success": sum(r > 0 for r in returns) / len(returns),
+        "success": sum(r > success_above for r in returns) / len(returns),
         "mean_return": sum(returns) / len(returns),
         "eval_episodes": len(returns),
         "time_limit_share": result["time_limit"] / result["episodes"],
