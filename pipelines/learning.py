@@ -154,20 +154,9 @@ TEXTURE = replace(TMAZE, env_options="cue=texture", **GAMMA_09)
 # memory-gym's Mortar Mayhem Grid, its defaults: 10 commands shown one by one (an arrow, 3 steps each), then
 # carried out in order on a 5x5 arena, 0.1 a command, the episode ends at the first miss. Success is all 10
 # (a return of 1.0). The last command is carried out ~120 steps after the first is shown (CleanRL's
-# PPO-TrXL benchmark runs it with a 119-step memory window), so K = 128. 84x84 RGB frames; a 21x21 view.
-MORTAR_GRID = Recipe(
-    "MortarMayhem-Grid-v0",
-    True,
-    0.0,
-    k=128,
-    screen=21,
-    env_steps=96_000,
-    replay_ratio=6,
-    learning_starts=2_000,
-    eps_decay_steps=4_000,
-    eval_every=500,
-    binary=False,
-    success_above=0.95,
+# PPO-TrXL benchmark runs it with a 119-step memory window), so K = 128. 84x84 RGB frames; MiniGrid's sizes.
+MORTAR_GRID = replace(
+    MINIGRID, env="MortarMayhem-Grid-v0", chance=0.0, k=128, env_steps=96_000, success_above=0.95
 )
 
 TASKS: dict[str, Recipe] = {
