@@ -32,7 +32,6 @@ import torch
 
 from rise_agent.acting.actor import Actor
 from rise_agent.evaluation.evaluate import load_agent
-from rise_agent.network import disable_noise
 from rise_data.collect.rollout import Rollout
 from rise_data.envs import make_env
 
@@ -82,7 +81,7 @@ def play(checkpoint: str, episodes: int, seed: int, epsilon: float) -> list[dict
     rollout, actor = Rollout(env), Actor(network, encoder, 1, "cpu")
     rng, out, ep, t = np.random.default_rng(seed), [], {}, 0
     step = rollout.reset(seed=seed)
-    with torch.no_grad(), disable_noise(network):
+    with torch.no_grad():
         while len(out) < episodes:
             for f in rollout.file(step):
                 out.append({**ep, "success": f.ret > 0, "length": f.length, "truncated": f.truncated})
@@ -92,10 +91,7 @@ def play(checkpoint: str, episodes: int, seed: int, epsilon: float) -> list[dict
                 ep["seen"], ep["last_seen"] = True, t
             t += 1
             actor.observe(step)
-            ctx, mask = actor.context()
-            greedy = int(network.q_values(actor.frames(), ctx, mask, 8)[0].argmax())
-            action = int(rng.integers(env.n_actions)) if rng.random() < epsilon else greedy
-            rollout.send(np.array([action]))
+            rollout.send(actor.act(epsilon, rng, greedy_noise_off=True))
             step = rollout.recv()
     env.close()
     return out[:episodes]
