@@ -55,9 +55,8 @@ from learning import (
 )
 
 TASK = "tmaze-gamma0.9"
-SCRATCH_ENV_STEPS = (
-    32_000  # the scratch arm's budget when docs/store-workflow.md was measured (the task's is now 48k)
-)
+# the scratch arm's budget when docs/store-workflow.md was measured (the task's is now 48k)
+SCRATCH_ENV_STEPS = 32_000
 THRESHOLD = 0.9  # success share a run must reach (and keep at the next evaluation point)
 CURVE_EVERY = 500  # env steps between training-time evaluation points
 CURVE_EPISODES = 32  # episodes a point: one lucky point of 16 answered at random is too likely
