@@ -71,7 +71,7 @@ def _cut_metadata(meta: dict, bound: int) -> tuple[dict, int | None]:
     chunks = ((meta.get("chunk_grid") or {}).get("configuration") or {}).get("chunk_shape")
     enc = meta.get("chunk_key_encoding") or {}
     sep = (enc.get("configuration") or {}).get("separator", "/")
-    if not shape or not chunks or enc.get("name") != "default" or sep != "/" or shape[0] < bound:
+    if not shape or not chunks or enc.get("name") != "default" or sep not in ("/", ".") or shape[0] < bound:
         return meta, None
     return {**meta, "shape": [bound, *shape[1:]]}, -(-bound // chunks[0])
 
@@ -194,11 +194,10 @@ def _is_store_key(rel: str, bounds: dict[str, int], groups: set[str]) -> bool:
 
 
 def _keep_chunk(rel: str, keep: dict[str, int | None]) -> bool:
-    """False for a chunk file of an array that lies wholly past its committed rows."""
-    if "/c/" not in rel:
-        return True
-    name, key = rel.split("/c/", 1)
-    if name not in keep or keep[name] is None:
-        return True
-    first = key.split("/", 1)[0]
-    return not first.isdigit() or int(first) < keep[name]
+    """False for a chunk file of an array that lies wholly past its committed rows (keys c/12/0 or c.12.0)."""
+    for name, rows_chunks in keep.items():
+        for sep in "/.":
+            if rows_chunks is not None and rel.startswith(f"{name}/c{sep}"):
+                first = rel[len(name) + 3 :].split(sep, 1)[0]
+                return not first.isdigit() or int(first) < rows_chunks
+    return True

@@ -222,7 +222,8 @@ class WritableStore(Store):
         self, name: str, dim: int, dtype: str, provenance: dict, layout: StoreLayout
     ) -> zarr.Array:
         """A new (or replaced) embeddings array with the record ``provenance``; a format 1 store is upgraded
-        first, so a store never mixes record layouts."""
+        first, so a store never mixes record layouts. Its chunk keys are the ``obs`` array's (a store
+        created before flat keys keeps nested ones)."""
         self.upgrade()
         # embedding_chunk_bytes, not frame_chunk_bytes (which image_chunk_rows reads): the largest power of two
         row_bytes = dim * np.dtype(dtype).itemsize
@@ -235,6 +236,7 @@ class WritableStore(Store):
             compressors=ZstdCodec(level=layout.zstd_level),
             fill_value=0,
             dimension_names=("row", "feature"),
+            chunk_key_encoding=self.array("obs").metadata.chunk_key_encoding.to_dict(),
             overwrite=True,
         )
         arr.attrs[ATTR] = {**provenance, "rows_done": 0}
@@ -260,7 +262,7 @@ def _direct_chunk_codec(arr: zarr.Array) -> Zstd | None:
     """The zstd codec when ``arr``'s whole chunks can be written as files directly, else None.
 
     Only for the layout rise creates on a local disk: chunks that split the row axis alone, the default
-    "/" chunk keys, and codecs ``bytes`` (little-endian or single-byte dtypes) + ``zstd``. Such a chunk
+    chunk keys (flat "." or nested "/"), and codecs ``bytes`` (little-endian or single-byte dtypes) + ``zstd``. Such a chunk
     file is exactly numcodecs' zstd of the chunk's C-order bytes, which is what zarr writes itself.
     """
     if not isinstance(arr.store, LocalStore) or sys.byteorder != "little":
@@ -275,7 +277,7 @@ def _direct_chunk_codec(arr: zarr.Array) -> Zstd | None:
         and isinstance(codecs[0], BytesCodec)
         and isinstance(codecs[1], ZstdCodec)
         and getattr(key, "name", "default") == "default"
-        and getattr(key, "separator", "/") == "/"
+        and getattr(key, "separator", "/") in ("/", ".")
         and tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
     ):
         return None
@@ -376,6 +378,12 @@ def partial_files(path: str) -> list[Path]:
     return sorted(Path(path).rglob("*.partial"))
 
 
+# Flat chunk keys (frame/c.12.0.0.0): zarr's default "/" puts every chunk of an N-d array in N-1 new folders
+# of its own; creating and fsyncing them cost 1.7x the CPU of a durable Atari frame row (52 vs 31 us,
+# benchmarks/store_write.py). Stores created before keep "/" (each array's zarr.json records its keys).
+CHUNK_KEYS = {"name": "default", "configuration": {"separator": "."}}
+
+
 def create_store(
     path: str | os.PathLike,
     env: dict,
@@ -402,6 +410,7 @@ def create_store(
             compressors=zstd,
             fill_value=0,
             dimension_names=dims,
+            chunk_key_encoding=CHUNK_KEYS,
         )
 
     array("obs", tuple(obs_shape), layout.image_chunk_rows(obs_shape), "uint8", ("row", "y", "x"))

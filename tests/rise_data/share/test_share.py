@@ -627,3 +627,13 @@ def test_url_without_its_fsspec_backend_is_one_line_exit_2():
         "error: s3://bucket/pong.zarr: reading s3:// URLs needs s3fs, which is not installed; install it with: "
         "pip install s3fs"
     ], out.stderr
+
+
+def test_pack_drops_chunks_wholly_past_the_commit_in_both_key_layouts():
+    from rise_data.share.pack import _keep_chunk
+
+    keep = {"obs": 2, "episodes/length": 1, "frame": None}  # rows chunks to keep (None: all)
+    assert _keep_chunk("obs/c.1.0.0", keep) and not _keep_chunk("obs/c.2.0.0", keep)
+    assert _keep_chunk("obs/c/1/0/0", keep) and not _keep_chunk("obs/c/2/0/0", keep)
+    assert _keep_chunk("episodes/length/c/0", keep) and not _keep_chunk("episodes/length/c.1", keep)
+    assert _keep_chunk("frame/c.99.0.0.0", keep) and _keep_chunk("embeddings/zarr.json", keep)

@@ -21,7 +21,8 @@ runner = CliRunner()
 
 
 def chunk_file(store: str, name: str) -> Path:
-    return next(p for p in sorted((Path(store) / name / "c").rglob("*")) if p.is_file())
+    """The first chunk file of array ``name`` (flat keys c.0.0 or nested c/0/0)."""
+    return next(p for p in sorted((Path(store) / name).rglob("*")) if p.is_file() and p.name != "zarr.json")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -95,14 +96,14 @@ def test_exit_code_of_a_usage_error(tmp_path):
 
 def test_pack_only_the_store_own_files(copy, tmp_path):
     (Path(copy) / "notes.txt").write_text("not data")
-    (Path(copy) / "obs" / "c" / "0.partial").write_bytes(b"temp")
+    (Path(copy) / "obs" / "c.0.0.0.1234.partial").write_bytes(b"temp")
     with store_lock(copy, "test"):  # a held writer lock: its file must not be packed
         out = runner.invoke(app, ["pack", copy, str(tmp_path / "a.zip")])
     assert out.exit_code == 0 and "left out 1 files" in out.output and "notes.txt" in out.output
     names = zipfile.ZipFile(tmp_path / "a.zip").namelist()
     assert not [n for n in names if ".rise" in n or "partial" in n or "notes" in n]
     assert runner.invoke(app, ["check", str(tmp_path / "a.zip")]).exit_code == 0
-    os.symlink("/etc/hostname", Path(copy) / "obs" / "c" / "99")
+    os.symlink("/etc/hostname", Path(copy) / "obs" / "c.99.0.0")
     out = runner.invoke(app, ["pack", copy, str(tmp_path / "b.zip")])
     assert out.exit_code == 2 and "symbolic link" in out.output and not (tmp_path / "b.zip").exists()
     assert not list(tmp_path.glob("b.zip*"))

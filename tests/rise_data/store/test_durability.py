@@ -81,7 +81,7 @@ def check_commit_order(events: list, root: Path) -> dict:
                 root_dir_open = True
             unsynced[path.parent] = i
             continue
-        chunk_files += "/c/" in str(path)
+        chunk_files += path.name.startswith("c.") or "/c/" in str(path)  # flat or nested chunk keys
         unsynced[path] = i
         unsynced.setdefault(path.parent, i)
     assert not root_dir_open, "the root directory was not fsynced after the last commit"

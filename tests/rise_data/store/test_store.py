@@ -124,7 +124,7 @@ def test_check_reports_corruption(pong_copy):
     problems = check_store(pong_copy)
     assert any(p.severity == "error" and p.where == "is_first" for p in problems)
     # a damaged chunk file
-    chunk = next((root / "reward" / "c").rglob("*"))
+    chunk = root / "reward" / "c.0"  # flat chunk keys (CHUNK_KEYS)
     chunk.write_bytes(b"not zstd")
     problems = check_store(pong_copy)
     assert any(
@@ -212,7 +212,7 @@ def test_repair_trims_crash_tails_and_keeps_committed_data(tmp_path, spec):
     store.group.attrs[ATTR] = meta
     emb = store.group["embeddings/downsample"]
     emb.attrs[ATTR] = {**dict(emb.attrs)[ATTR], "rows_done": emb.shape[0]}
-    for temp in ("obs/c/0.1234.partial", "zarr.json.99.partial"):
+    for temp in ("obs/c.0.0.0.1234.partial", "zarr.json.99.partial"):
         (Path(store.path) / temp).write_bytes(b"junk")
     s = open_store(store.path, mode="a")
     assert s.group["obs"].shape[0] > rows
@@ -275,3 +275,28 @@ def test_format_1_store_written_the_old_way_is_read_then_upgraded_by_a_writer(cu
     assert dict(group.attrs)[ATTR]["format_version"] == 2
     assert dict(group["embeddings/downsample"].attrs)[ATTR]["encoder"] == new["encoder"]  # rewritten in place
     assert [p for p in check_store(cue_copy) if p.severity == "error"] == []
+
+
+@pytest.mark.parametrize("sep", [".", "/"])  # new stores; a store created before flat chunk keys
+def test_chunk_keys_new_stores_flat_old_stores_kept(tmp_path, spec, monkeypatch, sep):
+    import rise_data.store.write as write
+
+    if sep == "/":  # the layout stores created before CHUNK_KEYS have
+        monkeypatch.setattr(write, "CHUNK_KEYS", {"name": "default", "configuration": {"separator": "/"}})
+    store = _store_with_embeddings(tmp_path, spec)
+    monkeypatch.undo()
+    store.append_episodes(_with_embeddings(store, _episodes(np.random.default_rng(5), 4)))
+    root = Path(store.path)
+    for name in ("obs", "frame", "reward", "episodes/length", "embeddings/downsample"):
+        assert store.array(name).metadata.chunk_key_encoding.separator == sep, name
+        chunks = [p for p in (root / name).rglob("*") if p.is_file() and p.name != "zarr.json"]
+        assert chunks and all(p.parent == root / name for p in chunks) == (sep == "."), name
+    # an embedding made again later (encode --overwrite) keeps the store's keys: one store, one layout
+    from rise_data.store import StoreLayout
+
+    record = {k: v for k, v in store.embedding_meta("downsample").items() if k != "rows_done"}
+    store.create_embedding("downsample", 256, "float16", record, StoreLayout())
+    assert store.array("embeddings/downsample").metadata.chunk_key_encoding.separator == sep
+    assert [p.severity for p in check_store(store.path)] == ["warning"]  # not encoded yet, nothing wrong
+    if sep == ".":
+        assert not (root / "frame" / "c").exists()  # no folder per chunk
