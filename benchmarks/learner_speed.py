@@ -9,12 +9,13 @@ turns, so a change of load falls on all rows alike. Printed per K and path: wall
 (torch.profiler, nested ones counted; ``top``: top-level only) and the first step's seconds (build and compile).
 The ``floor`` row times only the convolutions, pools and LSTM an update runs (see :func:`floor_step`): what no
 rewrite of the update's Python can remove.
-``compile_cpp`` compiles with inductor's C++ wrapper (the kernels called from C++, not Python), ``_cl`` with
-channels_last too; ``compile_autotune`` with max_autotune. Set TORCHINDUCTOR_CACHE_DIR to a fresh folder for a
+``eager`` is the default update (NHWC convolutions on the CPU), ``nchw`` the same in NCHW (the default before),
+``compile_cpp`` compiles with inductor's C++ wrapper (the kernels called from C++, not Python),
+``compile_autotune`` with max_autotune. Set TORCHINDUCTOR_CACHE_DIR to a fresh folder for a
 cold compile.
 Ends with one JSON line of ``ratios``: update_speedup_k{K} for the default path, ..._{path} for the others.
 Usage: OMP_NUM_THREADS=1 python benchmarks/learner_speed.py [--rev 3be2990] [--rounds 7] [--seconds 1]
-       [--paths eager,compile] [--ks 0,16]
+       [--paths eager,nchw,compile] [--ks 0,16]
 """
 
 from __future__ import annotations
@@ -40,17 +41,15 @@ RECIPE_NET = dict(
 BATCH = 32
 # this tree's paths: LearnerConfig fields over the defaults
 PATHS = {
-    "eager": {"compile": False},
+    "eager": {"compile": False},  # the defaults: NHWC on the CPU
+    "nchw": {"channels_last": False},
     "compile": {"compile": True},
-    "channels_last": {"channels_last": True},
     "compile_cpp": {"compile": True},
-    "compile_cpp_cl": {"compile": True, "channels_last": True},
     "compile_autotune": {"compile": True},
 }
 # inductor settings a path compiles under (scoped to its first step, where the compile happens)
 INDUCTOR = {
     "compile_cpp": {"cpp_wrapper": True},
-    "compile_cpp_cl": {"cpp_wrapper": True},
     "compile_autotune": {"max_autotune": True},
 }
 
@@ -150,10 +149,11 @@ def floor_step(k: int):
     context LSTM likewise. Returns a step function."""
     import torch
 
-    from rise_agent.network import NetworkConfig, make_network
+    from rise_agent.network import NetworkConfig, default_channels_last, make_network
 
     torch.set_num_threads(1)
     net = make_network(NetworkConfig(**{**RECIPE_NET, "context_len": k, "spectral_norm": False}))
+    net.set_layout(default_channels_last(torch.device("cpu")), 0, None)  # the default update's layout
     b = make_batch(k)
     context = b.context.float() if k else None
 
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=7, help="timing turns per row")
     ap.add_argument("--seconds", type=float, default=1.0, help="seconds per row and turn")
     ap.add_argument(
-        "--paths", default="eager,compile", help=f"this tree's paths, comma-separated: {', '.join(PATHS)}"
+        "--paths", default="eager,nchw,compile", help=f"this tree's paths, comma-separated: {', '.join(PATHS)}"
     )
     ap.add_argument("--ks", default="0,16")
     a = ap.parse_args(argv)

@@ -18,7 +18,13 @@ import torch
 from torch import Tensor, nn
 
 from rise_agent.learner_config import LearnerConfig, MunchausenPolicy, Precision
-from rise_agent.network import NetworkConfig, RiseNetwork, make_network, spectral_norm_modules
+from rise_agent.network import (
+    NetworkConfig,
+    RiseNetwork,
+    default_channels_last,
+    make_network,
+    spectral_norm_modules,
+)
 from rise_agent.replay.config import Batch
 from rise_agent.update import Stats, loss, stacks_target_policy, target_quantiles, target_values
 from rise_data.errors import UserError
@@ -52,8 +58,9 @@ def _speed_settings(config: LearnerConfig, device: torch.device, nets) -> None:
         torch.backends.cuda.matmul.allow_tf32 = config.tf32
         torch.backends.cudnn.allow_tf32 = config.tf32
     cast = torch.float16 if (config.lstm_half and device.type == "cuda") else None
+    nhwc = default_channels_last(device) if config.channels_last is None else config.channels_last
     for net in nets:
-        net.set_layout(config.channels_last, config.lstm_chunk, cast, lstm_traceable=config.compile)
+        net.set_layout(nhwc, config.lstm_chunk, cast, lstm_traceable=config.compile)
 
 
 GRAPH_WARMUP = 3  # eager steps on a side stream before the capture (PyTorch's recipe for whole-step graphs)

@@ -39,7 +39,9 @@ class LearnerConfig:
     # GPU speed paths; each off falls back to the plain eager path, same math on CPU
     cudnn_benchmark: bool = param(True, "CUDA: let cuDNN time its algorithms for the fixed batch shapes")
     tf32: bool = param(False, "CUDA: TF32 matmuls and convolutions (10-bit mantissa products; BTR: fp32)")
-    channels_last: bool = param(False, "NHWC weights and frames for the Impala CNN (tensor-core friendly)")
+    channels_last: bool | None = param(
+        None, "NHWC weights and frames for the Impala CNN (unset: on on the CPU, off on CUDA; same math)"
+    )
     lstm_chunk: int = param(0, ">0: the context LSTM over batch chunks of at most this many sequences")
     lstm_half: bool = param(
         False, "CUDA: the context LSTM in fp16, weights cast once per forward (not per call)"

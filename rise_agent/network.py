@@ -603,6 +603,12 @@ class RiseNetwork(nn.Module):
             return Encoded(feat + h, None, lstm)
         return Encoded(torch.cat([feat, h], dim=-1), None, lstm)
 
+    @property
+    def channels_last(self) -> bool:
+        """Whether the CNN runs in the NHWC layout (see :meth:`set_layout`)."""
+        w = self.cnn.stem_weight
+        return w.shape[1] > 1 and w.is_contiguous(memory_format=torch.channels_last)
+
     def set_layout(
         self,
         channels_last: bool,
@@ -668,6 +674,13 @@ class RiseNetwork(nn.Module):
     def reset_noise(self) -> None:
         """Resample the noise of all noisy layers."""
         reset_noise(self)
+
+
+def default_channels_last(device: torch.device) -> bool:
+    """The CNN layout when a config leaves it open: NHWC on the CPU, where oneDNN's NHWC convolutions made an
+    update 1.4-1.75x and a batch-8 acting forward 3.2x faster at the same math (docs/deviations.md has the
+    measurements); NCHW on CUDA, where it was not measured."""
+    return device.type == "cpu"
 
 
 def make_network(config: NetworkConfig) -> RiseNetwork:

@@ -96,6 +96,7 @@ def actor_copy(network: RiseNetwork) -> RiseNetwork:
     """
     device = next(network.parameters()).device
     twin = make_network(network.config).to(device).train()
+    twin.set_layout(network.channels_last, 0, None)  # the learner's CNN layout (NHWC on the CPU by default)
     twin.requires_grad_(False)
     copy_weights(network, twin)
     for m in spectral_norm_modules(twin):

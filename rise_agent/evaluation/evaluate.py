@@ -30,7 +30,7 @@ from tqdm import tqdm
 from rise_agent.acting.actor import Actor
 from rise_agent.evaluation.scores import score_note
 from rise_agent.evaluation.video import RECORD_MAX_FRAMES, VIDEO_SUFFIXES, record_frame, write_video
-from rise_agent.network import RiseNetwork, disable_noise, make_network
+from rise_agent.network import RiseNetwork, default_channels_last, disable_noise, make_network
 from rise_agent.training.checkpoint import Checkpoint, CheckpointError
 from rise_data.collect.rollout import Rollout
 from rise_data.encode.encoders import Encoder
@@ -196,6 +196,7 @@ def load_agent(
         network.load_state_dict(ck.network)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {checkpoint_path}: network weights do not fit its config") from e
+    network.set_layout(default_channels_last(device), 0, None)
     network.eval()
     encoder = None
     if cfg.context_len > 0:

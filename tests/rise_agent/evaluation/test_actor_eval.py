@@ -531,6 +531,7 @@ def test_load_agent_rebuilds_network_and_encoder(cue_spec, tmp_path):
     loaded, encoder, meta = load_agent(path, "cpu")
     assert not loaded.training and meta["env"] == cue_spec and encoder.name == "downsample"
     assert loaded.config == net.config
+    assert loaded.channels_last and not net.channels_last  # the CPU's default layout; same outputs below
     frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
     ctx, mask = torch.randn(2, 4, 256), torch.ones(2, 4, dtype=torch.bool)
     taus = torch.rand(2, 8)

@@ -356,8 +356,8 @@ def test_gate_and_lstm_metrics_equal_a_naive_recount():
 
 
 def test_channels_last_step_equals_the_default_layout():
-    """LearnerConfig.channels_last (the GPU layout) computes the same step on CPU: same loss, metrics,
-    priorities and updated weights, up to float rounding of the convolution order."""
+    """LearnerConfig.channels_last (NHWC, the CPU default) computes the same step as NCHW on CPU: same loss,
+    metrics, priorities and updated weights, up to float rounding of the convolution order."""
     batch = make_batch(K)
     out = []
     for cl in (False, True):
@@ -374,6 +374,15 @@ def test_channels_last_step_equals_the_default_layout():
     np.testing.assert_allclose(p1, p0, rtol=1e-4, atol=1e-5)
     for a, b in zip(w0, w1, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_cnn_layout_default_is_nhwc_on_cpu_and_the_actor_copy_follows_the_learner():
+    from rise_agent.acting.thread import actor_copy
+
+    for setting, want in ((None, True), (False, False), (True, True)):
+        learner = Learner(small_config(K), LearnerConfig(channels_last=setting), "cpu")
+        assert learner.online.channels_last is want and learner.target.channels_last is want
+        assert actor_copy(learner.online).channels_last is want
 
 
 @pytest.mark.gpu
