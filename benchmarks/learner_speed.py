@@ -279,7 +279,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=7, help="timing turns per row")
     ap.add_argument("--seconds", type=float, default=1.0, help="seconds per row and turn")
     ap.add_argument(
-        "--paths", default="eager,nchw,compile", help=f"this tree's paths, comma-separated: {', '.join(PATHS)}"
+        "--paths",
+        default="eager,nchw,compile",
+        help=f"this tree's paths, comma-separated: {', '.join(PATHS)}",
     )
     ap.add_argument("--ks", default="0,16")
     a = ap.parse_args(argv)
