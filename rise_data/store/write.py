@@ -21,6 +21,7 @@ import zarr
 from numcodecs import Zstd
 from zarr.codecs import BytesCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.chunk_key_encodings import ChunkKeyEncoding, DefaultChunkKeyEncoding
 from zarr.core.metadata import ArrayV3Metadata
 from zarr.storage import LocalStore
 
@@ -236,11 +237,16 @@ class WritableStore(Store):
             compressors=ZstdCodec(level=layout.zstd_level),
             fill_value=0,
             dimension_names=("row", "feature"),
-            chunk_key_encoding=self.array("obs").metadata.chunk_key_encoding.to_dict(),
+            chunk_key_encoding=self._chunk_keys(),
             overwrite=True,
         )
         arr.attrs[ATTR] = {**provenance, "rows_done": 0}
         return arr
+
+    def _chunk_keys(self) -> ChunkKeyEncoding:
+        meta = self.array("obs").metadata
+        assert isinstance(meta, ArrayV3Metadata)  # rise creates format 3 arrays only
+        return meta.chunk_key_encoding
 
     def delete_embedding(self, name: str) -> None:
         del self.group[f"embeddings/{name}"]
@@ -381,7 +387,7 @@ def partial_files(path: str) -> list[Path]:
 # Flat chunk keys (frame/c.12.0.0.0): zarr's default "/" puts every chunk of an N-d array in N-1 new folders
 # of its own; creating and fsyncing them cost 1.7x the CPU of a durable Atari frame row (52 vs 31 us,
 # benchmarks/store_write.py). Stores created before keep "/" (each array's zarr.json records its keys).
-CHUNK_KEYS = {"name": "default", "configuration": {"separator": "."}}
+CHUNK_KEYS = DefaultChunkKeyEncoding(separator=".")
 
 
 def create_store(

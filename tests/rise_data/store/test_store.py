@@ -282,7 +282,7 @@ def test_chunk_keys_new_stores_flat_old_stores_kept(tmp_path, spec, monkeypatch,
     import rise_data.store.write as write
 
     if sep == "/":  # the layout stores created before CHUNK_KEYS have
-        monkeypatch.setattr(write, "CHUNK_KEYS", {"name": "default", "configuration": {"separator": "/"}})
+        monkeypatch.setattr(write, "CHUNK_KEYS", write.DefaultChunkKeyEncoding(separator="/"))
     store = _store_with_embeddings(tmp_path, spec)
     monkeypatch.undo()
     store.append_episodes(_with_embeddings(store, _episodes(np.random.default_rng(5), 4)))
