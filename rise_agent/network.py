@@ -678,8 +678,8 @@ class RiseNetwork(nn.Module):
 
 def default_channels_last(device: torch.device) -> bool:
     """The CNN layout when a config leaves it open: NHWC on the CPU, where oneDNN's NHWC convolutions made an
-    update 1.4-1.75x and a batch-8 acting forward 3.2x faster at the same math (docs/deviations.md has the
-    measurements); NCHW on CUDA, where it was not measured."""
+    84x84 update 1.40-1.70x and a batch-8 acting forward 1.9x faster at the same math
+    (``benchmarks/cnn_layout.py``, docs/deviations.md); NCHW on CUDA, where it was not measured."""
     return device.type == "cpu"
 
 

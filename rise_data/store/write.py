@@ -268,8 +268,9 @@ def _direct_chunk_codec(arr: zarr.Array) -> Zstd | None:
     """The zstd codec when ``arr``'s whole chunks can be written as files directly, else None.
 
     Only for the layout rise creates on a local disk: chunks that split the row axis alone, the default
-    chunk keys (flat "." or nested "/"), and codecs ``bytes`` (little-endian or single-byte dtypes) + ``zstd``. Such a chunk
-    file is exactly numcodecs' zstd of the chunk's C-order bytes, which is what zarr writes itself.
+    chunk keys (flat "." or nested "/"), and codecs ``bytes`` (little-endian or single-byte dtypes) +
+    ``zstd``. Such a chunk file is exactly numcodecs' zstd of the chunk's C-order bytes, which is what zarr
+    writes itself.
     """
     if not isinstance(arr.store, LocalStore) or sys.byteorder != "little":
         return None
