@@ -331,10 +331,15 @@ class ImpalaCNN(nn.Module):
         assert isinstance(block, ImpalaBlock)
         return block.conv.weight
 
-    def forward(self, frames: Tensor) -> Tensor:
+    @property
+    def channels_last(self) -> bool:
+        """Whether the weights were put in NHWC (``RiseNetwork.set_layout``); a 1-channel stem is ambiguous: NCHW."""
         w = self.stem_weight
-        x = frames.to(w.dtype) / 255.0
-        if w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) and w.shape[1] > 1:
+        return w.dim() == 4 and w.shape[1] > 1 and w.is_contiguous(memory_format=torch.channels_last)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        x = frames.to(self.stem_weight.dtype) / 255.0
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # the layout the weights were put in
         weights = iter(spectral_weights(self.spectral_convs)) if self.spectral_convs else None
         for block in self.blocks:
@@ -606,8 +611,7 @@ class RiseNetwork(nn.Module):
     @property
     def channels_last(self) -> bool:
         """Whether the CNN runs in the NHWC layout (see :meth:`set_layout`)."""
-        w = self.cnn.stem_weight
-        return w.shape[1] > 1 and w.is_contiguous(memory_format=torch.channels_last)
+        return self.cnn.channels_last
 
     def set_layout(
         self,
